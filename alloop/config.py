@@ -1,0 +1,186 @@
+"""Typed settings, every default named once, read from environment variables (flags override them in each main).
+
+| variable | default | used by |
+|---|---|---|
+| REDIS_URL | unset: start/reuse an embedded Redis in ALLOOP_STATE_DIR/redis | both |
+| ALLOOP_REDIS_PREFIX | alloop | both |
+| ALLOOP_STATE_DIR | .alloop | both (embedded Redis data, default model dir) |
+| ALLOOP_MODEL_DIR | $ALLOOP_STATE_DIR/models | both |
+| ALLOOP_CLASSES | negative,positive | both |
+| ALLOOP_QUERY_ADDRESS | 127.0.0.1:50051 | query service, clients |
+| ALLOOP_TRAINER_ADDRESS | 127.0.0.1:50052 | trainer service, clients |
+| ALLOOP_LEASE_SECONDS | 300 | query service |
+| ALLOOP_MAX_LEASE_ITEMS | 100 | query service |
+| ALLOOP_SCORE_BATCH_SIZE | 512 | query service |
+| ALLOOP_MAX_BATCH_ITEMS | 10000 | query service (items per request) |
+| ALLOOP_MAX_TEXT_CHARS | 100000 | query service |
+| ALLOOP_MODEL_POLL_SECONDS | 2.0 | query service (fallback when a pub/sub message is missed) |
+| ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
+| ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
+| ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
+| ALLOOP_WARM_START | 1 | trainer |
+| ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
+| ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
+| ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
+| ALLOOP_SEED | 0 | trainer |
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.store.keys import DEFAULT_PREFIX
+
+DEFAULT_CLASSES = ("negative", "positive")
+DEFAULT_STATE_DIR = Path(".alloop")
+DEFAULT_QUERY_ADDRESS = "127.0.0.1:50051"
+DEFAULT_TRAINER_ADDRESS = "127.0.0.1:50052"
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    redis_url: str | None = None
+    redis_prefix: str = DEFAULT_PREFIX
+    state_dir: Path = DEFAULT_STATE_DIR
+    model_dir: Path | None = None
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or self.state_dir / "models"
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    common: CommonSettings = field(default_factory=CommonSettings)
+    address: str = DEFAULT_QUERY_ADDRESS
+    lease_seconds: float = 300.0
+    max_lease_items: int = 100
+    score_batch_size: int = 512
+    max_batch_items: int = 10_000
+    max_text_chars: int = 100_000
+    model_poll_seconds: float = 2.0
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    common: CommonSettings = field(default_factory=CommonSettings)
+    address: str = DEFAULT_TRAINER_ADDRESS
+    retrain_threshold: int = 1000
+    initial_data: Path | None = None
+    val_data: Path | None = None
+    test_data: Path | None = None
+    initial_pool: str = "initial"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    export_saved_model: bool = True
+    consumer: str = ""
+
+
+def common_from_env(env: Mapping[str, str]) -> CommonSettings:
+    state_dir = Path(env.get("ALLOOP_STATE_DIR", str(DEFAULT_STATE_DIR)))
+    model_dir = env.get("ALLOOP_MODEL_DIR")
+    classes = tuple(c.strip() for c in env.get("ALLOOP_CLASSES", ",".join(DEFAULT_CLASSES)).split(",") if c.strip())
+    if len(classes) < 2:
+        raise ValueError(f"ALLOOP_CLASSES needs at least two class names, got {classes!r}")
+    return CommonSettings(
+        redis_url=env.get("REDIS_URL") or None,
+        redis_prefix=env.get("ALLOOP_REDIS_PREFIX", DEFAULT_PREFIX),
+        state_dir=state_dir,
+        model_dir=Path(model_dir) if model_dir else None,
+        classes=classes,
+    )
+
+
+def query_from_env(env: Mapping[str, str]) -> QuerySettings:
+    d = QuerySettings()
+    return QuerySettings(
+        common=common_from_env(env),
+        address=env.get("ALLOOP_QUERY_ADDRESS", d.address),
+        lease_seconds=float(env.get("ALLOOP_LEASE_SECONDS", d.lease_seconds)),
+        max_lease_items=int(env.get("ALLOOP_MAX_LEASE_ITEMS", d.max_lease_items)),
+        score_batch_size=int(env.get("ALLOOP_SCORE_BATCH_SIZE", d.score_batch_size)),
+        max_batch_items=int(env.get("ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items)),
+        max_text_chars=int(env.get("ALLOOP_MAX_TEXT_CHARS", d.max_text_chars)),
+        model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
+    )
+
+
+def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
+    d = TrainerSettings()
+    m, t = d.model, d.training
+    common = common_from_env(env)
+
+    def path(name: str) -> Path | None:
+        value = env.get(name)
+        return Path(value) if value else None
+
+    return TrainerSettings(
+        common=common,
+        address=env.get("ALLOOP_TRAINER_ADDRESS", d.address),
+        retrain_threshold=int(env.get("ALLOOP_RETRAIN_THRESHOLD", d.retrain_threshold)),
+        initial_data=path("ALLOOP_INITIAL_DATA"),
+        val_data=path("ALLOOP_VAL_DATA"),
+        test_data=path("ALLOOP_TEST_DATA"),
+        model=ModelConfig(
+            max_tokens=int(env.get("ALLOOP_MAX_TOKENS", m.max_tokens)),
+            sequence_length=int(env.get("ALLOOP_SEQUENCE_LENGTH", m.sequence_length)),
+            embedding_dim=int(env.get("ALLOOP_EMBEDDING_DIM", m.embedding_dim)),
+            lstm_units=int(env.get("ALLOOP_LSTM_UNITS", m.lstm_units)),
+            dense_units=int(env.get("ALLOOP_DENSE_UNITS", m.dense_units)),
+            dropout=float(env.get("ALLOOP_DROPOUT", m.dropout)),
+            n_classes=len(common.classes),
+        ),
+        training=TrainingConfig(
+            epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),
+            batch_size=int(env.get("ALLOOP_BATCH_SIZE", t.batch_size)),
+            patience=int(env.get("ALLOOP_PATIENCE", t.patience)),
+            warm_start=_truthy(env.get("ALLOOP_WARM_START", "1")),
+            seed=int(env.get("ALLOOP_SEED", t.seed)),
+        ),
+        export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
+    )
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis URL (env REDIS_URL); unset: embedded Redis")
+    parser.add_argument("--state-dir", type=Path, help="state directory (env ALLOOP_STATE_DIR, default .alloop)")
+    parser.add_argument("--model-dir", type=Path, help="model store (env ALLOOP_MODEL_DIR)")
+    parser.add_argument("--address", help="host:port to serve on")
+
+
+def apply_common_flags(common: CommonSettings, args: argparse.Namespace) -> CommonSettings:
+    overrides: dict[str, Any] = {}
+    if args.redis_url:
+        overrides["redis_url"] = args.redis_url
+    if args.state_dir:
+        overrides["state_dir"] = args.state_dir
+    if args.model_dir:
+        overrides["model_dir"] = args.model_dir
+    return replace(common, **overrides)
+
+
+__all__ = [
+    "CommonSettings",
+    "QuerySettings",
+    "TrainerSettings",
+    "add_common_flags",
+    "apply_common_flags",
+    "common_from_env",
+    "query_from_env",
+    "trainer_from_env",
+]

@@ -1,0 +1,43 @@
+"""Model and training settings, kept free of TensorFlow so clients and config parsing import fast."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes default to the seed's; tests shrink them."""
+
+    max_tokens: int = 3000
+    sequence_length: int = 150
+    embedding_dim: int = 128
+    lstm_units: int = 32
+    dense_units: int = 20
+    dropout: float = 0.5
+    n_classes: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {self.n_classes}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    patience: int = 4
+    warm_start: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.patience < 0:
+            raise ValueError("epochs and batch_size must be positive and patience non-negative")

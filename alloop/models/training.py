@@ -1,0 +1,130 @@
+"""One training round: warm start, fit with best-only checkpointing and early stopping, evaluate.
+
+Warm start is the documented default, as in the seed: round n+1 continues from round n's weights and keeps its
+vocabulary (adapted once, on the first round's training texts). ``warm_start=False`` rebuilds from scratch each
+round, re-adapting the vocabulary on the current training set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alloop.metrics import Evaluation, evaluate
+from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models.bilstm import (
+    Predictor,
+    assemble,
+    build_classifier,
+    build_vectorizer,
+    compile_classifier,
+    parts,
+)
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    texts: Sequence[str]
+    labels: Sequence[int]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class RoundResult:
+    model: keras.Model
+    test: Evaluation
+    validation: Evaluation
+    epochs: int
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+class _EpochReporter(keras.callbacks.Callback):
+    def __init__(self, report: EpochCallback) -> None:
+        super().__init__()
+        self._report = report
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._report(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+def _dataset(vectorizer: keras.layers.Layer, data: LabeledData, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    tokens = vectorizer(tf.constant(list(data.texts)))
+    labels = tf.constant(np.asarray(data.labels, dtype=np.int64))
+    ds = tf.data.Dataset.from_tensor_slices((tokens, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(data), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train_round(
+    train: LabeledData,
+    val: LabeledData,
+    test: LabeledData,
+    *,
+    model_config: ModelConfig,
+    training: TrainingConfig,
+    work_dir: Path,
+    previous: keras.Model | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> RoundResult:
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+    if len(val) == 0:
+        raise ValueError("the validation set is empty: early stopping and checkpointing need one")
+    started = time.monotonic()
+    keras.utils.set_random_seed(training.seed)
+    if previous is not None and training.warm_start:
+        vectorizer, classifier = parts(previous)
+    else:
+        vectorizer = build_vectorizer(model_config, train.texts)
+        classifier = build_classifier(model_config)
+    compile_classifier(classifier, model_config.n_classes)
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = work_dir / "best.weights.h5"
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.patience),
+    ]
+    if on_epoch is not None:
+        callbacks.append(_EpochReporter(on_epoch))
+    history = classifier.fit(
+        _dataset(vectorizer, train, training.batch_size, training.seed),
+        validation_data=_dataset(vectorizer, val, training.batch_size, None),
+        epochs=training.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself each epoch
+        verbose=0,
+    )
+    if checkpoint.exists():
+        classifier.load_weights(str(checkpoint))
+    model = assemble(vectorizer, classifier)
+    predictor = Predictor(model)
+    validation = evaluate(val.labels, predictor.predict_proba(val.texts))
+    test_eval = evaluate(test.labels, predictor.predict_proba(test.texts)) if len(test) else validation
+    return RoundResult(
+        model=model,
+        test=test_eval,
+        validation=validation,
+        epochs=len(history.history.get("loss", [])),
+        seconds=time.monotonic() - started,
+        history={k: [float(x) for x in v] for k, v in history.history.items()},
+    )

@@ -1,0 +1,97 @@
+"""Server plumbing both services share: the gRPC server, its health service, and a Redis watchdog."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+import redis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def new_server(address: str, *, max_message_bytes: int, workers: int = 16) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A server bound to ``address`` (port 0 picks a free one) with the standard health service attached."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, port, health_servicer
+
+
+class Watchdog:
+    """Reports SERVING / NOT_SERVING on the health service by pinging Redis, and runs periodic chores."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        health_servicer: health.HealthServicer,
+        services: list[str],
+        *,
+        interval: float = 1.0,
+        chores: list[Callable[[], object]] | None = None,
+    ) -> None:
+        self._client = client
+        self._health = health_servicer
+        self._services = ["", *services]
+        self._interval = interval
+        self._chores = chores or []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self.serving = False
+
+    def start(self) -> None:
+        self.check()
+        self._thread.start()
+
+    def check(self) -> bool:
+        try:
+            self._client.ping()
+            for chore in self._chores:
+                chore()
+            ok = True
+        except redis.exceptions.RedisError as exc:
+            if self.serving:
+                log.warning("Redis unreachable (%s): NOT_SERVING until it is back", exc)
+            ok = False
+        if ok != self.serving:
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in self._services:
+                self._health.set(name, status)
+            self.serving = ok
+        return ok
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._health.enter_graceful_shutdown()
+
+
+def wait_for_termination(stop: Callable[[], None]) -> None:
+    """Block until SIGINT/SIGTERM, then run ``stop`` once (graceful shutdown for operators and compose)."""
+    done = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    done.wait()
+    stop()

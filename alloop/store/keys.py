@@ -1,0 +1,108 @@
+"""Every Redis key alloop uses, under one prefix, named once.
+
+Items are addressed by ``(pool, id)``; inside Redis that pair is one member string (compact JSON), so ids may hold
+any character and the same id may live in two pools.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "alloop"
+
+
+def item_member(pool: str, item_id: str) -> str:
+    return json.dumps([pool, item_id], separators=(",", ":"))
+
+
+def parse_member(member: str | bytes) -> tuple[str, str]:
+    pool, item_id = json.loads(member)
+    return pool, item_id
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- pools -----------------------------------------------------------------------------------------------
+    @property
+    def pools(self) -> str:
+        """SET of pool names."""
+        return self._k("pools")
+
+    def pool_items(self, pool: str) -> str:
+        """HASH id -> text of one pool."""
+        return self._k("pool", pool, "items")
+
+    # --- labeling queue and leases -------------------------------------------------------------------------------
+    @property
+    def queue(self) -> str:
+        """LIST of item members waiting to be leased, oldest first."""
+        return self._k("queue")
+
+    @property
+    def queued(self) -> str:
+        """HASH member -> task JSON, for every item waiting for a label (queued or leased)."""
+        return self._k("queued")
+
+    @property
+    def leases(self) -> str:
+        """ZSET member -> lease deadline (unix ms)."""
+        return self._k("leases")
+
+    @property
+    def lease_ids(self) -> str:
+        """HASH member -> lease id of the current lease."""
+        return self._k("lease_ids")
+
+    @property
+    def labels(self) -> str:
+        """HASH member -> class index: every label ever accepted, the record that makes labels idempotent."""
+        return self._k("labels")
+
+    @property
+    def label_stream(self) -> str:
+        """STREAM of accepted labels, consumed by the trainer's consumer group."""
+        return self._k("labels", "stream")
+
+    # --- trainer ---------------------------------------------------------------------------------------------
+    @property
+    def training_set(self) -> str:
+        """HASH member -> {"text", "label"} JSON: the trainer's labeled set, idempotent by item."""
+        return self._k("train", "set")
+
+    @property
+    def untrained(self) -> str:
+        """Counter of labels added to the training set since the last round started."""
+        return self._k("train", "untrained")
+
+    @property
+    def rounds(self) -> str:
+        """Counter of training rounds started."""
+        return self._k("train", "rounds")
+
+    # --- model versions ----------------------------------------------------------------------------------------
+    @property
+    def versions(self) -> str:
+        """HASH version -> metadata JSON."""
+        return self._k("models", "versions")
+
+    @property
+    def current_version(self) -> str:
+        return self._k("models", "current")
+
+    @property
+    def next_version(self) -> str:
+        return self._k("models", "next")
+
+    @property
+    def announce_channel(self) -> str:
+        """Pub/sub channel on which each newly published version number is announced."""
+        return self._k("models", "announce")
+
+    def all_patterns(self) -> str:
+        return self._k("*")

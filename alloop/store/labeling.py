@@ -1,0 +1,232 @@
+"""The labeling queue, leases and label submission.
+
+Every change that touches several keys runs as one Lua script, so a crash between steps cannot leave an item both
+queued and lost: Redis runs a script atomically, and with AOF it is replayed whole or not at all.
+
+Rules (documented in the README):
+- An item is queued at most once while it waits for a label; items already labeled or waiting are not queued again.
+- A lease hides the item from other labelers until its deadline; any lease call first puts expired leases back at
+  the front of the queue (:meth:`LabelingStore.reclaim_expired` does it too, for a periodic reaper).
+- A label is accepted for any item that is waiting for one, leased or not, even after its lease expired (the first
+  label wins; the item leaves the queue and any lease). The same label again is an idempotent no-op (counted as
+  duplicate). A different label for a labeled item is refused (FAILED_PRECONDITION), as is a label for an item
+  that was never queued. A batch is all-or-nothing: one bad label and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from alloop.errors import AlreadyLabeled, NotQueued
+from alloop.store.keys import Keys, item_member, parse_member
+
+_ENQUEUE = """
+-- KEYS: queued, queue, labels ; ARGV: member1, task1, member2, task2, ...
+local added = 0
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], m) == 0 and redis.call('HSETNX', KEYS[1], m, ARGV[i + 1]) == 1 then
+    redis.call('RPUSH', KEYS[2], m)
+    added = added + 1
+  end
+end
+return added
+"""
+
+_RECLAIM = """
+-- KEYS: queue, leases, lease_ids, queued ; ARGV: now_ms
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for i = #expired, 1, -1 do
+  local m = expired[i]
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('HDEL', KEYS[3], m)
+  if redis.call('HEXISTS', KEYS[4], m) == 1 then
+    redis.call('LPUSH', KEYS[1], m)
+  end
+end
+return #expired
+"""
+
+_LEASE = (
+    _RECLAIM.replace("return #expired", "")
+    + """
+-- ARGV: now_ms, deadline_ms, max_items, lease_id
+local out = {}
+for i = 1, tonumber(ARGV[3]) do
+  local m = redis.call('LPOP', KEYS[1])
+  if not m then break end
+  redis.call('ZADD', KEYS[2], ARGV[2], m)
+  redis.call('HSET', KEYS[3], m, ARGV[4])
+  table.insert(out, m)
+  table.insert(out, redis.call('HGET', KEYS[4], m))
+end
+return out
+"""
+)
+
+_SUBMIT = """
+-- KEYS: queued, labels, queue, leases, lease_ids, stream, pool_items_1 .. pool_items_n
+-- ARGV: labeler, now_ms, then per label: member, label, id
+local n = (#ARGV - 2) / 3
+local fresh = {}
+for i = 0, n - 1 do
+  local m, label = ARGV[3 + 3 * i], ARGV[4 + 3 * i]
+  local existing = redis.call('HGET', KEYS[2], m)
+  if existing then
+    if existing ~= label then
+      return {'conflict', m, existing}
+    end
+  elseif redis.call('HEXISTS', KEYS[1], m) == 0 then
+    return {'not_queued', m}
+  else
+    table.insert(fresh, i)
+  end
+end
+for _, i in ipairs(fresh) do
+  local m, label, id = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  local pool = cjson.decode(m)[1]
+  local task = redis.call('HGET', KEYS[1], m)
+  redis.call('HSET', KEYS[2], m, label)
+  redis.call('HDEL', KEYS[1], m)
+  redis.call('LREM', KEYS[3], 0, m)
+  redis.call('ZREM', KEYS[4], m)
+  redis.call('HDEL', KEYS[5], m)
+  local text = redis.call('HGET', KEYS[7 + i], id)
+  redis.call('XADD', KEYS[6], '*', 'pool', pool, 'id', id, 'label', label, 'text', text or '',
+             'labeler', ARGV[1], 'labeled_at_ms', ARGV[2], 'task', task)
+end
+return {'ok', tostring(#fresh), tostring(n - #fresh)}
+"""
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    """Why an item was queued: the score and model version that chose it."""
+
+    score: float
+    model_version: int
+    strategy: str
+
+    def to_json(self) -> str:
+        return json.dumps({"score": self.score, "model_version": self.model_version, "strategy": self.strategy})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> QueuedTask:
+        data = json.loads(raw) if raw else {}
+        return cls(float(data.get("score", 0.0)), int(data.get("model_version", 0)), str(data.get("strategy", "")))
+
+
+@dataclass(frozen=True)
+class Lease:
+    pool: str
+    item_id: str
+    text: str
+    lease_id: str
+    expires_unix_ms: int
+    task: QueuedTask
+
+
+@dataclass(frozen=True)
+class LabelSubmission:
+    pool: str
+    item_id: str
+    label: int
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    accepted: int
+    duplicate: int
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class LabelingStore:
+    def __init__(self, client: redis.Redis, keys: Keys, *, clock=now_ms) -> None:  # type: ignore[no-untyped-def]
+        self._r = client
+        self._keys = keys
+        self._clock = clock
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._lease = client.register_script(_LEASE)
+        self._submit = client.register_script(_SUBMIT)
+
+    def enqueue(self, pool: str, tasks: Sequence[tuple[str, QueuedTask]]) -> int:
+        """Queue items for labeling; returns how many were new (labeled or already waiting ones are skipped)."""
+        if not tasks:
+            return 0
+        argv: list[str] = []
+        for item_id, task in tasks:
+            argv += [item_member(pool, item_id), task.to_json()]
+        k = self._keys
+        return int(self._enqueue(keys=[k.queued, k.queue, k.labels], args=argv))
+
+    def reclaim_expired(self) -> int:
+        k = self._keys
+        return int(self._reclaim(keys=[k.queue, k.leases, k.lease_ids, k.queued], args=[self._clock()]))
+
+    def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:
+        now = self._clock()
+        deadline = now + int(lease_seconds * 1000)
+        lease_id = uuid.uuid4().hex
+        k = self._keys
+        flat = self._lease(
+            keys=[k.queue, k.leases, k.lease_ids, k.queued], args=[now, deadline, max_items, lease_id]
+        )
+        pairs = [(parse_member(flat[i]), QueuedTask.from_json(flat[i + 1])) for i in range(0, len(flat), 2)]
+        pipe = self._r.pipeline(transaction=False)
+        for (pool, item_id), _ in pairs:
+            pipe.hget(k.pool_items(pool), item_id)
+        texts = pipe.execute() if pairs else []
+        return [
+            Lease(pool, item_id, text or "", lease_id, deadline, task)
+            for ((pool, item_id), task), text in zip(pairs, texts)
+        ]
+
+    def submit(self, labels: Sequence[LabelSubmission], labeler: str = "") -> SubmitResult:
+        """Record a batch of labels atomically (all or nothing) and append the new ones to the label stream."""
+        if not labels:
+            return SubmitResult(0, 0)
+        k = self._keys
+        keys = [k.queued, k.labels, k.queue, k.leases, k.lease_ids, k.label_stream]
+        args: list[object] = [labeler, self._clock()]
+        for sub in labels:
+            keys.append(k.pool_items(sub.pool))
+            args += [item_member(sub.pool, sub.item_id), str(sub.label), sub.item_id]
+        outcome = self._submit(keys=keys, args=args)
+        status = outcome[0]
+        if status == "conflict":
+            pool, item_id = parse_member(outcome[1])
+            raise AlreadyLabeled(
+                f"item {item_id!r} of pool {pool!r} is already labeled {outcome[2]}; a different label is refused "
+                "(the first label stands). Nothing in this batch was recorded."
+            )
+        if status == "not_queued":
+            pool, item_id = parse_member(outcome[1])
+            raise NotQueued(
+                f"item {item_id!r} of pool {pool!r} is not waiting for a label (never queued by Query); "
+                "nothing in this batch was recorded"
+            )
+        return SubmitResult(int(outcome[1]), int(outcome[2]))
+
+    # --- read side ---------------------------------------------------------------------------------------------
+    def queue_length(self) -> int:
+        return int(self._r.llen(self._keys.queue))
+
+    def leased_count(self) -> int:
+        return int(self._r.zcard(self._keys.leases))
+
+    def waiting_count(self) -> int:
+        return int(self._r.hlen(self._keys.queued))
+
+    def label_of(self, pool: str, item_id: str) -> int | None:
+        value = self._r.hget(self._keys.labels, item_member(pool, item_id))
+        return None if value is None else int(value)

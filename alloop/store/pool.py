@@ -1,0 +1,69 @@
+"""Unlabeled pools: items stored once by id, never overwritten."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from alloop.errors import UnknownPool
+from alloop.store.keys import Keys, item_member
+
+
+@dataclass(frozen=True)
+class AddResult:
+    accepted: int
+    duplicate: int
+
+
+class PoolStore:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+
+    def add(self, pool: str, items: Sequence[tuple[str, str]]) -> AddResult:
+        """Store (id, text) pairs; an id already in the pool keeps its first text (HSETNX), so a retry is a no-op."""
+        if not items:
+            return AddResult(0, 0)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.sadd(self._keys.pools, pool)
+        key = self._keys.pool_items(pool)
+        for item_id, text in items:
+            pipe.hsetnx(key, item_id, text)
+        created = pipe.execute()[1:]
+        accepted = sum(1 for flag in created if flag)
+        return AddResult(accepted, len(items) - accepted)
+
+    def exists(self, pool: str) -> bool:
+        return bool(self._r.sismember(self._keys.pools, pool))
+
+    def require(self, pool: str) -> None:
+        if not self.exists(pool):
+            raise UnknownPool(pool)
+
+    def size(self, pool: str) -> int:
+        return int(self._r.hlen(self._keys.pool_items(pool)))
+
+    def names(self) -> list[str]:
+        return sorted(self._r.smembers(self._keys.pools))
+
+    def texts(self, pool: str, ids: Sequence[str]) -> list[str | None]:
+        if not ids:
+            return []
+        return list(self._r.hmget(self._keys.pool_items(pool), list(ids)))
+
+    def candidates(self, pool: str) -> tuple[list[str], list[str]]:
+        """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""
+        self.require(pool)
+        items = self._r.hgetall(self._keys.pool_items(pool))
+        if not items:
+            return [], []
+        ids = list(items)
+        members = [item_member(pool, item_id) for item_id in ids]
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hmget(self._keys.labels, members)
+        pipe.hmget(self._keys.queued, members)
+        labeled, queued = pipe.execute()
+        keep = [i for i, (lab, que) in enumerate(zip(labeled, queued)) if lab is None and que is None]
+        return [ids[i] for i in keep], [items[ids[i]] for i in keep]

@@ -1,0 +1,162 @@
+"""The query service's domain logic, free of gRPC: validation, scoring, selection, queueing.
+
+The servicer translates protobuf to these calls and back; every failure here is a domain error that
+:mod:`alloop.rpc.status` maps to a status code. Every check runs before anything is written, so a refused request
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from alloop.config import QuerySettings
+from alloop.errors import InvalidRequest
+from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
+from alloop.store.pool import PoolStore
+from alloop.strategies import SelectionContext, get_measure, get_strategy
+from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique
+from query_service.model_holder import ModelHolder, ServedModel
+
+DEFAULT_POOL = "default"
+DEFAULT_MEASURE = "least_confidence"
+
+
+@dataclass(frozen=True)
+class Scored:
+    item_id: str
+    probabilities: np.ndarray
+    score: float
+    predicted: int
+
+
+@dataclass(frozen=True)
+class PoolSubmission:
+    pool: str
+    accepted: int
+    duplicate: int
+    rejections: list[tuple[int, str, str]]  # (index, id, reason)
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    selected: list[Scored]
+    model_version: int
+    candidates: int
+
+
+class QueryApp:
+    def __init__(self, settings: QuerySettings, pools: PoolStore, labeling: LabelingStore, holder: ModelHolder) -> None:
+        self.settings = settings
+        self.pools = pools
+        self.labeling = labeling
+        self.holder = holder
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.settings.common.classes
+
+    # --- pools -------------------------------------------------------------------------------------------------
+    def submit_pool(self, pool: str, items: Iterable[tuple[str, str]], *, skip_invalid: bool) -> PoolSubmission:
+        pool = check_name("pool name", pool or DEFAULT_POOL)
+        valid: list[tuple[str, str]] = []
+        rejections: list[tuple[int, str, str]] = []
+        seen: set[str] = set()
+        for index, (item_id, text) in enumerate(items):
+            try:
+                check_name(f"item #{index} id", item_id)
+                check_text(text, self.settings.max_text_chars, f"item #{index} ({item_id!r})")
+                if item_id in seen:
+                    raise InvalidRequest(f"item #{index}: id {item_id!r} appears twice in this upload")
+            except InvalidRequest as exc:
+                if not skip_invalid:
+                    raise InvalidRequest(f"{exc}; nothing was stored (set skip_invalid to store the valid items)") from exc
+                rejections.append((index, item_id, str(exc)))
+                continue
+            seen.add(item_id)
+            valid.append((item_id, text))
+        added = self.pools.add(pool, valid)
+        return PoolSubmission(pool, added.accepted, added.duplicate, rejections, self.pools.size(pool))
+
+    # --- scoring -----------------------------------------------------------------------------------------------
+    def _check_texts(self, texts: Sequence[str], what: str) -> None:
+        if not texts:
+            raise InvalidRequest(f"no {what} in the request")
+        check_batch_size(len(texts), self.settings.max_batch_items, what)
+        for index, text in enumerate(texts):
+            check_text(text, self.settings.max_text_chars, f"{what} #{index}")
+
+    def score(self, items: Sequence[tuple[str, str]], strategy: str) -> tuple[list[Scored], int]:
+        measure_name = strategy or DEFAULT_MEASURE
+        try:
+            measure = get_measure(measure_name)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        self._check_texts([text for _, text in items], "items")
+        served = self.holder.current()
+        probs = served.predictor.predict_proba([text for _, text in items])
+        scores = measure(probs)
+        return _scored([item_id for item_id, _ in items], probs, scores), served.version
+
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, ServedModel]:
+        self._check_texts(texts, "texts")
+        served = self.holder.current()
+        return served.predictor.predict_proba(list(texts)), served
+
+    # --- selection -------------------------------------------------------------------------------------------
+    def query(self, pool: str, strategy: str, k: int, seed: int = 0) -> QueryResult:
+        pool = check_name("pool name", pool)
+        if k <= 0:
+            raise InvalidRequest(f"k must be a positive number of items to select, got {k}")
+        try:
+            select = get_strategy(strategy)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        served = self.holder.current()
+        ids, texts = self.pools.candidates(pool)  # raises UnknownPool
+        if not ids:
+            raise InvalidRequest(f"pool {pool!r} has no unlabeled, unqueued items left")
+        if k > len(ids):
+            raise InvalidRequest(f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}")
+        probs = served.predictor.predict_proba(texts)
+        metrics = served.metadata.get("metrics", {})
+        context = SelectionContext(
+            false_per_class=tuple(metrics.get("false_per_class", ())),
+            rng=np.random.default_rng(seed if seed else None),
+        )
+        selection = select(probs, k, context)
+        chosen = [int(i) for i in selection.indices]
+        scored = _scored([ids[i] for i in chosen], probs[chosen], selection.scores[chosen])
+        self.labeling.enqueue(pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored])
+        return QueryResult(scored, served.version, len(ids))
+
+    # --- labeling --------------------------------------------------------------------------------------------
+    def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:
+        if max_items <= 0:
+            raise InvalidRequest(f"max_items must be positive, got {max_items}")
+        if lease_seconds < 0:
+            raise InvalidRequest(f"lease_seconds must not be negative, got {lease_seconds}")
+        max_items = min(max_items, self.settings.max_lease_items)
+        return self.labeling.lease(max_items, lease_seconds or self.settings.lease_seconds)
+
+    def submit_labels(self, labels: Sequence[LabelSubmission], labeler: str) -> SubmitResult:
+        if not labels:
+            raise InvalidRequest("no labels in the request")
+        check_batch_size(len(labels), self.settings.max_batch_items, "labels")
+        for index, sub in enumerate(labels):
+            where = f"label #{index} ({sub.pool!r}, {sub.item_id!r})"
+            check_name(f"{where}: pool", sub.pool)
+            check_name(f"{where}: id", sub.item_id)
+            check_label(sub.label, self.classes, where)
+        check_unique([f"{s.pool}/{s.item_id}" for s in labels], "item")
+        for pool in {s.pool for s in labels}:
+            self.pools.require(pool)
+        return self.labeling.submit(labels, labeler)
+
+
+def _scored(ids: Sequence[str], probs: np.ndarray, scores: np.ndarray) -> list[Scored]:
+    predicted = probs.argmax(axis=1)
+    return [Scored(ids[i], probs[i], float(scores[i]), int(predicted[i])) for i in range(len(ids))]

@@ -1,0 +1,130 @@
+"""The version a replica serves, and the hot swap to the next one.
+
+A request takes :meth:`ModelHolder.current` once and uses that snapshot to the end, so it never mixes versions.
+A new version is loaded and verified on the watcher thread, off the request path, then installed by replacing one
+reference; requests in flight keep the snapshot they took. A version that fails verification is skipped and the
+last good one stays in service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alloop import artifacts
+from alloop.errors import IntegrityError, ModelNotReady
+from alloop.models.bilstm import Predictor
+from alloop.store.versions import VersionRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: int
+    metadata: dict[str, Any]
+    predictor: Predictor
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.metadata.get("classes", []))
+
+
+class ModelHolder:
+    def __init__(self, registry: VersionRegistry, model_dir: Path, *, batch_size: int = 512) -> None:
+        self._registry = registry
+        self._model_dir = Path(model_dir)
+        self._batch_size = batch_size
+        self._current: ServedModel | None = None
+        self._changed = threading.Condition()
+        self._failed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- request side ------------------------------------------------------------------------------------------
+    def current(self) -> ServedModel:
+        served = self._current
+        if served is None:
+            raise ModelNotReady()
+        return served
+
+    def current_or_none(self) -> ServedModel | None:
+        return self._current
+
+    def watch(self, active: Callable[[], bool], timeout: float = 0.5) -> Iterator[ServedModel]:
+        """Yield the served version now (if any), then each new one, while ``active()`` holds."""
+        last = 0
+        while active() and not self._stop.is_set():
+            served = self._current
+            if served is not None and served.version != last:
+                last = served.version
+                yield served
+                continue
+            with self._changed:
+                if self._current is served:
+                    self._changed.wait(timeout)
+
+    # --- swap side ---------------------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Install the registry's current version if it is newer than ours; True if a swap happened."""
+        version = self._registry.current()
+        served = self._current
+        if version == 0 or (served is not None and served.version >= version) or version in self._failed:
+            return False
+        metadata = self._registry.get(version)
+        if metadata is None:
+            log.error("registry names version %d but holds no metadata for it", version)
+            self._failed.add(version)
+            return False
+        try:
+            model = artifacts.load_version(self._model_dir, version, metadata["sha256"])
+        except (IntegrityError, OSError, ValueError) as exc:
+            self._failed.add(version)
+            log.error("refusing model version %d: %s; still serving %s", version, exc, served and served.version)
+            return False
+        predictor = Predictor(model, self._batch_size)
+        predictor.predict_proba(["warm up"])  # trace the graph before the first real request needs it
+        self.install(ServedModel(version, metadata, predictor))
+        return True
+
+    def install(self, served: ServedModel) -> None:
+        with self._changed:
+            self._current = served
+            self._changed.notify_all()
+        log.info("serving model version %d", served.version)
+
+    def start(self, poll_seconds: float) -> None:
+        """Watch the announcement channel, and poll the pointer as a fallback for missed messages."""
+        self._thread = threading.Thread(target=self._run, args=(poll_seconds,), name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self, poll_seconds: float) -> None:
+        pubsub = None
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._registry.subscribe()
+                    self.refresh()
+                # Wake on an announcement or after the poll interval, whichever comes first, then check the pointer.
+                pubsub.get_message(timeout=poll_seconds)
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the watcher must outlive a Redis restart
+                log.exception("model watcher error; retrying")
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                pubsub = None
+                self._stop.wait(min(poll_seconds, 1.0))
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

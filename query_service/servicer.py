@@ -1,0 +1,128 @@
+"""gRPC <-> domain for the query service: translation only; errors map to status codes in alloop.rpc.status."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from alloop.rpc.messages import model_version_message
+from alloop.rpc.status import grpc_errors
+from alloop.store.labeling import LabelSubmission
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
+from query_service.app import QueryApp, Scored
+
+
+def _item_score(scored: Scored, version: int, pool: str = "") -> common_pb2.ItemScore:
+    return common_pb2.ItemScore(
+        id=scored.item_id,
+        probabilities=[float(p) for p in scored.probabilities],
+        uncertainty=scored.score,
+        predicted_label=scored.predicted,
+        model_version=version,
+        pool=pool,
+    )
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    def __init__(self, app: QueryApp, stopping: threading.Event) -> None:
+        self._app = app
+        self._stopping = stopping
+
+    @grpc_errors
+    def SubmitPool(self, request_iterator: Iterator[query_pb2.SubmitPoolRequest], context: grpc.ServicerContext) -> query_pb2.SubmitPoolResponse:
+        header: dict[str, Any] = {}
+
+        def items() -> Iterator[tuple[str, str]]:
+            for message in request_iterator:
+                if not header:
+                    header.update(pool=message.pool, skip_invalid=message.skip_invalid)
+                for item in message.items:
+                    yield item.id, item.text
+
+        # The pool name and skip_invalid come from the first message, so read it before validating items.
+        stream = items()
+        first = next(stream, None)
+        chained = stream if first is None else _prepend(first, stream)
+        result = self._app.submit_pool(header.get("pool", ""), chained, skip_invalid=header.get("skip_invalid", False))
+        return query_pb2.SubmitPoolResponse(
+            pool=result.pool,
+            accepted=result.accepted,
+            duplicate=result.duplicate,
+            rejected=len(result.rejections),
+            rejections=[query_pb2.Rejection(index=i, id=item_id, reason=r) for i, item_id, r in result.rejections],
+            pool_size=result.pool_size,
+        )
+
+    @grpc_errors
+    def ScorePool(self, request_iterator: Iterator[query_pb2.ScorePoolRequest], context: grpc.ServicerContext) -> Iterator[query_pb2.ScorePoolResponse]:
+        for request in request_iterator:
+            scored, version = self._app.score([(i.id, i.text) for i in request.items], request.strategy)
+            yield query_pb2.ScorePoolResponse(scores=[_item_score(s, version) for s in scored], model_version=version)
+
+    @grpc_errors
+    def Query(self, request: query_pb2.QueryRequest, context: grpc.ServicerContext) -> query_pb2.QueryResponse:
+        result = self._app.query(request.pool, request.strategy, request.k, request.seed)
+        return query_pb2.QueryResponse(
+            selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
+            model_version=result.model_version,
+            strategy=request.strategy,
+            candidates=result.candidates,
+        )
+
+    @grpc_errors
+    def LeaseTasks(self, request: query_pb2.LeaseTasksRequest, context: grpc.ServicerContext) -> query_pb2.LeaseTasksResponse:
+        leases = self._app.lease(request.max_items, request.lease_seconds)
+        return query_pb2.LeaseTasksResponse(
+            tasks=[
+                query_pb2.Task(
+                    pool=lease.pool,
+                    id=lease.item_id,
+                    text=lease.text,
+                    lease_id=lease.lease_id,
+                    lease_expires_unix_ms=lease.expires_unix_ms,
+                    score=lease.task.score,
+                    model_version=lease.task.model_version,
+                    strategy=lease.task.strategy,
+                )
+                for lease in leases
+            ],
+            classes=list(self._app.classes),
+        )
+
+    @grpc_errors
+    def SubmitLabels(self, request: query_pb2.SubmitLabelsRequest, context: grpc.ServicerContext) -> query_pb2.SubmitLabelsResponse:
+        labels = [LabelSubmission(lab.pool, lab.id, lab.label) for lab in request.labels]
+        result = self._app.submit_labels(labels, request.labeler)
+        return query_pb2.SubmitLabelsResponse(accepted=result.accepted, duplicate=result.duplicate)
+
+    @grpc_errors
+    def Predict(self, request: query_pb2.PredictRequest, context: grpc.ServicerContext) -> query_pb2.PredictResponse:
+        probs, served = self._app.predict(list(request.texts))
+        classes = served.classes or list(self._app.classes)
+        labels = probs.argmax(axis=1)
+        return query_pb2.PredictResponse(
+            predictions=[
+                query_pb2.Prediction(probabilities=[float(p) for p in row], label=int(lab), class_name=classes[int(lab)])
+                for row, lab in zip(probs, labels)
+            ],
+            model_version=served.version,
+        )
+
+    @grpc_errors
+    def GetModel(self, request: query_pb2.GetModelRequest, context: grpc.ServicerContext) -> common_pb2.ModelVersion:
+        return model_version_message(self._app.holder.current().metadata)
+
+    @grpc_errors
+    def WatchModels(self, request: query_pb2.WatchModelsRequest, context: grpc.ServicerContext) -> Iterator[common_pb2.ModelVersion]:
+        active = lambda: context.is_active() and not self._stopping.is_set()  # noqa: E731
+        for served in self._app.holder.watch(active):
+            yield model_version_message(served.metadata)
+
+
+def _prepend(first: tuple[str, str], rest: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    yield first
+    yield from rest
+

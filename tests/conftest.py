@@ -1,0 +1,86 @@
+"""Fixtures on real parts: a redis-server on a free loopback port, real gRPC servers on port 0, tiny real models."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+
+from alloop.config import CommonSettings, QuerySettings, TrainerSettings  # noqa: E402
+from alloop.models.config import ModelConfig, TrainingConfig  # noqa: E402
+from alloop.store.connection import EmbeddedRedis, connect  # noqa: E402
+from alloop.store.keys import Keys  # noqa: E402
+from tests import synthetic  # noqa: E402
+
+TINY_MODEL = ModelConfig(max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4)
+TINY_TRAINING = TrainingConfig(epochs=4, batch_size=32, patience=4)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = connect(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(f"t{uuid.uuid4().hex[:6]}")
+
+
+def dump_keys(client: redis.Redis, prefix: str) -> dict[str, bytes]:
+    """Byte-for-byte picture of the project's keys, to show a refused request changed nothing."""
+    raw = redis.Redis(connection_pool=client.connection_pool)
+    out = {}
+    for key in sorted(client.scan_iter(f"{prefix}:*")):
+        out[key] = raw.execute_command("DUMP", key, NEVER_DECODE=True)
+    return out
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "initial": synthetic.write_jsonl(tmp_path / "initial.jsonl", synthetic.reviews(120, 1, "init")),
+        "val": synthetic.write_jsonl(tmp_path / "val.jsonl", synthetic.reviews(60, 2, "val")),
+        "test": synthetic.write_jsonl(tmp_path / "test.jsonl", synthetic.reviews(60, 3, "test")),
+        "pool": synthetic.write_jsonl(tmp_path / "pool.jsonl", synthetic.reviews(200, 4, "pool")),
+    }
+
+
+@pytest.fixture
+def common(redis_server: EmbeddedRedis, keys: Keys, tmp_path: Path) -> CommonSettings:
+    return CommonSettings(redis_url=redis_server.url, redis_prefix=keys.prefix, state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def trainer_settings(common: CommonSettings, corpus: dict[str, Path]) -> TrainerSettings:
+    return TrainerSettings(
+        common=common,
+        address="127.0.0.1:0",
+        retrain_threshold=20,
+        initial_data=corpus["initial"],
+        val_data=corpus["val"],
+        test_data=corpus["test"],
+        model=TINY_MODEL,
+        training=TINY_TRAINING,
+        consumer="test-trainer",
+    )
+
+
+@pytest.fixture
+def query_settings(common: CommonSettings) -> QuerySettings:
+    return replace(QuerySettings(common=common), address="127.0.0.1:0", model_poll_seconds=0.2, lease_seconds=60)

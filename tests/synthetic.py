@@ -1,0 +1,27 @@
+"""A small synthetic review corpus that a tiny model learns in seconds: sentiment words among filler."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+POSITIVE = "great wonderful superb loved brilliant moving delightful masterpiece".split()
+NEGATIVE = "awful terrible boring hated waste dull dreadful mess".split()
+FILLER = "the movie was a film plot actors and it this story scenes director cast".split()
+
+
+def reviews(n: int, seed: int, prefix: str) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(10)] + [rng.choice(POSITIVE if label else NEGATIVE) for _ in range(2)]
+        rng.shuffle(words)
+        out.append({"id": f"{prefix}-{i:05d}", "text": " ".join(words) + " <br />", "label": label})
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -1,0 +1,88 @@
+"""Trainer service bootstrap: ``create_server`` wires the parts (used by tests on port 0); ``main`` runs it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+import redis
+
+from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
+from alloop.rpc.serving import Watchdog, new_server, wait_for_termination
+from alloop.store.connection import EmbeddedRedis, open_redis
+from alloop.v1 import trainer_pb2, trainer_pb2_grpc
+from trainer_service.servicer import TrainerServicer
+from trainer_service.trainer import Trainer
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
+
+
+@dataclass
+class RunningTrainerService:
+    server: grpc.Server
+    port: int
+    trainer: Trainer
+    watchdog: Watchdog
+    stopping: threading.Event
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.stopping.set()
+        self.watchdog.stop()
+        self.server.stop(grace).wait()
+        self.trainer.stop()
+
+
+def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrainerService:
+    consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    trainer = Trainer(settings, client, consumer=consumer)
+    trainer.prepare()
+    stopping = threading.Event()
+    server, port, health_servicer = new_server(settings.address, max_message_bytes=4 * 1024 * 1024)
+    trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer, stopping), server)
+    watchdog = Watchdog(client, health_servicer, [SERVICE_NAME])
+    watchdog.start()
+    server.start()
+    trainer.start()
+    return RunningTrainerService(server, port, trainer, watchdog, stopping)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="alloop trainer service (gRPC)")
+    add_common_flags(parser)
+    parser.add_argument("--initial-data", type=Path, help="initial labeled set, CSV/JSONL (env ALLOOP_INITIAL_DATA)")
+    parser.add_argument("--val-data", type=Path, help="validation set (env ALLOOP_VAL_DATA)")
+    parser.add_argument("--test-data", type=Path, help="test set (env ALLOOP_TEST_DATA)")
+    parser.add_argument("--retrain-threshold", type=int, help="new labels that trigger a round (env ALLOOP_RETRAIN_THRESHOLD)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ALLOOP_LOG_LEVEL", "INFO"), format="%(asctime)s trainer %(levelname)s %(message)s")
+    settings = trainer_from_env(os.environ)
+    settings = replace(
+        settings,
+        common=apply_common_flags(settings.common, args),
+        address=args.address or settings.address,
+        initial_data=args.initial_data or settings.initial_data,
+        val_data=args.val_data or settings.val_data,
+        test_data=args.test_data or settings.test_data,
+        retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
+    )
+    client, embedded = open_redis(settings.common.redis_url, settings.common.embedded_redis_dir)
+    running = create_server(settings, client)
+    log.info("trainer service on port %d", running.port)
+
+    def stop() -> None:
+        running.stop()
+        if isinstance(embedded, EmbeddedRedis):
+            embedded.stop()
+
+    wait_for_termination(stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The trainer: label consumer, round scheduler, training, evaluation and publication.
+
+Order of a round, chosen so a crash at any point leaves a consistent state:
+1. note how many labels are untrained, snapshot the training set;
+2. train and evaluate (nothing persistent changes);
+3. allocate a version number, write the artifact atomically (temp dir + rename);
+4. publish: metadata + current pointer in one MULTI, then the announcement;
+5. subtract the labels noted in 1 from the untrained counter.
+A crash before 4 leaves at most an unreferenced directory (or a ``.tmp-*`` one removed at start); a crash between 4
+and 5 means one extra round later, never a lost label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import redis
+
+from alloop import artifacts
+from alloop.config import TrainerSettings
+from alloop.data import read_records
+from alloop.errors import NothingToTrain
+from alloop.models.bilstm import FAMILY
+from alloop.models.training import LabeledData, train_round
+from alloop.store.keys import Keys
+from alloop.store.training import TrainingSetStore
+from alloop.store.versions import VersionRegistry
+from trainer_service.events import EventHub, TrainingEvent
+
+log = logging.getLogger(__name__)
+
+
+def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
+    if path is None:
+        return LabeledData([], [])
+    records = read_records(path, classes=classes, require_label=True)
+    return LabeledData([r.text for r in records], [int(r.label) for r in records])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Status:
+    labels_seen: int
+    pending: int
+    training: bool
+    current_round: int
+    current_version: int
+    last_error: str
+
+
+class Trainer:
+    def __init__(self, settings: TrainerSettings, client: redis.Redis, *, consumer: str) -> None:
+        self.settings = settings
+        keys = Keys(settings.common.redis_prefix)
+        self.store = TrainingSetStore(client, keys, consumer=consumer)
+        self.registry = VersionRegistry(client, keys)
+        self.events = EventHub()
+        self.classes = settings.common.classes
+        self.val = _load(settings.val_data, self.classes)
+        self.test = _load(settings.test_data, self.classes)
+        self._lock = threading.Lock()
+        self._round_future: Future[dict[str, Any]] | None = None
+        self._round = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_error = ""
+        self._retry_after = 0.0  # after a failed round, automatic rounds wait (Train still starts one)
+
+    # --- start-up ----------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        removed = artifacts.remove_partial(self.settings.common.models_path)
+        if removed:
+            log.warning("removed %d partial model directories left by a crash", len(removed))
+        self.store.ensure_group()
+        if self.settings.initial_data is not None:
+            records = read_records(self.settings.initial_data, classes=self.classes, require_label=True)
+            added = self.store.seed(self.settings.initial_pool, [(r.id, r.text, int(r.label)) for r in records])  # type: ignore[arg-type]
+            log.info("initial labeled set: %d items (%d new)", len(records), added)
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._consume_loop, name="label-consumer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    # --- consuming and scheduling ------------------------------------------------------------------------------
+    def _consume_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.store.consume(block_ms=500)
+                self.maybe_train()
+            except redis.exceptions.RedisError as exc:
+                log.warning("label consumer: Redis error %s; retrying", exc)
+                self._stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - keep consuming; the round itself reports its failure
+                log.exception("label consumer error")
+                self._stop.wait(1.0)
+
+    def should_train(self) -> bool:
+        if self.store.size() == 0 or len(self.val) == 0:
+            return False
+        if self.registry.current() == 0:
+            return True  # the first version trains on the initial labeled set
+        return self.store.untrained() >= self.settings.retrain_threshold
+
+    def maybe_train(self) -> None:
+        if time.monotonic() < self._retry_after:
+            return
+        if not self.is_training() and self.should_train():
+            self.request_round()
+
+    def is_training(self) -> bool:
+        future = self._round_future
+        return future is not None and not future.done()
+
+    def request_round(self) -> tuple[int, bool, Future[dict[str, Any]]]:
+        """Start a round unless one runs; returns (round, started, future of the published metadata)."""
+        with self._lock:
+            if self._round_future is not None and not self._round_future.done():
+                return self._round, False, self._round_future
+            if self.store.size() == 0:
+                raise NothingToTrain("the training set is empty: load an initial labeled set or submit labels first")
+            if len(self.val) == 0:
+                raise NothingToTrain("no validation set is configured (ALLOOP_VAL_DATA): early stopping needs one")
+            self._round = self.store.next_round()
+            future: Future[dict[str, Any]] = Future()
+            self._round_future = future
+            thread = threading.Thread(target=self._run_round, args=(self._round, future), name=f"round-{self._round}", daemon=True)
+            thread.start()
+            return self._round, True, future
+
+    # --- a round -------------------------------------------------------------------------------------------------
+    def _previous_model(self) -> keras.Model | None:
+        version = self.registry.current()
+        if version == 0 or not self.settings.training.warm_start:
+            return None
+        metadata = self.registry.get(version)
+        if metadata is None:
+            return None
+        return artifacts.load_version(self.settings.common.models_path, version, metadata["sha256"])
+
+    def _run_round(self, round_no: int, future: Future[dict[str, Any]]) -> None:
+        try:
+            untrained = self.store.untrained()
+            items = self.store.snapshot()
+            train = LabeledData([i.text for i in items], [i.label for i in items])
+            self.events.publish(TrainingEvent("round_started", round_no, train_size=len(train)))
+            log.info("round %d: training on %d labels (%d new)", round_no, len(train), untrained)
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
+
+            work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
+            result = train_round(
+                train,
+                self.val,
+                self.test,
+                model_config=self.settings.model,
+                training=self.settings.training,
+                work_dir=work_dir,
+                previous=self._previous_model(),
+                on_epoch=on_epoch,
+            )
+            version = self.registry.allocate()
+            metrics = result.test.to_dict()
+            metrics.update(val_accuracy=result.validation.accuracy, val_loss=result.validation.loss)
+            metadata: dict[str, Any] = {
+                "version": version,
+                "round": round_no,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "family": FAMILY,
+                "classes": list(self.classes),
+                "train_size": len(train),
+                "epochs": result.epochs,
+                "train_seconds": round(result.seconds, 3),
+                "metrics": metrics,
+                "model_config": self.settings.model.to_dict(),
+            }
+            started = time.monotonic()
+            _path, digest = artifacts.write_version(
+                self.settings.common.models_path, version, result.model, metadata,
+                export_saved_model=self.settings.export_saved_model,
+            )
+            metadata["sha256"] = digest
+            self.registry.publish(version, metadata)
+            self.store.mark_trained(untrained)
+            log.info(
+                "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; write %.1fs)",
+                round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
+                time.monotonic() - started,
+            )
+            self.last_error = ""
+            self.events.publish(TrainingEvent("round_finished", round_no, version=version, train_size=len(train), metrics={
+                "accuracy": metrics["accuracy"], "loss": metrics["loss"]}))
+            future.set_result(metadata)
+        except Exception as exc:  # noqa: BLE001 - reported on the future, the status and the event stream
+            log.exception("round %d failed", round_no)
+            self.last_error = f"round {round_no}: {exc}"
+            self._retry_after = time.monotonic() + 30.0
+            self.events.publish(TrainingEvent("round_failed", round_no, message=str(exc)))
+            future.set_exception(exc)
+
+    # --- read side -------------------------------------------------------------------------------------------
+    def status(self) -> Status:
+        return Status(
+            labels_seen=self.store.size(),
+            pending=self.store.untrained(),
+            training=self.is_training(),
+            current_round=self.store.current_round(),
+            current_version=self.registry.current(),
+            last_error=self.last_error,
+        )
