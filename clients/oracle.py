@@ -1,0 +1,185 @@
+"""A simulated oracle: runs the seed experiment through the real services, answering with the dataset's labels.
+
+Per round: Query k items → lease them → submit their true labels → the trainer retrains (at its threshold, or when
+asked with Train) → wait until the query service serves the new version → record its test metrics. Prints a table
+per round and writes ``learning_curve.json`` and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+
+from alloop.data import Record, read_records
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from clients.common import add_address_flags, describe, query_stub, trainer_stub
+from clients.pool import submit_records
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    round: int
+    labels: int
+    version: int
+    accuracy: float
+    false_positives: int
+    false_negatives: int
+    loss: float
+    seconds: float
+
+
+class Oracle:
+    def __init__(
+        self,
+        query: query_pb2_grpc.QueryServiceStub,
+        trainer: trainer_pb2_grpc.TrainerServiceStub,
+        pool: str,
+        truth: dict[str, int],
+        *,
+        labeler: str = "oracle",
+    ) -> None:
+        self.query = query
+        self.trainer = trainer
+        self.pool = pool
+        self.truth = truth
+        self.labeler = labeler
+
+    def wait_for_version(self, newer_than: int, timeout: float) -> common_pb2.ModelVersion:
+        """Block on WatchModels until the query service serves a version newer than ``newer_than``."""
+        stream = self.query.WatchModels(query_pb2.WatchModelsRequest(), timeout=timeout)
+        try:
+            for version in stream:
+                if version.version > newer_than:
+                    return version
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise TimeoutError(f"no model version newer than {newer_than} within {timeout:.0f}s") from error
+            raise
+        finally:
+            stream.cancel()
+        raise RuntimeError("WatchModels ended before a new version arrived")
+
+    def label_round(self, strategy: str, k: int) -> int:
+        selected = self.query.Query(query_pb2.QueryRequest(pool=self.pool, strategy=strategy, k=k))
+        wanted = {item.id for item in selected.selected}
+        labeled = 0
+        while wanted:
+            leased = self.query.LeaseTasks(query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100)))
+            if not leased.tasks:
+                break
+            labels = [query_pb2.Label(pool=t.pool, id=t.id, label=self.truth[t.id]) for t in leased.tasks if t.id in self.truth]
+            if labels:
+                result = self.query.SubmitLabels(query_pb2.SubmitLabelsRequest(labeler=self.labeler, labels=labels))
+                labeled += result.accepted
+            wanted -= {t.id for t in leased.tasks}
+        return labeled
+
+    def ensure_round(self, labels_seen: int, timeout: float) -> None:
+        """Once the trainer holds ``labels_seen`` labels, ask for a round if its threshold will not start one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.trainer.GetStatus(trainer_pb2.GetStatusRequest())
+            if status.labels_seen >= labels_seen:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the trainer holds {status.labels_seen} labels, expected {labels_seen}")
+            time.sleep(0.2)
+        if status.state != trainer_pb2.TrainerStatus.TRAINING and status.pending < status.retrain_threshold:
+            self.trainer.Train(trainer_pb2.TrainRequest())
+
+
+def row_for(round_no: int, version: common_pb2.ModelVersion, seconds: float) -> RoundRow:
+    m = version.metrics
+    return RoundRow(round_no, version.train_size, version.version, m.accuracy, m.false_positives, m.false_negatives, m.loss, seconds)
+
+
+def print_header() -> None:
+    print(f"{'round':>5} {'labels':>7} {'version':>7} {'test acc':>9} {'FP':>6} {'FN':>6} {'seconds':>8}", flush=True)
+
+
+def print_row(row: RoundRow) -> None:
+    print(f"{row.round:>5} {row.labels:>7} {row.version:>7} {row.accuracy:>9.4f} {row.false_positives:>6} "
+          f"{row.false_negatives:>6} {row.seconds:>8.1f}", flush=True)
+
+
+def write_outputs(rows: list[RoundRow], out: Path, meta: dict[str, object]) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "learning_curve.json"
+    json_path.write_text(json.dumps({**meta, "rounds": [asdict(r) for r in rows]}, indent=2))
+    import matplotlib  # noqa: PLC0415 - only the oracle draws
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r.labels for r in rows], [r.accuracy * 100 for r in rows], marker="o")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"alloop: {meta.get('strategy')} on {meta.get('pool')}")
+    ax.grid(alpha=0.3)
+    png_path = out / "learning_curve.png"
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return json_path, png_path
+
+
+def run(args: argparse.Namespace) -> list[RoundRow]:
+    records: list[Record] = read_records(args.pool_file, classes=args.classes.split(","), require_label=True)
+    truth = {r.id: int(r.label) for r in records}  # type: ignore[arg-type]
+    query, trainer = query_stub(args.query), trainer_stub(args.trainer)
+    oracle = Oracle(query, trainer, args.pool, truth)
+    submitted = submit_records(query, args.pool, records, progress=not args.quiet)
+    print(f"pool {args.pool}: {submitted.accepted} new, {submitted.duplicate} already there", flush=True)
+    started = time.monotonic()
+    version = oracle.wait_for_version(0, args.timeout)
+    rows = [row_for(0, version, time.monotonic() - started)]
+    print_header()
+    print_row(rows[0])
+    for round_no in range(1, args.rounds + 1):
+        round_started = time.monotonic()
+        labeled = oracle.label_round(args.strategy, args.k)
+        seen = trainer.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen
+        oracle.ensure_round(max(seen, version.train_size + labeled), args.timeout)
+        version = oracle.wait_for_version(version.version, args.timeout)
+        rows.append(row_for(round_no, version, time.monotonic() - round_started))
+        print_row(rows[-1])
+    meta = {"strategy": args.strategy, "k": args.k, "pool": args.pool, "pool_size": len(records)}
+    json_path, png_path = write_outputs(rows, args.out, meta)
+    print(f"learning curve: {json_path} and {png_path}", flush=True)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Simulated oracle: label queried items from the dataset's true labels.")
+    add_address_flags(parser, trainer=True)
+    parser.add_argument("--pool-file", type=Path, required=True, help="CSV/JSONL (id, text, label) with true labels")
+    parser.add_argument("--pool", default="oracle", help="pool name")
+    parser.add_argument("--classes", default="negative,positive")
+    parser.add_argument("--strategy", default="least_confidence")
+    parser.add_argument("--k", type=int, default=500, help="labels per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each new version")
+    parser.add_argument("--out", type=Path, default=Path("runs/oracle"))
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except grpc.RpcError as error:
+        print(describe(error), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
