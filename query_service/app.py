@@ -14,6 +14,7 @@ import numpy as np
 
 from alloop.config import QuerySettings
 from alloop.errors import InvalidRequest
+from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
 from alloop.strategies import SelectionContext, get_measure, get_strategy
@@ -151,7 +152,8 @@ class QueryApp:
             check_name(f"{where}: pool", sub.pool)
             check_name(f"{where}: id", sub.item_id)
             check_label(sub.label, self.classes, where)
-        check_unique([f"{s.pool}/{s.item_id}" for s in labels], "item")
+        # Keyed by the store's (pool, id) member: "pool/id" made ("a/b", "c") and ("a", "b/c") look like one item.
+        check_unique([item_member(s.pool, s.item_id) for s in labels], "item")
         for pool in {s.pool for s in labels}:
             self.pools.require(pool)
         return self.labeling.submit(labels, labeler)

@@ -8,11 +8,12 @@ from typing import Any
 
 import grpc
 
+from alloop.errors import InvalidRequest
 from alloop.rpc.messages import model_version_message
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
-from query_service.app import QueryApp, Scored
+from query_service.app import DEFAULT_POOL, QueryApp, Scored
 
 
 def _item_score(scored: Scored, version: int, pool: str = "") -> common_pb2.ItemScore:
@@ -39,6 +40,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             for message in request_iterator:
                 if not header:
                     header.update(pool=message.pool, skip_invalid=message.skip_invalid)
+                elif message.pool and message.pool != (header["pool"] or DEFAULT_POOL):
+                    # Later messages may repeat the pool or leave it empty; naming another one used to store its
+                    # items silently in the first message's pool. Refused before anything is stored.
+                    raise InvalidRequest(
+                        f"this SubmitPool stream is for pool {header['pool'] or DEFAULT_POOL!r} (named by its first "
+                        f"message) but a later message names pool {message.pool!r}; use one stream per pool. "
+                        "Nothing was stored"
+                    )
                 for item in message.items:
                     yield item.id, item.text
 

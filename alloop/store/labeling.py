@@ -75,9 +75,13 @@ _SUBMIT = """
 -- ARGV: labeler, now_ms, then per label: member, label, id
 local n = (#ARGV - 2) / 3
 local fresh = {}
+-- An item named twice in one batch is judged against its earlier label in the batch, as if the labels came one
+-- by one (same label: duplicate; different: conflict). Without this both copies counted as fresh, and the second
+-- one's XADD failed on its already-deleted task after the first was written: a partial batch and a Lua error.
+local in_batch = {}
 for i = 0, n - 1 do
   local m, label = ARGV[3 + 3 * i], ARGV[4 + 3 * i]
-  local existing = redis.call('HGET', KEYS[2], m)
+  local existing = redis.call('HGET', KEYS[2], m) or in_batch[m]
   if existing then
     if existing ~= label then
       return {'conflict', m, existing}
@@ -86,6 +90,7 @@ for i = 0, n - 1 do
     return {'not_queued', m}
   else
     table.insert(fresh, i)
+    in_batch[m] = label
   end
 end
 for _, i in ipairs(fresh) do

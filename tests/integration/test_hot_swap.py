@@ -1,0 +1,127 @@
+"""Hot swap of the served model under load, over real gRPC, and refusal of corrupt artifacts.
+
+Versions are published without the trainer (tests/integration/models.py); the query replica finds them by itself,
+through the announcement channel or by polling the pointer (``model_poll_seconds=0.2`` in the fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from alloop.artifacts import MODEL_FILE
+from alloop.v1 import query_pb2, query_pb2_grpc
+from query_service.server import create_server as create_query_server
+from tests.integration import models
+from tests.integration.services import channel, wait_for
+
+pytestmark = pytest.mark.integration
+
+TEXTS = ["a wonderful superb film", "dull awful mess", "the plot and the cast"]
+THREADS = 4
+
+
+@pytest.fixture
+def served(query_settings, redis_client, keys) -> Iterator[tuple]:
+    models.write_and_publish(redis_client, keys, query_settings.common.models_path, 1)
+    running = create_query_server(query_settings, redis_client)
+    wait_for(running.holder.current_or_none, timeout=30, what="version 1 served")
+    ch = channel(running.port)
+    yield running, query_pb2_grpc.QueryServiceStub(ch)
+    ch.close()
+    running.stop(0)
+
+
+def served_version(stub: query_pb2_grpc.QueryServiceStub) -> int:
+    return stub.Predict(query_pb2.PredictRequest(texts=TEXTS), timeout=10).model_version
+
+
+def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_settings, redis_client, keys):
+    running, stub = served
+    assert served_version(stub) == 1
+    stop = threading.Event()
+    seen: list[list[int]] = [[] for _ in range(THREADS)]
+    errors: list[BaseException] = []
+
+    def caller(index: int) -> None:
+        # Each thread opens its own channel, as separate clients would.
+        ch = channel(running.port)
+        own = query_pb2_grpc.QueryServiceStub(ch)
+        try:
+            while not stop.is_set():
+                response = own.Predict(query_pb2.PredictRequest(texts=TEXTS), timeout=30)
+                assert len(response.predictions) == len(TEXTS)
+                for prediction in response.predictions:
+                    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+                seen[index].append(response.model_version)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            ch.close()
+
+    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: all(len(s) >= 3 for s in seen) or errors, timeout=30, what="calls on version 1")
+        # A second version: the same tiny weights saved again under a new number, as the trainer would publish it.
+        models.write_and_publish(redis_client, keys, query_settings.common.models_path, 2)
+        wait_for(lambda: running.holder.current().version == 2 or errors, timeout=30, what="swap to version 2")
+        marks = [len(s) for s in seen]
+        # Every thread keeps calling after the swap, and gets version 2 from then on.
+        wait_for(lambda: all(len(s) >= m + 3 for s, m in zip(seen, marks)) or errors, timeout=30, what="calls after swap")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    assert not errors, f"{len(errors)} calls failed during the swap, first: {errors[0]!r}"
+    for versions in seen:
+        assert set(versions) <= {1, 2}
+        assert versions == sorted(versions), "a thread saw the version go backwards"
+        assert versions[0] == 1 and versions[-1] == 2
+    assert served_version(stub) == 2
+    assert stub.GetModel(query_pb2.GetModelRequest()).version == 2
+
+
+def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(served, query_settings, redis_client, keys):
+    running, stub = served
+    model_dir = query_settings.common.models_path
+    models.write_and_publish(redis_client, keys, model_dir, 2)
+    wait_for(lambda: running.holder.current().version == 2, timeout=30, what="version 2 served")
+
+    # Version 3's model file is truncated after it was written (as a torn copy would leave it), then published.
+    third = models.write(model_dir, 3)
+    model_file = third.path / MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    models.publish(redis_client, keys, third)
+    time.sleep(4 * query_settings.model_poll_seconds)  # a couple of poll intervals
+    assert served_version(stub) == 2
+    assert stub.GetModel(query_pb2.GetModelRequest()).version == 2
+
+    # Version 4's files are intact, but the registry records another digest for them.
+    fourth = models.write(model_dir, 4)
+    models.publish(redis_client, keys, fourth, sha256="0" * 64)
+    time.sleep(4 * query_settings.model_poll_seconds)
+    assert served_version(stub) == 2 and running.holder.current().version == 2
+
+    # A good version after the bad ones is still picked up.
+    models.write_and_publish(redis_client, keys, model_dir, 5)
+    wait_for(lambda: running.holder.current().version == 5, timeout=30, what="version 5 served")
+    assert served_version(stub) == 5
+
+
+def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings, redis_client, keys):
+    running, stub = served
+    # Published in the registry, but its files were never written here (another host's model dir, say).
+    elsewhere = models.write(query_settings.common.state_dir / "elsewhere", 2)
+    models.publish(redis_client, keys, elsewhere)
+    time.sleep(4 * query_settings.model_poll_seconds)
+    assert served_version(stub) == 1
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(query_pb2.QueryRequest(pool="none", strategy="margin", k=1))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the service still works on version 1

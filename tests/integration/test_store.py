@@ -1,0 +1,355 @@
+"""The Redis stores on a real redis-server, without gRPC: pools, the labeling queue and leases, label rules, the
+trainer's consumer group, and the version registry. The rules tested here are the ones documented at the top of
+alloop/store/labeling.py."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from alloop.errors import AlreadyLabeled, NotQueued
+from alloop.store.keys import item_member
+from alloop.store.labeling import LabelingStore, LabelSubmission, QueuedTask
+from alloop.store.pool import PoolStore
+from alloop.store.training import GROUP, TrainingSetStore
+from alloop.store.versions import VersionRegistry
+from tests.conftest import dump_keys
+
+pytestmark = pytest.mark.integration
+
+TASK = QueuedTask(score=0.5, model_version=1, strategy="least_confidence")
+
+
+class Clock:
+    """An injectable clock in unix ms, so lease expiry is exact instead of a race with a sleep."""
+
+    def __init__(self, start: int = 1_700_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pools(redis_client, keys) -> PoolStore:
+    return PoolStore(redis_client, keys)
+
+
+@pytest.fixture
+def labeling(redis_client, keys, clock) -> LabelingStore:
+    return LabelingStore(redis_client, keys, clock=clock)
+
+
+def fill(pools: PoolStore, labeling: LabelingStore, pool: str = "p", n: int = 5, queue: int | None = None) -> list[str]:
+    """A pool of n items, the first ``queue`` (default all) of them queued for labeling, oldest first."""
+    ids = [f"i{i}" for i in range(n)]
+    pools.add(pool, [(i, f"text of {i}") for i in ids])
+    labeling.enqueue(pool, [(i, TASK) for i in ids[: n if queue is None else queue]])
+    return ids
+
+
+# --- pools ---------------------------------------------------------------------------------------------------
+
+
+def test_pool_submit_is_idempotent_and_keeps_the_first_text(pools):
+    first = pools.add("p", [("a", "first text"), ("b", "bee")])
+    assert (first.accepted, first.duplicate) == (2, 0)
+    again = pools.add("p", [("a", "second text"), ("c", "sea")])
+    assert (again.accepted, again.duplicate) == (1, 1)
+    assert pools.texts("p", ["a", "b", "c"]) == ["first text", "bee", "sea"]
+    assert pools.size("p") == 3 and pools.names() == ["p"]
+    # The same id may live in another pool, independently.
+    assert pools.add("q", [("a", "other pool")]).accepted == 1
+    assert pools.texts("p", ["a"]) == ["first text"]
+
+
+def test_candidates_leave_out_labeled_and_waiting_items(pools, labeling):
+    ids = fill(pools, labeling, n=4, queue=2)
+    labeling.submit([LabelSubmission("p", ids[0], 1)])
+    candidates, texts = pools.candidates("p")
+    assert sorted(candidates) == ids[2:] and sorted(texts) == [f"text of {i}" for i in ids[2:]]
+
+
+# --- queue and leases --------------------------------------------------------------------------------------------
+
+
+def test_enqueue_skips_labeled_and_already_waiting_items(pools, labeling, redis_client, keys):
+    ids = fill(pools, labeling, n=3)
+    assert labeling.waiting_count() == 3 and labeling.queue_length() == 3
+    labeling.submit([LabelSubmission("p", ids[0], 0)])
+    # ids[0] is labeled, ids[1] and ids[2] are waiting: only the new one is queued, and no member twice.
+    assert labeling.enqueue("p", [(ids[0], TASK), (ids[1], TASK), (ids[2], TASK), ("new", TASK)]) == 1
+    assert redis_client.lrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
+    assert labeling.enqueue("p", []) == 0
+    # A leased item is still waiting, so it is not queued again either.
+    leased = labeling.lease(1, 60)
+    assert labeling.enqueue("p", [(leased[0].item_id, TASK)]) == 0
+    assert labeling.waiting_count() == 3 and labeling.queue_length() == 2
+
+
+def test_lease_hides_items_from_a_second_lease(pools, labeling):
+    ids = fill(pools, labeling, n=5)
+    first = labeling.lease(3, 60)
+    assert [lease.item_id for lease in first] == ids[:3]  # oldest first
+    assert first[0].text == "text of i0" and first[0].task == TASK and first[0].pool == "p"
+    assert len({lease.lease_id for lease in first}) == 1
+    second = labeling.lease(10, 60)
+    assert [lease.item_id for lease in second] == ids[3:]
+    assert labeling.lease(10, 60) == []
+    assert labeling.leased_count() == 5 and labeling.queue_length() == 0 and labeling.waiting_count() == 5
+
+
+def test_lease_expiry_returns_the_item_and_it_is_leased_again_exactly_once(pools, labeling, clock):
+    ids = fill(pools, labeling, n=3)
+    first = labeling.lease(1, 0.3)
+    assert [lease.item_id for lease in first] == [ids[0]]
+    assert first[0].expires_unix_ms == clock.now + 300
+    clock.advance(0.2)
+    assert [lease.item_id for lease in labeling.lease(1, 60)] == [ids[1]]  # not expired yet: ids[0] stays hidden
+    clock.advance(0.1)  # exactly at the deadline: expired
+    again = labeling.lease(5, 60)
+    # The expired item goes back to the front of the queue, ahead of ids[2], and is handed out once.
+    assert [lease.item_id for lease in again] == [ids[0], ids[2]]
+    assert again[0].lease_id != first[0].lease_id and again[0].task == TASK
+    assert labeling.lease(5, 60) == []
+    assert labeling.leased_count() == 3 and labeling.waiting_count() == 3
+
+
+def test_lease_expiry_with_a_real_short_lease(pools, redis_client, keys):
+    real = LabelingStore(redis_client, keys)  # the default wall clock
+    fill(pools, real, n=1)
+    assert len(real.lease(1, 0.3)) == 1
+    assert real.lease(1, 0.3) == []
+    time.sleep(0.4)
+    assert [lease.item_id for lease in real.lease(1, 60)] == ["i0"]
+    assert real.lease(1, 60) == []
+
+
+def test_reclaim_expired_puts_expired_leases_back_in_order(pools, labeling, clock, redis_client, keys):
+    ids = fill(pools, labeling, n=4)
+    labeling.lease(2, 1)  # ids[0], ids[1]
+    labeling.lease(1, 10)  # ids[2]
+    assert labeling.reclaim_expired() == 0
+    clock.advance(1)
+    assert labeling.reclaim_expired() == 2
+    assert redis_client.lrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[0], ids[1], ids[3])]
+    assert set(redis_client.zrange(keys.leases, 0, -1)) == {item_member("p", ids[2])}
+    assert set(redis_client.hkeys(keys.lease_ids)) == {item_member("p", ids[2])}
+    assert labeling.reclaim_expired() == 0
+
+
+def test_reclaim_does_not_requeue_an_item_labeled_after_its_lease_expired(pools, labeling, clock, redis_client, keys):
+    ids = fill(pools, labeling, n=1)
+    labeling.lease(1, 1)
+    clock.advance(2)
+    assert labeling.submit([LabelSubmission("p", ids[0], 1)]).accepted == 1  # late but first: accepted
+    assert labeling.reclaim_expired() == 0  # the label already removed the lease
+    assert labeling.queue_length() == 0 and labeling.lease(1, 60) == []
+
+
+# --- label rules -------------------------------------------------------------------------------------------------
+
+
+def test_label_for_a_never_queued_item_is_refused(pools, labeling, redis_client, keys):
+    fill(pools, labeling, n=2, queue=1)
+    before = dump_keys(redis_client, keys.prefix)
+    with pytest.raises(NotQueued, match="never queued") as err:
+        labeling.submit([LabelSubmission("p", "i1", 0)])
+    assert "nothing in this batch was recorded" in str(err.value)
+    with pytest.raises(NotQueued):
+        labeling.submit([LabelSubmission("nosuchpool", "i0", 0)])
+    assert dump_keys(redis_client, keys.prefix) == before
+
+
+def test_same_label_again_is_a_counted_duplicate_and_a_different_one_is_refused(pools, labeling, redis_client, keys):
+    ids = fill(pools, labeling, n=2)
+    first = labeling.submit([LabelSubmission("p", ids[0], 1)], labeler="ann")
+    assert (first.accepted, first.duplicate) == (1, 0)
+    assert labeling.label_of("p", ids[0]) == 1
+    again = labeling.submit([LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[1], 0)], labeler="bob")
+    assert (again.accepted, again.duplicate) == (1, 1)
+    before = dump_keys(redis_client, keys.prefix)
+    with pytest.raises(AlreadyLabeled, match="already labeled 1") as err:
+        labeling.submit([LabelSubmission("p", ids[0], 0)])
+    assert "first label stands" in str(err.value)
+    assert dump_keys(redis_client, keys.prefix) == before
+    assert labeling.label_of("p", ids[0]) == 1
+    assert redis_client.xlen(keys.label_stream) == 2  # duplicates add no stream entry
+
+
+def test_a_batch_with_one_bad_label_records_nothing(pools, labeling, redis_client, keys):
+    ids = fill(pools, labeling, n=4, queue=3)
+    labeling.submit([LabelSubmission("p", ids[0], 1)])
+    labeling.lease(1, 60)
+    before = dump_keys(redis_client, keys.prefix)
+    # Good labels first, then a conflicting one: the good ones must not be recorded either.
+    with pytest.raises(AlreadyLabeled):
+        labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[2], 1), LabelSubmission("p", ids[0], 0)])
+    assert dump_keys(redis_client, keys.prefix) == before
+    # Good labels, then one for an item that was never queued.
+    with pytest.raises(NotQueued):
+        labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[3], 1)])
+    assert dump_keys(redis_client, keys.prefix) == before
+    assert labeling.label_of("p", ids[1]) is None and labeling.label_of("p", ids[2]) is None
+
+
+def test_a_batch_naming_one_item_twice_is_still_all_or_nothing(pools, labeling, redis_client, keys):
+    """The store keeps its rules when one item appears twice in a batch: the same label twice counts once plus a
+    duplicate; two different labels are refused and nothing is recorded (no partial write, no Lua error)."""
+    ids = fill(pools, labeling, n=2)
+    before = dump_keys(redis_client, keys.prefix)
+    with pytest.raises(AlreadyLabeled, match="already labeled 1"):
+        labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[0], 0)])
+    assert dump_keys(redis_client, keys.prefix) == before
+    same = labeling.submit([LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[0], 1)])
+    assert (same.accepted, same.duplicate) == (1, 1)
+    assert labeling.label_of("p", ids[0]) == 1
+    entries = redis_client.xrange(keys.label_stream)
+    assert [(f["id"], f["label"]) for _sid, f in entries] == [(ids[0], "1")]
+    assert QueuedTask.from_json(entries[0][1]["task"]) == TASK
+
+
+def test_a_late_label_after_lease_expiry_is_accepted_once(pools, labeling, clock, redis_client, keys):
+    ids = fill(pools, labeling, n=1)
+    labeling.lease(1, 0.3)
+    clock.advance(1)
+    # Another labeler's lease reclaims the item and takes it...
+    retaken = labeling.lease(1, 60)
+    assert [lease.item_id for lease in retaken] == ids
+    # ...but the first labeler's late label still counts, once: the first label wins.
+    late = labeling.submit([LabelSubmission("p", ids[0], 1)], labeler="slow")
+    assert (late.accepted, late.duplicate) == (1, 0)
+    assert labeling.leased_count() == 0 and labeling.waiting_count() == 0 and labeling.queue_length() == 0
+    assert redis_client.hlen(keys.lease_ids) == 0
+    # The second labeler agrees (duplicate) or disagrees (refused); either way there is one stream entry.
+    assert labeling.submit([LabelSubmission("p", ids[0], 1)], labeler="fast").duplicate == 1
+    with pytest.raises(AlreadyLabeled):
+        labeling.submit([LabelSubmission("p", ids[0], 0)], labeler="fast")
+    assert redis_client.xlen(keys.label_stream) == 1
+
+
+def test_accepted_labels_appear_on_the_label_stream(pools, labeling, clock, redis_client, keys):
+    ids = fill(pools, labeling, n=2)
+    labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[0], 1)], labeler="ann")
+    entries = redis_client.xrange(keys.label_stream)
+    assert [fields["id"] for _sid, fields in entries] == [ids[1], ids[0]]
+    _sid, fields = entries[1]
+    assert fields["pool"] == "p" and fields["label"] == "1" and fields["text"] == "text of i0"
+    assert fields["labeler"] == "ann" and int(fields["labeled_at_ms"]) == clock.now
+    assert QueuedTask.from_json(fields["task"]) == TASK
+    assert labeling.submit([]).accepted == 0
+
+
+def test_ids_with_any_characters_and_the_same_id_in_two_pools(pools, labeling):
+    odd = 'a:b "quoted" ["x"] ünï'
+    for pool in ("p", "q"):
+        pools.add(pool, [(odd, f"text in {pool}")])
+        labeling.enqueue(pool, [(odd, TASK)])
+    leased = labeling.lease(5, 60)
+    assert sorted((lease.pool, lease.item_id, lease.text) for lease in leased) == [
+        ("p", odd, "text in p"), ("q", odd, "text in q")]
+    assert labeling.submit([LabelSubmission("p", odd, 0), LabelSubmission("q", odd, 1)]).accepted == 2
+    assert labeling.label_of("p", odd) == 0 and labeling.label_of("q", odd) == 1
+
+
+# --- the trainer's consumer group --------------------------------------------------------------------------------
+
+
+def _label_all(pools, labeling, n: int, pool: str = "p") -> list[str]:
+    ids = fill(pools, labeling, pool=pool, n=n)
+    labeling.submit([LabelSubmission(pool, i, k % 2) for k, i in enumerate(ids)])
+    return ids
+
+
+def test_consume_writes_the_training_set_and_acks(pools, labeling, redis_client, keys):
+    ids = _label_all(pools, labeling, 4)
+    store = TrainingSetStore(redis_client, keys, consumer="c1")
+    assert store.consume(block_ms=10) == 4
+    assert store.size() == 4 and store.untrained() == 4
+    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
+    snapshot = {item.member: (item.text, item.label) for item in store.snapshot()}
+    assert snapshot == {item_member("p", i): (f"text of {i}", k % 2) for k, i in enumerate(ids)}
+    assert store.consume(block_ms=10) == 0  # nothing new
+    store.mark_trained(4)
+    assert store.untrained() == 0
+
+
+def test_a_redelivered_entry_does_not_duplicate(pools, labeling, redis_client, keys):
+    _label_all(pools, labeling, 3)
+    store = TrainingSetStore(redis_client, keys, consumer="c1")
+    assert store.consume(block_ms=10) == 3
+    before = store.snapshot()
+    # Redeliver every entry, as if the group's position were lost: writing them again changes nothing.
+    redis_client.xgroup_setid(keys.label_stream, GROUP, "0")
+    assert store.consume(block_ms=10) == 0
+    assert store.snapshot() == before and store.untrained() == 3
+    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
+
+
+def test_a_dead_consumers_entries_are_claimed_once(pools, labeling, redis_client, keys):
+    _label_all(pools, labeling, 2)
+    store = TrainingSetStore(redis_client, keys, consumer="alive")
+    store.ensure_group()
+    # A consumer reads the entries and dies before writing or acking them.
+    read = redis_client.xreadgroup(GROUP, "dead", {keys.label_stream: ">"}, count=10)
+    assert len(read[0][1]) == 2
+    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 2
+    assert store.consume(block_ms=10, claim_idle_ms=60_000) == 0  # not idle long enough to be claimed yet
+    assert store.consume(block_ms=10, claim_idle_ms=0) == 2
+    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
+    # XCLAIM one entry back to the dead consumer (as if it had been redelivered) and consume again: no duplicate.
+    sid = read[0][1][0][0]
+    redis_client.xgroup_setid(keys.label_stream, GROUP, "0")
+    redis_client.xreadgroup(GROUP, "dead", {keys.label_stream: ">"}, count=1)
+    redis_client.xclaim(keys.label_stream, GROUP, "alive", 0, [sid])
+    assert store.consume(block_ms=10, claim_idle_ms=0) == 0
+    assert store.size() == 2 and store.untrained() == 2
+    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
+
+
+def test_seed_is_idempotent_and_agrees_with_the_stream(pools, labeling, redis_client, keys):
+    store = TrainingSetStore(redis_client, keys, consumer="c1")
+    rows = [(f"s{i}", f"seed text {i}", i % 2) for i in range(5)]
+    assert store.seed("initial", rows) == 5
+    before = dump_keys(redis_client, keys.prefix)
+    assert store.seed("initial", rows) == 0
+    assert dump_keys(redis_client, keys.prefix) == before
+    assert store.size() == 5 and store.untrained() == 5
+
+
+# --- versions ----------------------------------------------------------------------------------------------------
+
+
+def test_version_registry_publish_current_all(redis_client, keys):
+    registry = VersionRegistry(redis_client, keys)
+    assert registry.current() == 0 and registry.all() == [] and registry.get(1) is None
+    assert [registry.allocate() for _ in range(3)] == [1, 2, 3]
+    pubsub = registry.subscribe()
+    try:
+        # Versions 2 and 10: the listing is in numeric order, not string order.
+        for version in (2, 10):
+            registry.publish(version, {"version": version, "sha256": f"digest{version}", "train_size": version * 10})
+        assert registry.current() == 10
+        assert registry.get(2) == {"version": 2, "sha256": "digest2", "train_size": 20}
+        assert [meta["version"] for meta in registry.all()] == [2, 10]
+        announced = []
+        deadline = time.monotonic() + 5
+        while len(announced) < 2 and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message:
+                announced.append(message["data"])
+        assert announced == ["2", "10"]
+    finally:
+        pubsub.close()
+    raw = redis_client.hget(keys.versions, "10")
+    assert json.loads(raw)["sha256"] == "digest10"
