@@ -54,6 +54,10 @@ class NothingToTrain(FailedPrecondition):
     """A training round was asked for without a training or validation set."""
 
 
+class RoundFailed(AlloopError):
+    """A training round that was waited for ended in an error; the trainer keeps the last published version."""
+
+
 class ResourceExhausted(AlloopError):
     """The request is larger than the configured limits."""
 

@@ -73,7 +73,12 @@ class Oracle:
             leased = self.query.LeaseTasks(query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100)))
             if not leased.tasks:
                 break
-            labels = [query_pb2.Label(pool=t.pool, id=t.id, label=self.truth[t.id]) for t in leased.tasks if t.id in self.truth]
+            # Answer only items of our own pool: the truth is keyed by id, and another pool may reuse an id.
+            labels = [
+                query_pb2.Label(pool=t.pool, id=t.id, label=self.truth[t.id])
+                for t in leased.tasks
+                if t.pool == self.pool and t.id in self.truth
+            ]
             if labels:
                 result = self.query.SubmitLabels(query_pb2.SubmitLabelsRequest(labeler=self.labeler, labels=labels))
                 labeled += result.accepted

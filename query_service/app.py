@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alloop.config import QuerySettings
-from alloop.errors import InvalidRequest
+from alloop.errors import FailedPrecondition, InvalidRequest
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
@@ -116,12 +116,16 @@ class QueryApp:
             select = get_strategy(strategy)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
+        self.pools.require(pool)
         served = self.holder.current()
-        ids, texts = self.pools.candidates(pool)  # raises UnknownPool
+        ids, texts = self.pools.candidates(pool)
+        # Both depend on the pool's state, not on the request itself: FAILED_PRECONDITION.
         if not ids:
-            raise InvalidRequest(f"pool {pool!r} has no unlabeled, unqueued items left")
+            raise FailedPrecondition(f"pool {pool!r} has no unlabeled, unqueued items left: submit more items")
         if k > len(ids):
-            raise InvalidRequest(f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}")
+            raise FailedPrecondition(
+                f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
+            )
         probs = served.predictor.predict_proba(texts)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
@@ -131,8 +135,9 @@ class QueryApp:
         selection = select(probs, k, context)
         chosen = [int(i) for i in selection.indices]
         scored = _scored([ids[i] for i in chosen], probs[chosen], selection.scores[chosen])
-        self.labeling.enqueue(pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored])
-        return QueryResult(scored, served.version, len(ids))
+        queued = self.labeling.enqueue(pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored])
+        # A concurrent Query may have queued some of the same items first: report only what this call queued.
+        return QueryResult([s for s in scored if s.item_id in queued], served.version, len(ids))
 
     # --- labeling --------------------------------------------------------------------------------------------
     def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:

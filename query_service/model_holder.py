@@ -82,9 +82,13 @@ class ModelHolder:
             return False
         try:
             model = artifacts.load_version(self._model_dir, version, metadata["sha256"])
-        except (IntegrityError, OSError, ValueError) as exc:
-            self._failed.add(version)
+        except IntegrityError as exc:
+            self._failed.add(version)  # a checksum mismatch will not heal: never try this version again
             log.error("refusing model version %d: %s; still serving %s", version, exc, served and served.version)
+            return False
+        except (OSError, ValueError) as exc:
+            # Possibly transient (a shared volume not yet in sync): the next poll tries again.
+            log.warning("cannot load model version %d yet: %s; still serving %s", version, exc, served and served.version)
             return False
         predictor = Predictor(model, self._batch_size)
         predictor.predict_proba(["warm up"])  # trace the graph before the first real request needs it

@@ -34,6 +34,10 @@ class EventHub:
             except queue.Full:  # a stalled watcher loses old events rather than stalling training
                 pass
 
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
     def subscribe(self, active: Callable[[], bool], poll: float = 0.5) -> Iterator[TrainingEvent]:
         q: queue.Queue[TrainingEvent] = queue.Queue(self._maxsize)
         with self._lock:

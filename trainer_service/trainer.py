@@ -1,13 +1,13 @@
 """The trainer: label consumer, round scheduler, training, evaluation and publication.
 
 Order of a round, chosen so a crash at any point leaves a consistent state:
-1. note how many labels are untrained, snapshot the training set;
-2. train and evaluate (nothing persistent changes);
-3. allocate a version number, write the artifact atomically (temp dir + rename);
-4. publish: metadata + current pointer in one MULTI, then the announcement;
-5. subtract the labels noted in 1 from the untrained counter.
-A crash before 4 leaves at most an unreferenced directory (or a ``.tmp-*`` one removed at start); a crash between 4
-and 5 means one extra round later, never a lost label.
+1. take the round lock (one round at a time across replicas; it expires if the holder dies);
+2. snapshot the training set and its untrained count in one MULTI;
+3. train and evaluate (nothing persistent changes);
+4. allocate a version number, write the artifact atomically (temp dir + rename);
+5. publish in one MULTI: metadata, current pointer, and "the labels counted in 2 are trained".
+A crash before 5 leaves at most an unreferenced version directory (or a ``.tmp-*`` one, removed at the next start)
+and the labels still untrained, so the next round takes them; after 5 everything is recorded at once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import redis
 from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
-from alloop.errors import NothingToTrain
+from alloop.errors import NothingToTrain, RoundFailed
 from alloop.models.bilstm import FAMILY
 from alloop.models.training import LabeledData, train_round
 from alloop.store.keys import Keys
@@ -36,6 +36,9 @@ from alloop.store.versions import VersionRegistry
 from trainer_service.events import EventHub, TrainingEvent
 
 log = logging.getLogger(__name__)
+
+# A round renews its lock every epoch; a dead replica's lock frees itself after this long.
+ROUND_LOCK_MS = 10 * 60 * 1000
 
 
 def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
@@ -67,6 +70,7 @@ class Trainer:
         self.test = _load(settings.test_data, self.classes)
         self._lock = threading.Lock()
         self._round_future: Future[dict[str, Any]] | None = None
+        self._round_thread: threading.Thread | None = None
         self._round = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -91,8 +95,9 @@ class Trainer:
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for thread in [*self._threads, self._round_thread]:
+            if thread is not None:
+                thread.join(timeout=60)
 
     # --- consuming and scheduling ------------------------------------------------------------------------------
     def _consume_loop(self) -> None:
@@ -108,7 +113,7 @@ class Trainer:
                 self._stop.wait(1.0)
 
     def should_train(self) -> bool:
-        if self.store.size() == 0 or len(self.val) == 0:
+        if self.store.size() == 0 or len(self.val) == 0 or len(self.test) == 0:
             return False
         if self.registry.current() == 0:
             return True  # the first version trains on the initial labeled set
@@ -133,10 +138,13 @@ class Trainer:
                 raise NothingToTrain("the training set is empty: load an initial labeled set or submit labels first")
             if len(self.val) == 0:
                 raise NothingToTrain("no validation set is configured (ALLOOP_VAL_DATA): early stopping needs one")
+            if len(self.test) == 0:
+                raise NothingToTrain("no test set is configured (ALLOOP_TEST_DATA): every version is evaluated on it")
             self._round = self.store.next_round()
             future: Future[dict[str, Any]] = Future()
             self._round_future = future
             thread = threading.Thread(target=self._run_round, args=(self._round, future), name=f"round-{self._round}", daemon=True)
+            self._round_thread = thread
             thread.start()
             return self._round, True, future
 
@@ -151,14 +159,18 @@ class Trainer:
         return artifacts.load_version(self.settings.common.models_path, version, metadata["sha256"])
 
     def _run_round(self, round_no: int, future: Future[dict[str, Any]]) -> None:
+        token = f"{self.store.consumer}:{round_no}"
+        if not self.store.acquire_round_lock(token, ROUND_LOCK_MS):
+            future.set_exception(RoundFailed(f"round {round_no}: another trainer replica is running a round"))
+            return
         try:
-            untrained = self.store.untrained()
-            items = self.store.snapshot()
+            items, untrained = self.store.snapshot()
             train = LabeledData([i.text for i in items], [i.label for i in items])
             self.events.publish(TrainingEvent("round_started", round_no, train_size=len(train)))
             log.info("round %d: training on %d labels (%d new)", round_no, len(train), untrained)
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                self.store.renew_round_lock(token, ROUND_LOCK_MS)
                 self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
 
             work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
@@ -193,8 +205,7 @@ class Trainer:
                 export_saved_model=self.settings.export_saved_model,
             )
             metadata["sha256"] = digest
-            self.registry.publish(version, metadata)
-            self.store.mark_trained(untrained)
+            self.registry.publish(version, metadata, also=lambda pipe: self.store.mark_trained(pipe, untrained))
             log.info(
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; write %.1fs)",
                 round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
@@ -209,7 +220,9 @@ class Trainer:
             self.last_error = f"round {round_no}: {exc}"
             self._retry_after = time.monotonic() + 30.0
             self.events.publish(TrainingEvent("round_failed", round_no, message=str(exc)))
-            future.set_exception(exc)
+            future.set_exception(RoundFailed(f"round {round_no} failed: {exc}"))
+        finally:
+            self.store.release_round_lock(token)
 
     # --- read side -------------------------------------------------------------------------------------------
     def status(self) -> Status:

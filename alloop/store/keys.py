@@ -81,6 +81,11 @@ class Keys:
         return self._k("train", "untrained")
 
     @property
+    def round_lock(self) -> str:
+        """Held (with an expiry) by the trainer replica running a round."""
+        return self._k("train", "lock")
+
+    @property
     def rounds(self) -> str:
         """Counter of training rounds started."""
         return self._k("train", "rounds")

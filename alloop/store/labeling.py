@@ -27,13 +27,13 @@ from alloop.errors import AlreadyLabeled, NotQueued
 from alloop.store.keys import Keys, item_member, parse_member
 
 _ENQUEUE = """
--- KEYS: queued, queue, labels ; ARGV: member1, task1, member2, task2, ...
-local added = 0
+-- KEYS: queued, queue, labels ; ARGV: member1, task1, member2, task2, ... ; returns the members it queued
+local added = {}
 for i = 1, #ARGV, 2 do
   local m = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], m) == 0 and redis.call('HSETNX', KEYS[1], m, ARGV[i + 1]) == 1 then
     redis.call('RPUSH', KEYS[2], m)
-    added = added + 1
+    table.insert(added, m)
   end
 end
 return added
@@ -164,15 +164,17 @@ class LabelingStore:
         self._lease = client.register_script(_LEASE)
         self._submit = client.register_script(_SUBMIT)
 
-    def enqueue(self, pool: str, tasks: Sequence[tuple[str, QueuedTask]]) -> int:
-        """Queue items for labeling; returns how many were new (labeled or already waiting ones are skipped)."""
+    def enqueue(self, pool: str, tasks: Sequence[tuple[str, QueuedTask]]) -> set[str]:
+        """Queue items for labeling; returns the ids this call queued (labeled or already waiting ones are skipped,
+        so two concurrent Query calls that chose the same item queue it once, and only one of them reports it)."""
         if not tasks:
-            return 0
+            return set()
         argv: list[str] = []
         for item_id, task in tasks:
             argv += [item_member(pool, item_id), task.to_json()]
         k = self._keys
-        return int(self._enqueue(keys=[k.queued, k.queue, k.labels], args=argv))
+        added = self._enqueue(keys=[k.queued, k.queue, k.labels], args=argv)
+        return {parse_member(m)[1] for m in added}
 
     def reclaim_expired(self) -> int:
         k = self._keys

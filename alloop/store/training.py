@@ -56,6 +56,12 @@ class TrainingSetStore:
         self._keys = keys
         self.consumer = consumer
         self._ingest = client.register_script(_INGEST)
+        self._renew = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+        )
+        self._release = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        )
 
     def ensure_group(self) -> None:
         try:
@@ -100,13 +106,17 @@ class TrainingSetStore:
             rows.append((sid, item_member(fields["pool"], fields["id"]), fields["text"], int(fields["label"])))
         return self._write(rows)
 
-    def snapshot(self) -> list[LabeledItem]:
-        raw = self._r.hgetall(self._keys.training_set)
+    def snapshot(self) -> tuple[list[LabeledItem], int]:
+        """The training set and the untrained count, read in one MULTI so they describe the same moment."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hgetall(self._keys.training_set)
+        pipe.get(self._keys.untrained)
+        raw, untrained = pipe.execute()
         items = []
         for member, rec in sorted(raw.items()):
             data = json.loads(rec)
             items.append(LabeledItem(member, data["text"], int(data["label"])))
-        return items
+        return items, int(untrained or 0)
 
     def size(self) -> int:
         return int(self._r.hlen(self._keys.training_set))
@@ -114,10 +124,20 @@ class TrainingSetStore:
     def untrained(self) -> int:
         return int(self._r.get(self._keys.untrained) or 0)
 
-    def mark_trained(self, count: int) -> None:
-        """Called when a round that started with ``count`` untrained labels has published its version."""
+    def mark_trained(self, pipe: redis.client.Pipeline, count: int) -> None:
+        """Queue, in the publishing MULTI, the bookkeeping for a round that started with ``count`` untrained labels."""
         if count:
-            self._r.decrby(self._keys.untrained, count)
+            pipe.decrby(self._keys.untrained, count)
+
+    def acquire_round_lock(self, token: str, ttl_ms: int) -> bool:
+        """One round at a time across trainer replicas: the lock expires if its holder dies."""
+        return bool(self._r.set(self._keys.round_lock, token, nx=True, px=ttl_ms))
+
+    def renew_round_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(self._renew(keys=[self._keys.round_lock], args=[token, ttl_ms]))
+
+    def release_round_lock(self, token: str) -> None:
+        self._release(keys=[self._keys.round_lock], args=[token])
 
     def next_round(self) -> int:
         return int(self._r.incr(self._keys.rounds))

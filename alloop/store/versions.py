@@ -7,6 +7,7 @@ pointer, so a replica that missed a pub/sub message (disconnected, restarted) st
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,10 +23,16 @@ class VersionRegistry:
     def allocate(self) -> int:
         return int(self._r.incr(self._keys.next_version))
 
-    def publish(self, version: int, metadata: dict[str, Any]) -> None:
+    def publish(
+        self, version: int, metadata: dict[str, Any], *, also: Callable[[redis.client.Pipeline], object] | None = None
+    ) -> None:
+        """Record and point to ``version`` in one MULTI; ``also`` adds the caller's own writes to the same MULTI
+        (the trainer's "these labels are trained" bookkeeping), so a crash cannot separate them."""
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(self._keys.versions, str(version), json.dumps(metadata, sort_keys=True))
         pipe.set(self._keys.current_version, version)
+        if also is not None:
+            also(pipe)
         pipe.publish(self._keys.announce_channel, str(version))
         pipe.execute()
 

@@ -80,6 +80,8 @@ def test_train_rpc_waits_for_the_published_version(services):
     t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
     wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).current_version == 1, timeout=120, what="version 1")
     events = t.WatchTraining(trainer_pb2.WatchTrainingRequest())
+    # Events are not replayed: start the round only once the stream's handler has subscribed.
+    wait_for(lambda: trainer.trainer.events.subscriber_count() == 1, what="WatchTraining subscribed")
     response = t.Train(trainer_pb2.TrainRequest(wait=True))
     assert response.started and response.version.version == 2
     kinds = []

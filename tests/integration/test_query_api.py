@@ -159,14 +159,14 @@ def test_query_bad_requests(api):
     api.refused(lambda: query(k=0), INVALID, "k must be a positive number", "got 0")
     api.refused(lambda: query(k=-3), INVALID, "k must be a positive number", "got -3")
     api.refused(lambda: query(strategy="most_fun"), INVALID, "unknown strategy 'most_fun'", "least_confidence")
-    api.refused(lambda: query(k=31), INVALID, "k=31 is more than the 30", "'reviews'")
+    api.refused(lambda: query(k=31), PRECONDITION, "k=31 is more than the 30", "'reviews'")
     api.refused(lambda: query(pool=""), INVALID, "pool name must not be empty")
     # The same service still answers a good query, and k may then not exceed what is left.
     selected = query(k=25, strategy="entropy")
     assert len(selected.selected) == 25 and selected.candidates == 30 and selected.model_version == 1
-    api.refused(lambda: query(k=6), INVALID, "k=6 is more than the 5")
+    api.refused(lambda: query(k=6), PRECONDITION, "k=6 is more than the 5")
     query(k=5)
-    api.refused(lambda: query(k=1), INVALID, "no unlabeled, unqueued items left")
+    api.refused(lambda: query(k=1), PRECONDITION, "no unlabeled, unqueued items left")
 
 
 # --- LeaseTasks --------------------------------------------------------------------------------------------------

@@ -88,12 +88,12 @@ def test_enqueue_skips_labeled_and_already_waiting_items(pools, labeling, redis_
     assert labeling.waiting_count() == 3 and labeling.queue_length() == 3
     labeling.submit([LabelSubmission("p", ids[0], 0)])
     # ids[0] is labeled, ids[1] and ids[2] are waiting: only the new one is queued, and no member twice.
-    assert labeling.enqueue("p", [(ids[0], TASK), (ids[1], TASK), (ids[2], TASK), ("new", TASK)]) == 1
+    assert labeling.enqueue("p", [(ids[0], TASK), (ids[1], TASK), (ids[2], TASK), ("new", TASK)]) == {"new"}
     assert redis_client.lrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
-    assert labeling.enqueue("p", []) == 0
+    assert labeling.enqueue("p", []) == set()
     # A leased item is still waiting, so it is not queued again either.
     leased = labeling.lease(1, 60)
-    assert labeling.enqueue("p", [(leased[0].item_id, TASK)]) == 0
+    assert labeling.enqueue("p", [(leased[0].item_id, TASK)]) == set()
     assert labeling.waiting_count() == 3 and labeling.queue_length() == 2
 
 
@@ -277,11 +277,13 @@ def test_consume_writes_the_training_set_and_acks(pools, labeling, redis_client,
     assert store.consume(block_ms=10) == 4
     assert store.size() == 4 and store.untrained() == 4
     assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
-    snapshot = {item.member: (item.text, item.label) for item in store.snapshot()}
-    assert snapshot == {item_member("p", i): (f"text of {i}", k % 2) for k, i in enumerate(ids)}
+    items, untrained = store.snapshot()
+    snapshot = {item.member: (item.text, item.label) for item in items}
+    assert snapshot == {item_member("p", i): (f"text of {i}", k % 2) for k, i in enumerate(ids)} and untrained == 4
     assert store.consume(block_ms=10) == 0  # nothing new
-    store.mark_trained(4)
-    assert store.untrained() == 0
+    # Publishing a version marks the round's labels trained in the same MULTI.
+    VersionRegistry(redis_client, keys).publish(1, {"version": 1}, also=lambda pipe: store.mark_trained(pipe, 4))
+    assert store.untrained() == 0 and VersionRegistry(redis_client, keys).current() == 1
 
 
 def test_a_redelivered_entry_does_not_duplicate(pools, labeling, redis_client, keys):
@@ -353,3 +355,17 @@ def test_version_registry_publish_current_all(redis_client, keys):
         pubsub.close()
     raw = redis_client.hget(keys.versions, "10")
     assert json.loads(raw)["sha256"] == "digest10"
+
+
+def test_round_lock_admits_one_holder_and_expires(redis_client, keys):
+    first = TrainingSetStore(redis_client, keys, consumer="a")
+    second = TrainingSetStore(redis_client, keys, consumer="b")
+    assert first.acquire_round_lock("a:1", 200)
+    assert not second.acquire_round_lock("b:1", 200)
+    assert not second.renew_round_lock("b:1", 200)  # only the holder renews
+    second.release_round_lock("b:1")  # ... or releases
+    assert redis_client.get(keys.round_lock) == "a:1"
+    time.sleep(0.3)  # a dead holder's lock frees itself
+    assert second.acquire_round_lock("b:1", 200)
+    second.release_round_lock("b:1")
+    assert redis_client.get(keys.round_lock) is None

