@@ -15,6 +15,9 @@
 | ALLOOP_MAX_BATCH_ITEMS | 10000 | query service (items per request) |
 | ALLOOP_MAX_TEXT_CHARS | 100000 | query service |
 | ALLOOP_MODEL_POLL_SECONDS | 2.0 | query service (fallback when a pub/sub message is missed) |
+| ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
+| ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
+| ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
 | ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.rpc.security import SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
 
 DEFAULT_CLASSES = ("negative", "positive")
@@ -44,6 +48,13 @@ DEFAULT_TRAINER_ADDRESS = "127.0.0.1:50052"
 
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = int(env.get(name, default))
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class QuerySettings:
     max_text_chars: int = 100_000
     model_poll_seconds: float = 2.0
     max_message_bytes: int = 64 * 1024 * 1024
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,11 @@ class TrainerSettings:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     export_saved_model: bool = True
     consumer: str = ""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+
+    def __post_init__(self) -> None:
+        if self.retrain_threshold < 1:
+            raise ValueError(f"retrain_threshold must be at least 1 new label, got {self.retrain_threshold}")
 
 
 def common_from_env(env: Mapping[str, str]) -> CommonSettings:
@@ -117,6 +134,8 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         max_batch_items=int(env.get("ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items)),
         max_text_chars=int(env.get("ALLOOP_MAX_TEXT_CHARS", d.max_text_chars)),
         model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
+        max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
+        security=security_from_env(env),
     )
 
 
@@ -153,6 +172,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             seed=int(env.get("ALLOOP_SEED", t.seed)),
         ),
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
+        security=security_from_env(env),
     )
 
 

@@ -9,9 +9,10 @@ import time
 import grpc
 
 from alloop.config import DEFAULT_QUERY_ADDRESS, DEFAULT_TRAINER_ADDRESS
+from alloop.rpc.security import open_secure_channel
 from alloop.v1 import query_pb2_grpc, trainer_pb2_grpc
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_BYTES = int(os.environ.get("ALLOOP_MAX_MESSAGE_BYTES", 64 * 1024 * 1024))
 
 
 def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False) -> None:
@@ -27,7 +28,8 @@ def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False)
 
 
 def open_channel(address: str, timeout: float = 30.0) -> grpc.Channel:
-    channel = grpc.insecure_channel(
+    """TLS when ALLOOP_TLS_CA is set; ALLOOP_TOKEN goes with every call as ``authorization: Bearer``."""
+    channel = open_secure_channel(
         address,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -50,7 +50,9 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     labeling = LabelingStore(client, keys)
     app = QueryApp(settings, PoolStore(client, keys), labeling, holder)
     stopping = threading.Event()
-    server, port, health_servicer = new_server(settings.address, max_message_bytes=settings.max_message_bytes)
+    server, port, health_servicer = new_server(
+        settings.address, max_message_bytes=settings.max_message_bytes, security=settings.security,
+    )
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping), server)
     watchdog = Watchdog(client, health_servicer, [SERVICE_NAME], chores=[labeling.reclaim_expired])
     try:

@@ -44,7 +44,7 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     trainer = Trainer(settings, client, consumer=consumer)
     trainer.prepare()
     stopping = threading.Event()
-    server, port, health_servicer = new_server(settings.address, max_message_bytes=4 * 1024 * 1024)
+    server, port, health_servicer = new_server(settings.address, max_message_bytes=4 * 1024 * 1024, security=settings.security)
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer, stopping), server)
     watchdog = Watchdog(client, health_servicer, [SERVICE_NAME])
     watchdog.start()

@@ -5,26 +5,40 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from alloop.rpc.security import SecuritySettings
+
 log = logging.getLogger(__name__)
 
 
-def new_server(address: str, *, max_message_bytes: int, workers: int = 16) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A server bound to ``address`` (port 0 picks a free one) with the standard health service attached."""
+def new_server(
+    address: str,
+    *,
+    max_message_bytes: int,
+    workers: int = 16,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    security: SecuritySettings | None = None,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A server bound to ``address`` (port 0 picks a free one) with the standard health service attached.
+
+    ``security`` adds TLS to the port and the bearer-token check, which runs before ``interceptors``.
+    """
+    security = security or SecuritySettings()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
+        interceptors=[*security.interceptors(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    port = server.add_insecure_port(address)
+    port = security.add_port(server, address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     health_servicer = health.HealthServicer()

@@ -1,0 +1,103 @@
+"""Security settings both services share (bearer tokens and TLS), and the client side's channel.
+
+Server environment: ``ALLOOP_AUTH_TOKENS`` / ``ALLOOP_AUTH_TOKENS_FILE`` (see :mod:`alloop.rpc.auth`),
+``ALLOOP_TLS_CERT`` / ``ALLOOP_TLS_KEY`` / ``ALLOOP_TLS_CLIENT_CA`` (see :mod:`alloop.rpc.tls`).
+Client environment: ``ALLOOP_TOKEN``, ``ALLOOP_TLS_CA``, ``ALLOOP_TLS_CLIENT_CERT`` / ``ALLOOP_TLS_CLIENT_KEY``,
+``ALLOOP_TLS_SERVER_NAME``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from alloop.rpc.auth import (
+    CLIENT_TOKEN_ENV,
+    AuthInterceptor,
+    BearerCallCredentials,
+    BearerInterceptor,
+    Credentials,
+    credentials_from_env,
+)
+from alloop.rpc.tls import ServerTLS, client_tls_from_env, server_tls_from_env
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` (or ``unix:path``) names this machine only."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Default: authentication off, plaintext (fine on loopback; set tokens and TLS for anything else)."""
+
+    auth: Credentials = field(default_factory=Credentials)
+    tls: ServerTLS | None = None
+
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        return [AuthInterceptor(self.auth)] if self.auth.enabled else []
+
+    def add_port(self, server: grpc.Server, address: str) -> int:
+        """Bind ``address`` with TLS when configured, and say at start-up what protects it."""
+        if self.tls is not None:
+            port = server.add_secure_port(address, self.tls.credentials())
+        else:
+            port = server.add_insecure_port(address)
+        if not self.auth.enabled:
+            log.warning(
+                "authentication is OFF on %s: any caller may call every RPC "
+                "(set ALLOOP_AUTH_TOKENS or ALLOOP_AUTH_TOKENS_FILE to turn it on)", address,
+            )
+        elif self.tls is None and not is_loopback(address):
+            log.warning("bearer tokens travel in plaintext on %s: set ALLOOP_TLS_CERT and ALLOOP_TLS_KEY", address)
+        log.info(
+            "%s: auth %s, %s", address, repr(self.auth),
+            "plaintext" if self.tls is None else ("mutual TLS" if self.tls.mutual else "TLS"),
+        )
+        return port
+
+
+def security_from_env(env: Mapping[str, str]) -> SecuritySettings:
+    return SecuritySettings(auth=credentials_from_env(env), tls=server_tls_from_env(env))
+
+
+def open_secure_channel(
+    address: str, options: Sequence[tuple[str, object]] = (), env: Mapping[str, str] | None = None,
+) -> grpc.Channel:
+    """A channel that uses TLS when ``ALLOOP_TLS_CA`` is set and sends ``ALLOOP_TOKEN`` as a bearer on every call."""
+    env = os.environ if env is None else env
+    tls = client_tls_from_env(env)
+    token = env.get(CLIENT_TOKEN_ENV, "").strip() or None
+    options = list(options)
+    if tls is not None:
+        credentials = tls.credentials()
+        if token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.metadata_call_credentials(BearerCallCredentials(token), name="alloop-bearer"),
+            )
+        return grpc.secure_channel(address, credentials, options=[*options, *tls.options()])
+    channel = grpc.insecure_channel(address, options=options)
+    if token is None:
+        return channel
+    if not is_loopback(address):
+        log.warning("sending %s in plaintext to %s: set ALLOOP_TLS_CA to use TLS", CLIENT_TOKEN_ENV, address)
+    return grpc.intercept_channel(channel, BearerInterceptor(token))
+
+
+__all__ = ["SecuritySettings", "is_loopback", "open_secure_channel", "security_from_env"]
