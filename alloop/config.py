@@ -25,6 +25,7 @@
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
+| ALLOOP_ROUND_LOCK_SECONDS | 60 | trainer (a dead replica's round lock frees itself after this long) |
 | ALLOOP_SEED | 0 | trainer |
 """
 
@@ -102,6 +103,8 @@ class TrainerSettings:
     export_saved_model: bool = True
     consumer: str = ""
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    round_lock_seconds: float = 60.0
+    fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
 
     def __post_init__(self) -> None:
         if self.retrain_threshold < 1:
@@ -173,6 +176,8 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         ),
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
         security=security_from_env(env),
+        round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
+        fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
     )
 
 

@@ -43,6 +43,10 @@ class AlreadyLabeled(FailedPrecondition):
     """A different label for an item that already has one: the first label stands."""
 
 
+class RoundBusy(FailedPrecondition):
+    """Another trainer replica holds the round lock."""
+
+
 class ModelNotReady(FailedPrecondition):
     """No model version has been published yet, so nothing can be scored."""
 

@@ -42,12 +42,20 @@ def keys() -> Keys:
     return Keys(f"t{uuid.uuid4().hex[:6]}")
 
 
-def dump_keys(client: redis.Redis, prefix: str) -> dict[str, bytes]:
-    """Byte-for-byte picture of the project's keys, to show a refused request changed nothing."""
+def dump_keys(client: redis.Redis, prefix: str) -> dict[str, object]:
+    """Byte-for-byte picture of the project's keys, to show a refused request changed nothing.
+
+    Streams are the exception: a consumer polling its group updates the consumer's seen-time, which DUMP includes,
+    so for a stream the picture is its entries and each group's delivery position and pending count.
+    """
     raw = redis.Redis(connection_pool=client.connection_pool)
-    out = {}
+    out: dict[str, object] = {}
     for key in sorted(client.scan_iter(f"{prefix}:*")):
-        out[key] = raw.execute_command("DUMP", key, NEVER_DECODE=True)
+        if client.type(key) == "stream":
+            groups = [(g["name"], g["last-delivered-id"], g["pending"]) for g in client.xinfo_groups(key)]
+            out[key] = (client.xrange(key), groups)
+        else:
+            out[key] = raw.execute_command("DUMP", key, NEVER_DECODE=True)
     return out
 
 

@@ -1,7 +1,8 @@
 """The trainer: label consumer, round scheduler, training, evaluation and publication.
 
 Order of a round, chosen so a crash at any point leaves a consistent state:
-1. take the round lock (one round at a time across replicas; it expires if the holder dies);
+1. take the round lock (one round at a time across replicas; renewed while the round runs, it expires within
+   ALLOOP_ROUND_LOCK_SECONDS if the holder dies);
 2. snapshot the training set and its untrained count in one MULTI;
 3. train and evaluate (nothing persistent changes);
 4. allocate a version number, write the artifact atomically (temp dir + rename);
@@ -16,6 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +29,16 @@ import redis
 from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
-from alloop.errors import NothingToTrain, RoundFailed
+from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
 from alloop.models.bilstm import FAMILY
 from alloop.models.training import LabeledData, train_round
 from alloop.store.keys import Keys
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from trainer_service.events import EventHub, TrainingEvent
+from trainer_service.faults import FaultInjector
 
 log = logging.getLogger(__name__)
-
-# A round renews its lock every epoch; a dead replica's lock frees itself after this long.
-ROUND_LOCK_MS = 10 * 60 * 1000
 
 
 def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
@@ -75,7 +75,9 @@ class Trainer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_error = ""
-        self._retry_after = 0.0  # after a failed round, automatic rounds wait (Train still starts one)
+        self._retry_after = 0.0
+        self.faults = FaultInjector(settings.fault_points)
+        self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)
 
     # --- start-up ----------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -103,7 +105,7 @@ class Trainer:
     def _consume_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.store.consume(block_ms=500)
+                self.store.consume(block_ms=500, before_write=lambda: self.faults.hit("consume"))
                 self.maybe_train()
             except redis.exceptions.RedisError as exc:
                 log.warning("label consumer: Redis error %s; retrying", exc)
@@ -123,7 +125,10 @@ class Trainer:
         if time.monotonic() < self._retry_after:
             return
         if not self.is_training() and self.should_train():
-            self.request_round()
+            try:
+                self.request_round()
+            except RoundBusy:
+                pass  # another replica trains; its publication will be seen like any other
 
     def is_training(self) -> bool:
         future = self._round_future
@@ -140,10 +145,15 @@ class Trainer:
                 raise NothingToTrain("no validation set is configured (ALLOOP_VAL_DATA): early stopping needs one")
             if len(self.test) == 0:
                 raise NothingToTrain("no test set is configured (ALLOOP_TEST_DATA): every version is evaluated on it")
+            token = uuid.uuid4().hex
+            if not self.store.acquire_round_lock(token, self._lock_ms):
+                raise RoundBusy("another trainer replica is running a round; its version will be published when it ends")
             self._round = self.store.next_round()
             future: Future[dict[str, Any]] = Future()
             self._round_future = future
-            thread = threading.Thread(target=self._run_round, args=(self._round, future), name=f"round-{self._round}", daemon=True)
+            thread = threading.Thread(
+                target=self._run_round, args=(self._round, token, future), name=f"round-{self._round}", daemon=True
+            )
             self._round_thread = thread
             thread.start()
             return self._round, True, future
@@ -158,11 +168,15 @@ class Trainer:
             return None
         return artifacts.load_version(self.settings.common.models_path, version, metadata["sha256"])
 
-    def _run_round(self, round_no: int, future: Future[dict[str, Any]]) -> None:
-        token = f"{self.store.consumer}:{round_no}"
-        if not self.store.acquire_round_lock(token, ROUND_LOCK_MS):
-            future.set_exception(RoundFailed(f"round {round_no}: another trainer replica is running a round"))
-            return
+    def _hold_lock(self, token: str, done: threading.Event) -> None:
+        """Renew the round lock while the round runs, so it outlives long epochs but not a dead process."""
+        while not done.wait(self._lock_ms / 3000):
+            if not self.store.renew_round_lock(token, self._lock_ms):
+                log.error("lost the round lock; another replica may start a round")
+
+    def _run_round(self, round_no: int, token: str, future: Future[dict[str, Any]]) -> None:
+        done = threading.Event()
+        threading.Thread(target=self._hold_lock, args=(token, done), name="round-lock", daemon=True).start()
         try:
             items, untrained = self.store.snapshot()
             train = LabeledData([i.text for i in items], [i.label for i in items])
@@ -170,7 +184,7 @@ class Trainer:
             log.info("round %d: training on %d labels (%d new)", round_no, len(train), untrained)
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                self.store.renew_round_lock(token, ROUND_LOCK_MS)
+                self.faults.hit("epoch")
                 self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
 
             work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
@@ -185,6 +199,10 @@ class Trainer:
                 on_epoch=on_epoch,
             )
             version = self.registry.allocate()
+            while artifacts.version_dir(self.settings.common.models_path, version).exists():
+                # The model store outlived Redis' counter (Redis restored without AOF): never overwrite a version.
+                log.warning("model version %d already exists on disk; allocating another number", version)
+                version = self.registry.allocate()
             metrics = result.test.to_dict()
             metrics.update(val_accuracy=result.validation.accuracy, val_loss=result.validation.loss)
             metadata: dict[str, Any] = {
@@ -205,7 +223,9 @@ class Trainer:
                 export_saved_model=self.settings.export_saved_model,
             )
             metadata["sha256"] = digest
+            self.faults.hit("written")
             self.registry.publish(version, metadata, also=lambda pipe: self.store.mark_trained(pipe, untrained))
+            self.faults.hit("published")
             log.info(
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; write %.1fs)",
                 round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
@@ -222,6 +242,7 @@ class Trainer:
             self.events.publish(TrainingEvent("round_failed", round_no, message=str(exc)))
             future.set_exception(RoundFailed(f"round {round_no} failed: {exc}"))
         finally:
+            done.set()
             self.store.release_round_lock(token)
 
     # --- read side -------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from alloop.rpc.guard import MalformedRequestGuard
 from alloop.rpc.security import SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def new_server(
     address: str,
     *,
     max_message_bytes: int,
-    workers: int = 16,
+    workers: int = 32,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     security: SecuritySettings | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -32,7 +33,8 @@ def new_server(
     security = security or SecuritySettings()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[*security.interceptors(), *interceptors],
+        # Auth first (a refused call reads nothing), then malformed requests become INVALID_ARGUMENT.
+        interceptors=[*security.interceptors(), MalformedRequestGuard(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

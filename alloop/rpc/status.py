@@ -58,6 +58,9 @@ def grpc_errors(method: F) -> F:
     """
 
     def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
+        if isinstance(exc, grpc.RpcError):
+            # The client's request stream broke (cancelled, or over the size limit): gRPC already set the status.
+            raise exc
         code = status_for(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.exception("unexpected error in %s", method.__qualname__)

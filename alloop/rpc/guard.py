@@ -1,0 +1,85 @@
+"""Malformed requests become INVALID_ARGUMENT instead of gRPC's default INTERNAL.
+
+grpcio answers a request it cannot deserialize (truncated bytes, a wrong wire type, invalid UTF-8 in a string
+field) with INTERNAL "Exception deserializing request!", which tells the caller nothing and looks like our bug.
+This interceptor wraps each method's deserializer so a parse failure yields a :class:`Malformed` marker, and the
+method's behaviour refuses it with INVALID_ARGUMENT before any servicer code runs, so nothing is changed. For
+streaming requests the marker is turned into :class:`alloop.errors.InvalidRequest` where the servicer reads it,
+and the servicer's one error mapping (alloop.rpc.status) reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from alloop.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Malformed:
+    method: str
+    reason: str
+
+    def message(self) -> str:
+        return (f"the request to {self.method} is not a valid protobuf message ({self.reason}); "
+                "check that the client uses the alloop.v1 stubs and sends UTF-8 text")
+
+
+def _safe(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        if deserializer is None:
+            return data
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's malformed input
+            return Malformed(method, f"{type(exc).__name__}: {exc}")
+
+    return deserialize
+
+
+def _checked_iterator(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if isinstance(request, Malformed):
+            raise InvalidRequest(request.message())
+        yield request
+
+
+class MalformedRequestGuard(grpc.ServerInterceptor):
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        deserializer = _safe(handler.request_deserializer, method)
+        serializer = handler.response_serializer
+
+        def unary_behavior(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+                if isinstance(request, Malformed):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
+                return behavior(request, context)
+
+            return wrapped
+
+        def stream_behavior(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                return behavior(_checked_iterator(requests), context)
+
+            return wrapped
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(unary_behavior(handler.unary_unary), deserializer, serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(unary_behavior(handler.unary_stream), deserializer, serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(stream_behavior(handler.stream_unary), deserializer, serializer)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(stream_behavior(handler.stream_stream), deserializer, serializer)
+        return handler
