@@ -14,7 +14,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -62,15 +64,26 @@ def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
 class EmbeddedRedis:
     """A redis-server child process on 127.0.0.1, stopped by :meth:`stop` (or the context manager)."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password
+        self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -83,6 +96,8 @@ class EmbeddedRedis:
             "--save", "",
             "--protected-mode", "yes",
             "--logfile", str((self.directory / "redis.log").resolve()),
+            *(["--requirepass", self.password] if self.password else []),
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
@@ -90,6 +105,11 @@ class EmbeddedRedis:
         while True:
             try:
                 if client.ping():
+                    break
+            except redis.exceptions.AuthenticationError:
+                break  # up, and protected: ready
+            except redis.exceptions.ResponseError as exc:
+                if "NOAUTH" in str(exc) or "NOPERM" in str(exc):
                     break
             except redis.exceptions.ConnectionError:
                 pass
