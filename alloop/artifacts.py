@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-import alloop.models.bilstm  # noqa: F401  (registers the custom standardize function that saved models name)
+import alloop.models.text_model  # noqa: F401  (registers the custom standardize function that saved models name)
 
 from alloop.errors import IntegrityError
 

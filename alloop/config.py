@@ -21,7 +21,9 @@
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
 | ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
-| ALLOOP_WARM_START | 1 | trainer |
+| ALLOOP_MODEL_FAMILY | bilstm | trainer (bilstm: the seed's model; linear: TF-IDF 1-2-grams, logistic) |
+| ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
+| ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_L2 / ALLOOP_LINEAR_LEARNING_RATE | 100000 / 2 / 0 / 0.001 | trainer (linear) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models.config import FAMILY_NAMES, ModelConfig, TrainingConfig
 from alloop.rpc.security import SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
 
@@ -146,6 +148,9 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
     d = TrainerSettings()
     m, t = d.model, d.training
     common = common_from_env(env)
+    family = env.get("ALLOOP_MODEL_FAMILY", m.family)
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"ALLOOP_MODEL_FAMILY={family!r}; choose one of {', '.join(FAMILY_NAMES)}")
 
     def path(name: str) -> Path | None:
         value = env.get(name)
@@ -166,12 +171,18 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             dense_units=int(env.get("ALLOOP_DENSE_UNITS", m.dense_units)),
             dropout=float(env.get("ALLOOP_DROPOUT", m.dropout)),
             n_classes=len(common.classes),
+            family=family,
+            linear_max_tokens=int(env.get("ALLOOP_LINEAR_MAX_TOKENS", m.linear_max_tokens)),
+            ngrams=int(env.get("ALLOOP_NGRAMS", m.ngrams)),
+            linear_l2=float(env.get("ALLOOP_LINEAR_L2", m.linear_l2)),
+            linear_learning_rate=float(env.get("ALLOOP_LINEAR_LEARNING_RATE", m.linear_learning_rate)),
         ),
         training=TrainingConfig(
             epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),
             batch_size=int(env.get("ALLOOP_BATCH_SIZE", t.batch_size)),
             patience=int(env.get("ALLOOP_PATIENCE", t.patience)),
-            warm_start=_truthy(env.get("ALLOOP_WARM_START", "1")),
+            # The seed's BiLSTM continues from the last weights; the linear model is rebuilt on the current pool.
+            warm_start=_truthy(env.get("ALLOOP_WARM_START", "1" if family == "bilstm" else "0")),
             seed=int(env.get("ALLOOP_SEED", t.seed)),
         ),
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),

@@ -17,7 +17,7 @@ from typing import Any
 
 from alloop import artifacts
 from alloop.errors import IntegrityError, ModelNotReady
-from alloop.models.bilstm import Predictor
+from alloop.models.text_model import Predictor
 from alloop.store.versions import VersionRegistry
 
 log = logging.getLogger(__name__)

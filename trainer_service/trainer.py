@@ -30,9 +30,10 @@ from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
-from alloop.models.bilstm import FAMILY
 from alloop.models.training import LabeledData, train_round
+from alloop.models.families import get_family
 from alloop.store.keys import Keys
+from alloop.store.pool import PoolStore
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from trainer_service.events import EventHub, TrainingEvent
@@ -64,6 +65,7 @@ class Trainer:
         keys = Keys(settings.common.redis_prefix)
         self.store = TrainingSetStore(client, keys, consumer=consumer)
         self.registry = VersionRegistry(client, keys)
+        self.pools = PoolStore(client, keys)
         self.events = EventHub()
         self.classes = settings.common.classes
         self.val = _load(settings.val_data, self.classes)
@@ -197,6 +199,7 @@ class Trainer:
                 work_dir=work_dir,
                 previous=self._previous_model(),
                 on_epoch=on_epoch,
+                unlabeled_texts=self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else (),
             )
             version = self.registry.allocate()
             while artifacts.version_dir(self.settings.common.models_path, version).exists():
@@ -209,7 +212,7 @@ class Trainer:
                 "version": version,
                 "round": round_no,
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "family": FAMILY,
+                "family": self.settings.model.family,
                 "classes": list(self.classes),
                 "train_size": len(train),
                 "epochs": result.epochs,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+FAMILY_NAMES = ("bilstm", "linear")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes default to the seed's; tests shrink them."""
@@ -16,6 +19,12 @@ class ModelConfig:
     dense_units: int = 20
     dropout: float = 0.5
     n_classes: int = 2
+    family: str = "bilstm"
+    # linear family
+    linear_max_tokens: int = 100_000
+    ngrams: int = 2
+    linear_l2: float = 0.0
+    linear_learning_rate: float = 0.001
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -23,6 +32,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_l2 < 0 or self.linear_learning_rate <= 0:
+            raise ValueError("linear_max_tokens, ngrams and linear_learning_rate must be positive and linear_l2 non-negative")
+        if self.family not in FAMILY_NAMES:
+            raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILY_NAMES)}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {self.n_classes}")
 

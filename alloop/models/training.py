@@ -1,8 +1,10 @@
-"""One training round: warm start, fit with best-only checkpointing and early stopping, evaluate.
+"""One training round of any model family: warm start, fit with best-only checkpointing and early stopping
+on the validation split, evaluate on the test split.
 
-Warm start is the documented default, as in the seed: round n+1 continues from round n's weights and keeps its
-vocabulary (adapted once, on the first round's training texts). ``warm_start=False`` rebuilds from scratch each
-round, re-adapting the vocabulary on the current training set.
+Warm start is the documented default for the seed's BiLSTM, as in the seed: round n+1 continues from round n's
+weights and keeps its vocabulary (adapted once, on the first round's training texts). ``warm_start=False``
+rebuilds from scratch each round, re-adapting the vocabulary on the current texts; the linear family is rebuilt
+each round by default (it trains in seconds, and its vocabulary should follow the pool's text).
 """
 
 from __future__ import annotations
@@ -19,14 +21,8 @@ import tensorflow as tf
 
 from alloop.metrics import Evaluation, evaluate
 from alloop.models.config import ModelConfig, TrainingConfig
-from alloop.models.bilstm import (
-    Predictor,
-    assemble,
-    build_classifier,
-    build_vectorizer,
-    compile_classifier,
-    parts,
-)
+from alloop.models.families import Family, get_family
+from alloop.models.text_model import Predictor, assemble, parts
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +61,10 @@ class _EpochReporter(keras.callbacks.Callback):
         self._report(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
 
-def _dataset(vectorizer: keras.layers.Layer, data: LabeledData, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    tokens = vectorizer(tf.constant(list(data.texts)))
+def _dataset(
+    family: Family, vectorizer: keras.layers.Layer, data: LabeledData, batch_size: int, shuffle_seed: int | None
+) -> tf.data.Dataset:
+    tokens = family.vectorize(vectorizer, data.texts)
     labels = tf.constant(np.asarray(data.labels, dtype=np.int64))
     ds = tf.data.Dataset.from_tensor_slices((tokens, labels))
     if shuffle_seed is not None:
@@ -84,19 +82,23 @@ def train_round(
     work_dir: Path,
     previous: keras.Model | None = None,
     on_epoch: EpochCallback | None = None,
+    unlabeled_texts: Sequence[str] = (),
 ) -> RoundResult:
+    """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(val) == 0:
         raise ValueError("the validation set is empty: early stopping and checkpointing need one")
     started = time.monotonic()
     keras.utils.set_random_seed(training.seed)
+    family = get_family(model_config.family)
     if previous is not None and training.warm_start:
         vectorizer, classifier = parts(previous)
     else:
-        vectorizer = build_vectorizer(model_config, train.texts)
-        classifier = build_classifier(model_config)
-    compile_classifier(classifier, model_config.n_classes)
+        corpus = [*train.texts, *unlabeled_texts] if family.adapt_on_unlabeled else list(train.texts)
+        vectorizer = family.build_vectorizer(model_config, corpus)
+        classifier = family.build_classifier(model_config, vectorizer)
+    family.compile_classifier(classifier, model_config)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / "best.weights.h5"
@@ -107,8 +109,8 @@ def train_round(
     if on_epoch is not None:
         callbacks.append(_EpochReporter(on_epoch))
     history = classifier.fit(
-        _dataset(vectorizer, train, training.batch_size, training.seed),
-        validation_data=_dataset(vectorizer, val, training.batch_size, None),
+        _dataset(family, vectorizer, train, training.batch_size, training.seed),
+        validation_data=_dataset(family, vectorizer, val, training.batch_size, None),
         epochs=training.epochs,
         callbacks=callbacks,
         shuffle=False,  # the dataset reshuffles itself each epoch

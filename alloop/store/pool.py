@@ -53,6 +53,13 @@ class PoolStore:
             return []
         return list(self._r.hmget(self._keys.pool_items(pool), list(ids)))
 
+    def all_texts(self) -> list[str]:
+        """Every pool's text: unlabeled text a bag-of-words vocabulary may adapt on."""
+        texts: list[str] = []
+        for pool in self.names():
+            texts.extend(self._r.hvals(self._keys.pool_items(pool)))
+        return texts
+
     def candidates(self, pool: str) -> tuple[list[str], list[str]]:
         """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""
         self.require(pool)

@@ -23,7 +23,6 @@ import redis
 
 from alloop import artifacts
 from alloop.config import DEFAULT_CLASSES
-from alloop.models.bilstm import FAMILY
 from alloop.models.training import LabeledData, RoundResult, train_round
 from alloop.store.keys import Keys
 from alloop.store.versions import VersionRegistry
@@ -66,7 +65,7 @@ def write(model_dir: Path, version: int, model: keras.Model | None = None, *, ex
     metadata: dict[str, Any] = {
         "version": version,
         "round": version,
-        "family": FAMILY,
+        "family": TINY_MODEL.family,
         "classes": list(DEFAULT_CLASSES),
         "metrics": result.test.to_dict(),
         "train_size": TRAIN_SIZE,

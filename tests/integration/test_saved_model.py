@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from alloop import artifacts
 from alloop.errors import IntegrityError
-from alloop.models.bilstm import Predictor, text_tensor, to_probabilities
+from alloop.models.text_model import Predictor, text_tensor, to_probabilities
 from tests.integration import models
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,77 @@
+"""The linear family (TF-IDF 1-2-grams -> logistic layer): trains, adapts on unlabeled text, saves a version that
+takes raw strings, and runs a round through the real services."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alloop import artifacts
+from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models.text_model import Predictor, parts
+from alloop.models.training import LabeledData, train_round
+from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from query_service.server import create_server as create_query_server
+from tests import synthetic
+from tests.conftest import TINY_TRAINING
+from tests.integration.services import channel, wait_for
+from trainer_service.server import create_server as create_trainer_server
+
+pytestmark = pytest.mark.integration
+
+LINEAR = ModelConfig(family="linear", linear_max_tokens=2000, linear_learning_rate=0.05)
+
+
+def data(n: int, seed: int, prefix: str) -> LabeledData:
+    rows = synthetic.reviews(n, seed, prefix)
+    return LabeledData([str(r["text"]) for r in rows], [int(r["label"]) for r in rows])  # type: ignore[call-overload]
+
+
+def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
+    unlabeled = ["an unseenword in the pool only"] * 3
+    result = train_round(
+        data(200, 1, "tr"), data(60, 2, "va"), data(100, 3, "te"),
+        model_config=LINEAR, training=replace(TINY_TRAINING, epochs=15, warm_start=False),
+        work_dir=tmp_path / "work", unlabeled_texts=unlabeled,
+    )
+    assert result.test.accuracy >= 0.9, result.test
+    vectorizer, _ = parts(result.model)
+    assert "unseenword" in vectorizer.get_vocabulary()  # the vocabulary adapts on unlabeled pool text too
+    path, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1})
+    loaded = artifacts.load_version(tmp_path / "models", 1, digest)
+    texts = ["a superb wonderful film", "a dull awful mess of a movie"]
+    before, after = Predictor(result.model).predict_proba(texts), Predictor(loaded).predict_proba(texts)
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
+    assert after[0, 1] > 0.5 > after[1, 1]
+    exported = tf.saved_model.load(str(path / artifacts.SAVED_MODEL_DIR))  # keep a reference: it owns the variables
+    served = exported.serve(tf.constant([[t] for t in texts]))
+    np.testing.assert_allclose(served.numpy()[:, 0], after[:, 1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_round_through_the_services_with_the_linear_family(trainer_settings, query_settings, redis_client, corpus):
+    settings = replace(trainer_settings, model=LINEAR, training=replace(TINY_TRAINING, epochs=10, warm_start=False))
+    trainer = create_trainer_server(settings, redis_client)
+    query = create_query_server(query_settings, redis_client)
+    try:
+        q = query_pb2_grpc.QueryServiceStub(channel(query.port))
+        t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
+        wait_for(query.holder.current_or_none, timeout=120, what="version 1 served")
+        first = q.GetModel(query_pb2.GetModelRequest())
+        assert first.family == "linear" and first.metrics.accuracy >= 0.8
+        rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
+        q.SubmitPool(iter([query_pb2.SubmitPoolRequest(pool="p", items=[
+            query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
+        selected = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=20)).selected
+        truth = {r["id"]: r["label"] for r in rows}
+        q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
+            query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in selected]))
+        wait_for(lambda: query.holder.current_or_none().version == 2, timeout=120, what="version 2 served")
+        versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions
+        assert [v.family for v in versions] == ["linear", "linear"] and versions[1].train_size == 140
+    finally:
+        query.stop(0)
+        trainer.stop(0)
