@@ -28,6 +28,7 @@
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
 | ALLOOP_ROUND_LOCK_SECONDS | 60 | trainer (a dead replica's round lock frees itself after this long) |
+| ALLOOP_STOP_SET_SIZE | 1000 | trainer (unlabeled items on which consecutive versions are compared) |
 | ALLOOP_SEED | 0 | trainer |
 """
 
@@ -106,6 +107,7 @@ class TrainerSettings:
     consumer: str = ""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     round_lock_seconds: float = 60.0
+    stop_set_size: int = 1000
     fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
 
     def __post_init__(self) -> None:
@@ -188,6 +190,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
         security=security_from_env(env),
         round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
+        stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
     )
 

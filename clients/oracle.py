@@ -32,6 +32,8 @@ class RoundRow:
     false_negatives: int
     loss: float
     seconds: float
+    kappa: float  # agreement with the previous version on the stop set; -1 for none
+    stop: bool
 
 
 class Oracle:
@@ -101,16 +103,21 @@ class Oracle:
 
 def row_for(round_no: int, version: common_pb2.ModelVersion, seconds: float) -> RoundRow:
     m = version.metrics
-    return RoundRow(round_no, version.train_size, version.version, m.accuracy, m.false_positives, m.false_negatives, m.loss, seconds)
+    return RoundRow(
+        round_no, version.train_size, version.version, m.accuracy, m.false_positives, m.false_negatives, m.loss,
+        seconds, version.stability_kappa, version.stop_recommended,
+    )
 
 
 def print_header() -> None:
-    print(f"{'round':>5} {'labels':>7} {'version':>7} {'test acc':>9} {'FP':>6} {'FN':>6} {'seconds':>8}", flush=True)
+    print(f"{'round':>5} {'labels':>7} {'version':>7} {'test acc':>9} {'FP':>6} {'FN':>6} {'kappa':>6} {'seconds':>8}", flush=True)
 
 
 def print_row(row: RoundRow) -> None:
+    kappa = "-" if row.kappa < 0 else f"{row.kappa:.3f}"
+    stop = "  (stop: predictions stable)" if row.stop else ""
     print(f"{row.round:>5} {row.labels:>7} {row.version:>7} {row.accuracy:>9.4f} {row.false_positives:>6} "
-          f"{row.false_negatives:>6} {row.seconds:>8.1f}", flush=True)
+          f"{row.false_negatives:>6} {kappa:>6} {row.seconds:>8.1f}{stop}", flush=True)
 
 
 def write_outputs(rows: list[RoundRow], out: Path, meta: dict[str, object]) -> tuple[Path, Path]:

@@ -32,8 +32,10 @@ from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
 from alloop.models.training import LabeledData, train_round
 from alloop.models.families import get_family
+from alloop.models.text_model import Predictor
+from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
 from alloop.store.keys import Keys
-from alloop.store.pool import PoolStore
+from alloop.store.pool import PoolStore, choose_stop_set
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from trainer_service.events import EventHub, TrainingEvent
@@ -220,6 +222,8 @@ class Trainer:
                 "metrics": metrics,
                 "model_config": self.settings.model.to_dict(),
             }
+            stability, stop_labels = self._stability(result.model)
+            metadata["stability"] = stability.to_dict()
             started = time.monotonic()
             _path, digest = artifacts.write_version(
                 self.settings.common.models_path, version, result.model, metadata,
@@ -227,7 +231,12 @@ class Trainer:
             )
             metadata["sha256"] = digest
             self.faults.hit("written")
-            self.registry.publish(version, metadata, also=lambda pipe: self.store.mark_trained(pipe, untrained))
+            def bookkeeping(pipe: Any) -> None:
+                self.store.mark_trained(pipe, untrained)
+                if stop_labels is not None:
+                    self.store.save_stop_predictions(pipe, version, stop_labels)
+
+            self.registry.publish(version, metadata, also=bookkeeping)
             self.faults.hit("published")
             log.info(
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; write %.1fs)",
@@ -247,6 +256,23 @@ class Trainer:
         finally:
             done.set()
             self.store.release_round_lock(token)
+
+    def _stability(self, model: keras.Model) -> tuple[Stability, list[int] | None]:
+        """Agreement of this round's model with the published one on the fixed stop set (stabilizing predictions)."""
+        if not self.store.stop_set():
+            members = choose_stop_set(self.pools.members(), self.settings.stop_set_size, self.settings.training.seed)
+            self.store.fix_stop_set(members)
+        stop_set = self.store.stop_set()
+        if not stop_set:
+            return stabilizing_predictions([]), None  # no pool yet
+        texts = [self.pools.texts(pool, [item_id])[0] or "" for pool, item_id in stop_set]
+        labels = Predictor(model).predict_proba(texts).argmax(axis=1).tolist()
+        history = [m["stability"]["kappa"] for m in self.registry.all() if (m.get("stability") or {}).get("kappa") is not None]
+        previous = self.store.last_stop_predictions()
+        if previous is None or previous[0] != self.registry.current() or len(previous[1]) != len(labels):
+            return stabilizing_predictions(history), labels  # nothing comparable yet: the next version will be
+        kappa = cohen_kappa(previous[1], labels, len(self.classes))
+        return stabilizing_predictions([*history, kappa]), labels
 
     # --- read side -------------------------------------------------------------------------------------------
     def status(self) -> Status:

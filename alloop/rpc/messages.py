@@ -11,6 +11,8 @@ from alloop.v1 import common_pb2
 def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
     """The registry's metadata of a version (as the trainer records it) as the API's ModelVersion."""
     metrics = meta.get("metrics", {})
+    stability = meta.get("stability") or {}
+    kappa = stability.get("kappa")
     return common_pb2.ModelVersion(
         version=int(meta.get("version", 0)),
         created_at=str(meta.get("created_at", "")),
@@ -32,4 +34,6 @@ def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
         classes=list(meta.get("classes", [])),
         epochs=int(meta.get("epochs", 0)),
         train_seconds=float(meta.get("train_seconds", 0.0)),
+        stability_kappa=-1.0 if kappa is None else float(kappa),
+        stop_recommended=bool(stability.get("stop", False)),
     )

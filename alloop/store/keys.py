@@ -86,6 +86,16 @@ class Keys:
         return self._k("train", "lock")
 
     @property
+    def stop_set(self) -> str:
+        """LIST of pool item members: the fixed unlabeled sample on which consecutive versions are compared."""
+        return self._k("train", "stopset")
+
+    @property
+    def stop_predictions(self) -> str:
+        """JSON {"version", "labels"}: the newest version's predictions on the stop set."""
+        return self._k("train", "stop_predictions")
+
+    @property
     def rounds(self) -> str:
         """Counter of training rounds started."""
         return self._k("train", "rounds")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import redis
 
 from alloop.errors import UnknownPool
@@ -53,6 +54,13 @@ class PoolStore:
             return []
         return list(self._r.hmget(self._keys.pool_items(pool), list(ids)))
 
+    def members(self) -> list[str]:
+        """Every pool item as a member string, for picking a stop set."""
+        out: list[str] = []
+        for pool in self.names():
+            out.extend(item_member(pool, item_id) for item_id in self._r.hkeys(self._keys.pool_items(pool)))
+        return out
+
     def all_texts(self) -> list[str]:
         """Every pool's text: unlabeled text a bag-of-words vocabulary may adapt on."""
         texts: list[str] = []
@@ -74,3 +82,11 @@ class PoolStore:
         labeled, queued = pipe.execute()
         keep = [i for i, (lab, que) in enumerate(zip(labeled, queued)) if lab is None and que is None]
         return [ids[i] for i in keep], [items[ids[i]] for i in keep]
+
+
+def choose_stop_set(members: Sequence[str], size: int, seed: int) -> list[str]:
+    """A fixed random sample of pool items, the same for the same pool and seed (sorted first, then drawn)."""
+    ordered = sorted(members)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(ordered), size=min(size, len(ordered)), replace=False) if ordered else []
+    return [ordered[int(i)] for i in sorted(chosen)]

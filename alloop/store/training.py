@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from alloop.store.keys import Keys, item_member
+from alloop.store.keys import Keys, item_member, parse_member
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,27 @@ class TrainingSetStore:
 
     def release_round_lock(self, token: str) -> None:
         self._release(keys=[self._keys.round_lock], args=[token])
+
+    # --- stopping criterion ------------------------------------------------------------------------------------
+    def stop_set(self) -> list[tuple[str, str]]:
+        return [parse_member(m) for m in self._r.lrange(self._keys.stop_set, 0, -1)]
+
+    def fix_stop_set(self, members: Sequence[str]) -> None:
+        """Store the stop set once; later calls keep the first (it must stay fixed to compare versions)."""
+        if members and not self._r.exists(self._keys.stop_set):
+            pipe = self._r.pipeline(transaction=True)
+            pipe.rpush(self._keys.stop_set, *members)
+            pipe.execute()
+
+    def last_stop_predictions(self) -> tuple[int, list[int]] | None:
+        raw = self._r.get(self._keys.stop_predictions)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return int(data["version"]), [int(v) for v in data["labels"]]
+
+    def save_stop_predictions(self, pipe: redis.client.Pipeline, version: int, labels: Sequence[int]) -> None:
+        pipe.set(self._keys.stop_predictions, json.dumps({"version": version, "labels": [int(v) for v in labels]}))
 
     def next_round(self) -> int:
         return int(self._r.incr(self._keys.rounds))

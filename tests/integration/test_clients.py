@@ -37,6 +37,8 @@ def test_oracle_runs_rounds_and_writes_the_learning_curve(services, corpus, tmp_
     # Threshold is 20 and k is 15: the oracle asks for each round itself, and every round adds exactly k labels.
     assert [r.labels for r in rows] == [120, 135, 150]
     assert [r.version for r in rows] == [1, 2, 3]
+    # Stopping criterion: v1 predates the pool, v2 fixes the stop set, v3 is the first to compare with its predecessor.
+    assert rows[0].kappa == -1 and rows[1].kappa == -1 and -1 <= rows[2].kappa <= 1 and rows[2].kappa != -1
     curve = json.loads((out / "learning_curve.json").read_text())
     assert [r["labels"] for r in curve["rounds"]] == [120, 135, 150]
     assert (out / "learning_curve.png").stat().st_size > 1000
