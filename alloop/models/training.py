@@ -83,8 +83,10 @@ def train_round(
     previous: keras.Model | None = None,
     on_epoch: EpochCallback | None = None,
     unlabeled_texts: Sequence[str] = (),
+    vectorizer: keras.layers.Layer | None = None,
 ) -> RoundResult:
-    """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them."""
+    """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them;
+    ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(val) == 0:
@@ -95,8 +97,9 @@ def train_round(
     if previous is not None and training.warm_start:
         vectorizer, classifier = parts(previous)
     else:
-        corpus = [*train.texts, *unlabeled_texts] if family.adapt_on_unlabeled else list(train.texts)
-        vectorizer = family.build_vectorizer(model_config, corpus)
+        if vectorizer is None:
+            corpus = [*train.texts, *unlabeled_texts] if family.adapt_on_unlabeled else list(train.texts)
+            vectorizer = family.build_vectorizer(model_config, corpus)
         classifier = family.build_classifier(model_config, vectorizer)
     family.compile_classifier(classifier, model_config)
 

@@ -72,6 +72,19 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         wait_for(lambda: query.holder.current_or_none().version == 2, timeout=120, what="version 2 served")
         versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions
         assert [v.family for v in versions] == ["linear", "linear"] and versions[1].train_size == 140
+        # The pool has not changed since version 2: version 3 keeps its vocabulary and IDF weights (no re-adapting).
+        more = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=5)).selected  # below the threshold
+        q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
+            query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in more]))
+        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen == 145, what="5 more labels consumed")
+        third = t.Train(trainer_pb2.TrainRequest(wait=True), timeout=120).version
+        assert third.train_size == 145
+        models_path = trainer_settings.common.models_path
+        idf = [
+            parts(artifacts.load_version(models_path, v.version, v.sha256))[0]._lookup_layer.idf_weights.numpy()
+            for v in (versions[1], third)
+        ]
+        np.testing.assert_array_equal(idf[0], idf[1])
     finally:
         query.stop(0)
         trainer.stop(0)
