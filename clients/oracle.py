@@ -154,15 +154,20 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     rows = [row_for(0, version, time.monotonic() - started)]
     print_header()
     print_row(rows[0])
-    for round_no in range(1, args.rounds + 1):
+    # Either R rounds of k labels, or rounds that reach each total in --budgets.
+    targets = args.budgets or [version.train_size + args.k * r for r in range(1, args.rounds + 1)]
+    for round_no, target in enumerate(targets, start=1):
+        k = target - version.train_size
+        if k <= 0:
+            continue
         round_started = time.monotonic()
-        labeled = oracle.label_round(args.strategy, args.k)
+        labeled = oracle.label_round(args.strategy, k)
         seen = trainer.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen
         oracle.ensure_round(max(seen, version.train_size + labeled), args.timeout)
         version = oracle.wait_for_version(version.version, args.timeout)
         rows.append(row_for(round_no, version, time.monotonic() - round_started))
         print_row(rows[-1])
-    meta = {"strategy": args.strategy, "k": args.k, "pool": args.pool, "pool_size": len(records)}
+    meta = {"strategy": args.strategy, "k": args.k, "budgets": args.budgets, "pool": args.pool, "pool_size": len(records)}
     json_path, png_path = write_outputs(rows, args.out, meta)
     print(f"learning curve: {json_path} and {png_path}", flush=True)
     return rows
@@ -177,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", default="least_confidence")
     parser.add_argument("--k", type=int, default=500, help="labels per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--budgets", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
+        help="label totals to reach, one round each (e.g. 400,600,1000); overrides --k/--rounds",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each new version")
     parser.add_argument("--out", type=Path, default=Path("runs/oracle"))
     parser.add_argument("--quiet", action="store_true")

@@ -1,0 +1,235 @@
+"""Label efficiency, measured through the running services: learning curves per model family and strategy.
+
+Each curve is a real run: an embedded Redis, the trainer and the query service as processes, and the simulated
+oracle answering queried items with IMDB's true labels (clients/oracle.py), on the seed's balanced splits (same
+validation and test reviews everywhere; the candidates are the other 40,000). Full-data accuracy is measured in the
+same run by training each family once on every candidate. Results: bench/results/label_efficiency.json and .png.
+
+    python -m bench.label_efficiency --quick     # linear family, 3 strategies, 1 seed, up to 2,000 labels
+    python -m bench.label_efficiency             # both families, every strategy, 3 seeds (hours on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alloop.data.prepare import prepare
+from clients import oracle
+from clients.stack import local_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SEED_FULL_ACCURACY_PUBLISHED = 0.858  # the Keras example's full-data BiLSTM
+SEED_FULL_ACCURACY_FINDINGS = 0.856  # the same model measured on this kind of machine (FINDINGS.md)
+
+
+@dataclass(frozen=True)
+class FamilyPlan:
+    name: str
+    initial_per_class: int
+    budgets: list[int]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coarse_step: int) -> list[int]:
+    fine = list(range(start + fine_step, fine_until + 1, fine_step))
+    coarse = list(range(fine_until + coarse_step, coarse_until + 1, coarse_step))
+    return fine + coarse
+
+
+PLANS = {
+    "linear": FamilyPlan("linear", 100, _budgets(200, 2000, 200, 10_000, 1000),
+                         {"ALLOOP_MODEL_FAMILY": "linear", "ALLOOP_EPOCHS": "30", "ALLOOP_BATCH_SIZE": "32"}),
+    "bilstm": FamilyPlan("bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
+                         {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"}),
+}
+ALL_STRATEGIES = ["random", "least_confidence", "entropy", "bald", "diversity", "class_balanced"]
+QUICK_STRATEGIES = ["random", "least_confidence", "entropy"]
+
+
+def run_curve(
+    plan: FamilyPlan, strategy: str, seed: int, budgets: list[int], work: Path, cache: Path, pool_limit: int | None
+) -> list[dict[str, Any]]:
+    data = prepare(work / "data" / f"{plan.name}-{seed}-{pool_limit or 'all'}", source="npm", cache_dir=cache, val_per_class=2500,
+                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit,
+                   log=lambda _m: None)
+    run_dir = work / "runs" / f"{plan.name}-{strategy}-{seed}-{time.strftime('%H%M%S')}"
+    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed)}  # the oracle asks for rounds
+    with local_stack(run_dir, data, env) as stack:
+        args = oracle.build_parser().parse_args([
+            "--query", stack.query, "--trainer", stack.trainer, "--pool-file", str(data / "pool.jsonl"),
+            "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)),
+            "--out", str(run_dir), "--quiet", "--timeout", "1800",
+        ])
+        rows = oracle.run(args)
+    return [{"labels": r.labels, "accuracy": r.accuracy, "false_positives": r.false_positives,
+             "false_negatives": r.false_negatives, "kappa": r.kappa, "seconds": r.seconds} for r in rows]
+
+
+def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None) -> dict[str, Any]:
+    """The family trained once on every candidate (initial + pool), evaluated on the same test set."""
+    from alloop.data import read_records  # noqa: PLC0415 - TensorFlow only where needed
+    from alloop.models.config import ModelConfig, TrainingConfig  # noqa: PLC0415
+    from alloop.models.training import LabeledData, train_round  # noqa: PLC0415
+
+    data = prepare(work / "data" / f"{plan.name}-0-{pool_limit or 'all'}", source="npm", cache_dir=cache, val_per_class=2500,
+                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=0, pool_limit=pool_limit,
+                   log=lambda _m: None)
+    load = lambda name: read_records(data / f"{name}.jsonl", require_label=True)  # noqa: E731
+    candidates = load("initial") + load("pool")
+    as_data = lambda rs: LabeledData([r.text for r in rs], [int(r.label) for r in rs])  # noqa: E731
+    started = time.monotonic()
+    result = train_round(
+        as_data(candidates), as_data(load("val")), as_data(load("test")),
+        model_config=ModelConfig(family=plan.name),
+        training=TrainingConfig(epochs=int(plan.env["ALLOOP_EPOCHS"]), batch_size=int(plan.env["ALLOOP_BATCH_SIZE"]),
+                                warm_start=False),
+        work_dir=work / "full" / plan.name,
+    )
+    return {"labels": len(candidates), "accuracy": result.test.accuracy, "false_positives": result.test.false_positives,
+            "false_negatives": result.test.false_negatives, "seconds": round(time.monotonic() - started, 1)}
+
+
+def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+    """family -> strategy -> labels -> {mean, min, max, n} over seeds."""
+    grouped: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for run in runs:
+        per = grouped.setdefault(run["family"], {}).setdefault(run["strategy"], {})
+        for point in run["curve"]:
+            per.setdefault(point["labels"], []).append(point["accuracy"])
+    return {
+        fam: {s: {n: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)), "n": len(v)}
+                  for n, v in sorted(points.items())} for s, points in strategies.items()}
+        for fam, strategies in grouped.items()
+    }
+
+
+def first_reaching(curve: dict[int, dict[str, float]], target: float) -> int | None:
+    return next((n for n, p in sorted(curve.items()) if p["mean"] >= target), None)
+
+
+def summarize(curves: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    seed_full = full.get("bilstm", {}).get("accuracy")
+    seed_target = seed_full if seed_full is not None else SEED_FULL_ACCURACY_FINDINGS
+    reach = [(n, fam, s) for fam, strategies in curves.items() for s, c in strategies.items()
+             if (n := first_reaching(c, seed_target)) is not None]
+    own = {}
+    for fam, strategies in curves.items():
+        if fam in full:
+            hits = [n for c in strategies.values() if (n := first_reaching(c, full[fam]["accuracy"])) is not None]
+            own[fam] = min(hits) if hits else None
+    beats = {}
+    for fam, strategies in curves.items():
+        random_curve = strategies.get("random")
+        if not random_curve:
+            continue
+        for s, c in strategies.items():
+            if s == "random":
+                continue
+            common = [n for n in c if n >= 1000 and n in random_curve]
+            beats[f"{fam}/{s}"] = bool(common) and all(c[n]["mean"] > random_curve[n]["mean"] for n in common)
+    best = min(reach) if reach else None
+    return {
+        "seed_full_accuracy_target": seed_target,
+        "seed_full_accuracy_source": "this run" if seed_full is not None else "FINDINGS.md (bilstm not run)",
+        "labels_to_seed_full_accuracy": best[0] if best else None,
+        "labels_to_seed_full_accuracy_by": f"{best[1]}/{best[2]}" if best else None,
+        "labels_to_full_accuracy": min((v for v in own.values() if v is not None), default=None),
+        "labels_to_full_accuracy_by_family": own,
+        "bilstm_labels_to_full_accuracy": own.get("bilstm"),
+        "beats_random": beats,
+    }
+
+
+def plot(curves: dict[str, Any], full: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for fam, strategies in curves.items():
+        for s, c in strategies.items():
+            xs = sorted(c)
+            ax.plot(xs, [c[n]["mean"] * 100 for n in xs], marker=".", label=f"{fam} / {s}")
+            ax.fill_between(xs, [c[n]["min"] * 100 for n in xs], [c[n]["max"] * 100 for n in xs], alpha=0.15)
+    for fam, f in full.items():
+        ax.axhline(f["accuracy"] * 100, linestyle="--", linewidth=1, label=f"{fam}, all {f['labels']:,} labels")
+    ax.axhline(SEED_FULL_ACCURACY_PUBLISHED * 100, color="grey", linestyle=":", label="seed, published (85.8%)")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
+    parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
+    parser.add_argument("--strategies", default=None)
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--max-labels", type=int, default=None)
+    parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
+    parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
+    parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
+    args = parser.parse_args(argv)
+
+    families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
+    strategies = (args.strategies or ",".join(QUICK_STRATEGIES if args.quick else ALL_STRATEGIES)).split(",")
+    seeds = args.seeds or (1 if args.quick else 3)
+    max_labels = args.max_labels or (2000 if args.quick else 10_000)
+    pool_limit = args.pool_limit or (10_000 if args.quick else None)
+    started = time.monotonic()
+    runs, full = [], {}
+    for fam in families:
+        plan = PLANS[fam]
+        budgets = [b for b in plan.budgets if b <= max_labels]
+        if not args.no_full:
+            full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit)
+            print(f"{fam}: full data {full[fam]}", flush=True)
+        for seed in range(seeds):
+            for strategy in strategies:
+                t0 = time.monotonic()
+                curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit)
+                runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
+                             "seconds": round(time.monotonic() - t0, 1)})
+                print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
+    curves = mean_curves(runs)
+    result = {
+        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "quick": args.quick,
+        "families": families, "strategies": strategies, "seeds": seeds, "max_labels": max_labels,
+        "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
+                           "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},
+        "full_data": full,
+        **summarize(curves, full),
+        "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    plot(curves, full, args.out.with_suffix(".png"))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "runs")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

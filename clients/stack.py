@@ -1,0 +1,87 @@
+"""A whole alloop stack on this machine: an embedded Redis and both services as child processes.
+
+`make demo` and the benchmarks use it, so they exercise exactly what an operator runs (separate processes talking
+gRPC and Redis), and everything started is stopped on exit, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from alloop.store.connection import EmbeddedRedis, free_port
+
+
+@dataclass(frozen=True)
+class Stack:
+    query: str
+    trainer: str
+    redis_url: str
+    run_dir: Path
+
+
+def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    channel = grpc.insecure_channel(address)
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the service for {address} exited with {process.returncode}; see its log")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+    finally:
+        channel.close()
+    raise TimeoutError(f"service at {address} did not become healthy within {timeout:.0f}s")
+
+
+@contextmanager
+def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterator[Stack]:
+    """Start Redis, the trainer (on ``data_dir``'s initial/val/test files) and the query service; stop them after."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    redis_server = EmbeddedRedis(run_dir / "redis").start()
+    try:
+        stack = Stack(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", redis_server.url, run_dir)
+        full_env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **env,
+            "REDIS_URL": redis_server.url,
+            "ALLOOP_STATE_DIR": str(run_dir),
+            "ALLOOP_QUERY_ADDRESS": stack.query,
+            "ALLOOP_TRAINER_ADDRESS": stack.trainer,
+            "ALLOOP_INITIAL_DATA": str(data_dir / "initial.jsonl"),
+            "ALLOOP_VAL_DATA": str(data_dir / "val.jsonl"),
+            "ALLOOP_TEST_DATA": str(data_dir / "test.jsonl"),
+        }
+        logs = run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, module in (("trainer", "trainer_service.server"), ("query", "query_service.server")):
+            with (logs / f"{name}.log").open("wb") as log_file:
+                processes.append(subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log_file, stderr=subprocess.STDOUT))
+        wait_serving(stack.trainer, 180, processes[0])
+        wait_serving(stack.query, 180, processes[1])
+        yield stack
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        redis_server.stop()

@@ -1,0 +1,34 @@
+"""The label-efficiency benchmark's bookkeeping: mean curves over seeds and the keys it reports."""
+
+from __future__ import annotations
+
+from bench.label_efficiency import first_reaching, mean_curves, summarize
+
+
+def run(family: str, strategy: str, seed: int, points: list[tuple[int, float]]) -> dict:
+    return {"family": family, "strategy": strategy, "seed": seed,
+            "curve": [{"labels": n, "accuracy": a} for n, a in points]}
+
+
+def test_mean_curves_and_keys():
+    runs = [
+        run("linear", "random", 0, [(200, 0.78), (1000, 0.84), (2000, 0.86)]),
+        run("linear", "random", 1, [(200, 0.80), (1000, 0.84), (2000, 0.86)]),
+        run("linear", "entropy", 0, [(200, 0.77), (1000, 0.86), (2000, 0.89)]),
+        run("linear", "entropy", 1, [(200, 0.77), (1000, 0.86), (2000, 0.89)]),
+    ]
+    curves = mean_curves(runs)
+    assert curves["linear"]["random"][200] == {"mean": 0.79, "min": 0.78, "max": 0.80, "n": 2}
+    assert first_reaching(curves["linear"]["entropy"], 0.856) == 1000
+    assert first_reaching(curves["linear"]["random"], 0.9) is None
+    keys = summarize(curves, {"linear": {"accuracy": 0.885, "labels": 40000}})
+    assert keys["labels_to_seed_full_accuracy"] == 1000 and keys["labels_to_seed_full_accuracy_by"] == "linear/entropy"
+    assert keys["seed_full_accuracy_source"].startswith("FINDINGS")
+    assert keys["labels_to_full_accuracy"] == 2000 and keys["bilstm_labels_to_full_accuracy"] is None
+    assert keys["beats_random"] == {"linear/entropy": True}  # from 1,000 labels on; the cold start does not count
+
+
+def test_the_seed_models_own_full_accuracy_is_the_target_when_measured():
+    curves = mean_curves([run("linear", "random", 0, [(500, 0.83), (1000, 0.85)])])
+    keys = summarize(curves, {"bilstm": {"accuracy": 0.84, "labels": 40000}})
+    assert keys["seed_full_accuracy_target"] == 0.84 and keys["labels_to_seed_full_accuracy"] == 1000
