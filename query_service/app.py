@@ -17,12 +17,16 @@ from alloop.errors import FailedPrecondition, InvalidRequest
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
-from alloop.strategies import SelectionContext, get_measure, get_strategy
+from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_measure, get_strategy
 from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique
 from query_service.model_holder import ModelHolder, ServedModel
 
 DEFAULT_POOL = "default"
 DEFAULT_MEASURE = "least_confidence"
+# Stochastic forward passes for the MC-dropout strategies (bald, mean_entropy): the usual choice in the literature.
+# Each text is vectorized once but runs through the classifier this many times, so such a Query on the BiLSTM costs
+# up to this many plain scorings of the pool. TODO: make this QuerySettings.mc_passes (alloop/config.py).
+MC_PASSES = 10
 
 
 @dataclass(frozen=True)
@@ -126,11 +130,13 @@ class QueryApp:
             raise FailedPrecondition(
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
             )
-        probs = served.predictor.predict_proba(texts)
+        probs, mc_samples, embeddings = _model_outputs(served, texts, strategy)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
             false_per_class=tuple(metrics.get("false_per_class", ())),
             rng=np.random.default_rng(seed if seed else None),
+            mc_samples=mc_samples,
+            embeddings=embeddings,
         )
         selection = select(probs, k, context)
         chosen = [int(i) for i in selection.indices]
@@ -162,6 +168,25 @@ class QueryApp:
         for pool in {s.pool for s in labels}:
             self.pools.require(pool)
         return self.labeling.submit(labels, labeler)
+
+
+def _model_outputs(
+    served: ServedModel, texts: Sequence[str], strategy: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(probabilities, MC samples or None, embeddings or None): only what ``strategy`` needs is computed.
+
+    For the MC-dropout strategies the probabilities are the mean over the passes, so the probabilities a Query
+    reports are the ones the strategy ranked by (and one model call fewer than also running predict_proba).
+    """
+    mc_samples = embeddings = None
+    if strategy in NEEDS_MC_SAMPLES:
+        mc_samples = served.predictor.predict_mc(texts, MC_PASSES)
+        probs = mc_samples.mean(axis=0)
+    else:
+        probs = served.predictor.predict_proba(texts)
+    if strategy in NEEDS_EMBEDDINGS:
+        embeddings = served.predictor.embed(texts)
+    return probs, mc_samples, embeddings
 
 
 def _scored(ids: Sequence[str], probs: np.ndarray, scores: np.ndarray) -> list[Scored]:

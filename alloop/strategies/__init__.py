@@ -1,9 +1,14 @@
 """Query strategies: pure functions over model outputs."""
 
+from alloop.strategies.bayesian import bald, bald_scores, mean_entropy, mean_entropy_scores
+from alloop.strategies.kcenter import diversity, k_center_greedy
 from alloop.strategies.selection import (
+    NEEDS_EMBEDDINGS,
+    NEEDS_MC_SAMPLES,
     STRATEGIES,
     Selection,
     SelectionContext,
+    class_balanced,
     class_quotas,
     get_measure,
     get_strategy,
@@ -15,15 +20,24 @@ from alloop.strategies.uncertainty import MEASURES, entropy, least_confidence, m
 
 __all__ = [
     "MEASURES",
+    "NEEDS_EMBEDDINGS",
+    "NEEDS_MC_SAMPLES",
     "STRATEGIES",
     "Selection",
     "SelectionContext",
+    "bald",
+    "bald_scores",
+    "class_balanced",
     "class_quotas",
+    "diversity",
     "entropy",
     "get_measure",
     "get_strategy",
+    "k_center_greedy",
     "least_confidence",
     "margin",
+    "mean_entropy",
+    "mean_entropy_scores",
     "random_sampling",
     "ratio_sampling",
     "top_k",

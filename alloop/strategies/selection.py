@@ -1,54 +1,29 @@
 """Picking k items from scores, and the strategies that do it.
 
-A strategy sees only model outputs (probabilities) and, for ratio sampling, the last evaluation's error counts. It
-never touches Redis or a model, so it can be tested on hand-made arrays and reused by benchmarks.
+A strategy sees only model outputs (probabilities, and for some MC-dropout samples or embeddings) and, for the
+class-ratio strategies, the last evaluation's error counts. It never touches Redis or a model, so it can be tested on
+hand-made arrays and reused by benchmarks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from alloop.strategies.base import (
+    FloatArray,
+    IntArray,
+    Selection,
+    SelectionContext,
+    Strategy,
+    check_k,
+    top_k,
+)
+from alloop.strategies.bayesian import bald, mean_entropy
+from alloop.strategies.kcenter import diversity
 from alloop.strategies.uncertainty import MEASURES, check_probabilities, least_confidence
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.floating]
-
-
-@dataclass(frozen=True)
-class SelectionContext:
-    """What a strategy may know beyond the probabilities.
-
-    ``false_per_class[c]`` counts evaluation items wrongly predicted as class ``c``; for a binary task that is
-    (false negatives, false positives), the counts the seed's ratio sampling is driven by.
-    """
-
-    false_per_class: Sequence[int] = field(default_factory=tuple)
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
-
-
-@dataclass(frozen=True)
-class Selection:
-    indices: IntArray  # positions into the scored array, in selection order
-    scores: FloatArray  # the score of every scored item (what ItemScore.uncertainty reports)
-
-
-def top_k(scores: npt.ArrayLike, k: int) -> IntArray:
-    """Indices of the k highest scores; ties go to the earlier item, so results are reproducible."""
-    values = np.asarray(scores, dtype=np.float64)
-    _check_k(k, len(values))
-    order = np.lexsort((np.arange(len(values)), -values))
-    return order[:k].astype(np.int64)
-
-
-def _check_k(k: int, n: int) -> None:
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    if k > n:
-        raise ValueError(f"k={k} is larger than the {n} candidates")
 
 
 def uncertainty_strategy(measure: Callable[[npt.ArrayLike], FloatArray]) -> Callable[..., Selection]:
@@ -63,7 +38,7 @@ def uncertainty_strategy(measure: Callable[[npt.ArrayLike], FloatArray]) -> Call
 def random_sampling(probs: npt.ArrayLike, k: int, context: SelectionContext) -> Selection:
     """The baseline every other strategy must beat. Scores are least-confidence, for display only."""
     array = check_probabilities(probs)
-    _check_k(k, len(array))
+    check_k(k, len(array))
     chosen = context.rng.choice(len(array), size=k, replace=False).astype(np.int64)
     return Selection(chosen, least_confidence(array))
 
@@ -96,7 +71,7 @@ def ratio_sampling(probs: npt.ArrayLike, k: int, context: SelectionContext) -> S
     """
     array = check_probabilities(probs)
     n, n_classes = array.shape
-    _check_k(k, n)
+    check_k(k, n)
     predicted = array.argmax(axis=1)
     quotas = class_quotas(k, context.false_per_class, n_classes)
     chosen: list[np.ndarray] = []
@@ -114,13 +89,44 @@ def ratio_sampling(probs: npt.ArrayLike, k: int, context: SelectionContext) -> S
     return Selection(np.concatenate(chosen).astype(np.int64), least_confidence(array))
 
 
-Strategy = Callable[[npt.ArrayLike, int, SelectionContext], Selection]
+def class_balanced(probs: npt.ArrayLike, k: int, context: SelectionContext) -> Selection:
+    """The seed's FP/FN quotas (:func:`class_quotas`) filled by uncertainty instead of at random.
+
+    Within each predicted class the quota goes to that class's most uncertain (least-confidence) items, so the batch
+    keeps the class balance the last evaluation asked for while every item in it is one the model is unsure about.
+    A class with too few candidates hands its unused quota to the most uncertain items left, whatever their class,
+    so the batch still has k items. The selection is returned most uncertain first; ties go to the earlier item.
+    """
+    array = check_probabilities(probs)
+    n, n_classes = array.shape
+    check_k(k, n)
+    scores = least_confidence(array)
+    ranking = top_k(scores, n)  # every item, most uncertain first
+    ranked_class = array.argmax(axis=1)[ranking]
+    quotas = class_quotas(k, context.false_per_class, n_classes)
+    taken = np.zeros(n, dtype=bool)  # by position in the ranking
+    for c in range(n_classes):
+        taken[np.flatnonzero(ranked_class == c)[: int(quotas[c])]] = True
+    shortfall = k - int(taken.sum())
+    if shortfall:
+        taken[np.flatnonzero(~taken)[:shortfall]] = True
+    return Selection(ranking[taken].astype(np.int64), scores)
+
 
 STRATEGIES: dict[str, Strategy] = {
     **{name: uncertainty_strategy(measure) for name, measure in MEASURES.items()},
     "random": random_sampling,
     "ratio": ratio_sampling,
+    "class_balanced": class_balanced,
+    "bald": bald,
+    "mean_entropy": mean_entropy,
+    "diversity": diversity,
 }
+
+# Extra model outputs cost a forward pass each (T of them for MC dropout), so the caller computes them only for the
+# strategies named here and puts them in SelectionContext; a listed strategy run without them raises ValueError.
+NEEDS_MC_SAMPLES: frozenset[str] = frozenset({"bald", "mean_entropy"})
+NEEDS_EMBEDDINGS: frozenset[str] = frozenset({"diversity"})
 
 
 def get_strategy(name: str) -> Strategy:
@@ -131,7 +137,11 @@ def get_strategy(name: str) -> Strategy:
 
 
 def get_measure(name: str) -> Callable[[npt.ArrayLike], FloatArray]:
-    """The score ScorePool reports for a strategy name; sampling strategies report least-confidence."""
+    """The score ScorePool reports for a strategy name.
+
+    ScorePool has only the mean prediction (no MC passes, no embeddings, no batch to balance), so every strategy
+    that is not a plain measure reports least-confidence: sampling, class-balanced, BALD, mean-entropy, diversity.
+    """
     if name in MEASURES:
         return MEASURES[name]
     get_strategy(name)  # raise the same error for a name that is not a strategy at all

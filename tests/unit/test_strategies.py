@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
 
 from alloop.strategies import (
     MEASURES,
+    NEEDS_EMBEDDINGS,
+    NEEDS_MC_SAMPLES,
     STRATEGIES,
     Selection,
     SelectionContext,
+    bald_scores,
+    class_balanced,
     class_quotas,
     entropy,
     get_measure,
     get_strategy,
+    k_center_greedy,
     least_confidence,
     margin,
+    mean_entropy_scores,
     random_sampling,
     ratio_sampling,
     top_k,
 )
+from alloop.strategies import kcenter
 
 STRATEGY_NAMES = sorted(STRATEGIES)
 
@@ -35,8 +45,27 @@ def make_probs(n: int, n_classes: int, seed: int = 0) -> np.ndarray:
     return probs
 
 
-def ctx(seed: int = 0, false_per_class=()) -> SelectionContext:
-    return SelectionContext(false_per_class=false_per_class, rng=np.random.default_rng(seed))
+def ctx(seed: int = 0, false_per_class=(), probs=None, **extras) -> SelectionContext:
+    """A seeded context; given ``probs``, also MC samples and embeddings that fit them, so every strategy runs."""
+    if probs is not None:
+        extras = {**model_outputs_for(probs, seed), **extras}
+    return SelectionContext(false_per_class=false_per_class, rng=np.random.default_rng(seed), **extras)
+
+
+def model_outputs_for(probs, seed: int = 0, passes: int = 4, dims: int = 6) -> dict[str, np.ndarray]:
+    """MC samples (passes, n, classes) scattered around ``probs`` and random (n, dims) embeddings.
+
+    Only the shapes have to fit: the contract tests check what any strategy must do, not what these say. An array
+    that is not 2-D gets none (the strategy must refuse the probabilities before it looks for extras).
+    """
+    array = np.asarray(probs, dtype=np.float64)
+    if array.ndim != 2:
+        return {}
+    n, n_classes = array.shape
+    rng = np.random.default_rng(seed + 1000)
+    clean = np.nan_to_num(array, nan=0.5, posinf=1.0, neginf=0.0)
+    noise = rng.dirichlet(np.ones(n_classes), size=(passes, n))
+    return {"mc_samples": 0.7 * clean[None] + 0.3 * noise, "embeddings": rng.normal(size=(n, dims))}
 
 
 def binary_probs(p_positive) -> np.ndarray:
@@ -54,7 +83,7 @@ def binary_probs(p_positive) -> np.ndarray:
 @pytest.mark.parametrize("k", [1, 7, 40])
 def test_returns_k_distinct_indices_in_range(name, n_classes, k):
     probs = make_probs(40, n_classes)
-    selection = get_strategy(name)(probs, k, ctx())
+    selection = get_strategy(name)(probs, k, ctx(probs=probs))
     assert isinstance(selection, Selection)
     indices = np.asarray(selection.indices)
     assert indices.shape == (k,)
@@ -68,7 +97,7 @@ def test_returns_k_distinct_indices_in_range(name, n_classes, k):
 @pytest.mark.parametrize("n_classes", [2, 3, 5])
 def test_scores_one_finite_value_per_item(name, n_classes):
     probs = make_probs(25, n_classes)
-    selection = get_strategy(name)(probs, 5, ctx())
+    selection = get_strategy(name)(probs, 5, ctx(probs=probs))
     scores = np.asarray(selection.scores)
     assert scores.shape == (len(probs),)
     assert np.all(np.isfinite(scores))
@@ -77,35 +106,41 @@ def test_scores_one_finite_value_per_item(name, n_classes):
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_k_equal_to_n_selects_everything(name):
     probs = make_probs(12, 3)
-    selection = get_strategy(name)(probs, 12, ctx())
+    selection = get_strategy(name)(probs, 12, ctx(probs=probs))
     assert sorted(np.asarray(selection.indices).tolist()) == list(range(12))
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 @pytest.mark.parametrize("k", [0, -1, -10])
 def test_non_positive_k_raises(name, k):
+    probs = make_probs(10, 2)
     with pytest.raises(ValueError, match="k must be positive"):
-        get_strategy(name)(make_probs(10, 2), k, ctx())
+        get_strategy(name)(probs, k, ctx(probs=probs))
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_k_larger_than_n_raises(name):
+    probs = make_probs(10, 2)
     with pytest.raises(ValueError, match=r"k=11 is larger than the 10 candidates"):
-        get_strategy(name)(make_probs(10, 2), 11, ctx())
+        get_strategy(name)(probs, 11, ctx(probs=probs))
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_does_not_mutate_input(name):
     probs = make_probs(30, 3)
-    before = probs.copy()
-    get_strategy(name)(probs, 10, ctx(false_per_class=(3, 1, 2)))
-    np.testing.assert_array_equal(probs, before)
+    context = ctx(false_per_class=(3, 1, 2), probs=probs)
+    before = probs.copy(), context.mc_samples.copy(), context.embeddings.copy()
+    get_strategy(name)(probs, 10, context)
+    np.testing.assert_array_equal(probs, before[0])
+    np.testing.assert_array_equal(context.mc_samples, before[1])
+    np.testing.assert_array_equal(context.embeddings, before[2])
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_accepts_nested_lists(name):
     probs = make_probs(8, 2).tolist()
-    selection = get_strategy(name)(probs, 3, ctx())
+    extras = {key: value.tolist() for key, value in model_outputs_for(probs).items()}
+    selection = get_strategy(name)(probs, 3, ctx(**extras))
     assert len(selection.indices) == 3
 
 
@@ -114,8 +149,8 @@ def test_accepts_nested_lists(name):
 def test_deterministic_given_seeded_context(name, n_classes):
     probs = make_probs(50, n_classes, seed=3)
     fpc = tuple(range(1, n_classes + 1))
-    first = get_strategy(name)(probs, 13, ctx(0, fpc))
-    second = get_strategy(name)(probs, 13, ctx(0, fpc))
+    first = get_strategy(name)(probs, 13, ctx(0, fpc, probs=probs))
+    second = get_strategy(name)(probs, 13, ctx(0, fpc, probs=probs))
     np.testing.assert_array_equal(first.indices, second.indices)
     np.testing.assert_array_equal(first.scores, second.scores)
 
@@ -123,13 +158,14 @@ def test_deterministic_given_seeded_context(name, n_classes):
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_one_dimensional_input_raises(name):
     with pytest.raises(ValueError, match="2-D"):
-        get_strategy(name)(np.array([0.1, 0.9, 0.5]), 1, ctx())
+        get_strategy(name)(np.array([0.1, 0.9, 0.5]), 1, ctx(probs=make_probs(3, 2)))
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_single_class_raises(name):
+    probs = np.ones((4, 1))
     with pytest.raises(ValueError, match="at least 2 classes"):
-        get_strategy(name)(np.ones((4, 1)), 1, ctx())
+        get_strategy(name)(probs, 1, ctx(probs=probs))
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -138,13 +174,37 @@ def test_non_finite_input_raises(name, bad):
     probs = make_probs(6, 3)
     probs[2, 1] = bad
     with pytest.raises(ValueError, match="NaN or infinity"):
-        get_strategy(name)(probs, 2, ctx())
+        get_strategy(name)(probs, 2, ctx(probs=probs))
 
 
 def test_strategy_registry_contents():
-    assert set(STRATEGIES) == {"least_confidence", "margin", "entropy", "random", "ratio"}
+    assert set(STRATEGIES) == {
+        "least_confidence", "margin", "entropy", "random", "ratio",
+        "class_balanced", "bald", "mean_entropy", "diversity",
+    }
     for name in MEASURES:
         assert STRATEGIES[name].__name__ == name
+    assert NEEDS_MC_SAMPLES == {"bald", "mean_entropy"}
+    assert NEEDS_EMBEDDINGS == {"diversity"}
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_runs_with_only_the_extras_it_declares(name):
+    # The service computes MC samples and embeddings only for the strategies listed as needing them: a strategy
+    # that needs one but is not listed would fail in the service, and one listed must say what it is missing.
+    probs = make_probs(20, 3)
+    full = model_outputs_for(probs)
+    declared = {
+        "mc_samples": full["mc_samples"] if name in NEEDS_MC_SAMPLES else None,
+        "embeddings": full["embeddings"] if name in NEEDS_EMBEDDINGS else None,
+    }
+    assert len(get_strategy(name)(probs, 5, ctx(**declared)).indices) == 5
+    if name in NEEDS_MC_SAMPLES:
+        with pytest.raises(ValueError, match=rf"strategy '{name}' needs MC-dropout samples.*predict_mc"):
+            get_strategy(name)(probs, 5, ctx(**{**declared, "mc_samples": None}))
+    if name in NEEDS_EMBEDDINGS:
+        with pytest.raises(ValueError, match=rf"strategy '{name}' needs item embeddings.*embed"):
+            get_strategy(name)(probs, 5, ctx(**{**declared, "embeddings": None}))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -393,9 +453,9 @@ def test_get_strategy_known_names():
 @pytest.mark.parametrize("lookup", [get_strategy, get_measure])
 def test_unknown_name_raises_listing_valid_names(lookup):
     with pytest.raises(ValueError) as info:
-        lookup("bald")
+        lookup("most_fun")
     message = str(info.value)
-    assert "'bald'" in message
+    assert "'most_fun'" in message
     for name in STRATEGY_NAMES:
         assert name in message
 
@@ -406,3 +466,311 @@ def test_get_measure_maps_sampling_strategies_to_least_confidence():
     assert get_measure("least_confidence") is least_confidence
     assert get_measure("random") is least_confidence
     assert get_measure("ratio") is least_confidence
+
+
+@pytest.mark.parametrize("name", ["class_balanced", "bald", "mean_entropy", "diversity"])
+def test_get_measure_maps_strategies_needing_more_than_probabilities_to_least_confidence(name):
+    # ScorePool has only the mean prediction: it reports least-confidence for these, as for the sampling ones.
+    assert get_measure(name) is least_confidence
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Class-balanced: the seed's quotas, filled by uncertainty
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def most_uncertain_of_class(probs: np.ndarray, c: int, count: int) -> set[int]:
+    members = np.flatnonzero(probs.argmax(axis=1) == c)
+    order = members[np.lexsort((members, -least_confidence(probs)[members]))]
+    return set(order[:count].tolist())
+
+
+def test_class_balanced_follows_the_quotas_with_the_most_uncertain_of_each_class():
+    probs = balanced_binary(100)
+    selection = class_balanced(probs, 40, ctx(0, (30, 10)))
+    assert class_quotas(40, (30, 10), 2).tolist() == [30, 10]
+    assert predicted_counts(probs, selection.indices, 2) == [30, 10]
+    chosen = set(selection.indices.tolist())
+    assert chosen == most_uncertain_of_class(probs, 0, 30) | most_uncertain_of_class(probs, 1, 10)
+    # Plain least-confidence would take whatever class is nearer 0.5: the quotas are what changes the batch.
+    np.testing.assert_allclose(selection.scores, least_confidence(probs))
+
+
+def test_class_balanced_returns_most_uncertain_first_and_ignores_the_rng():
+    probs = balanced_binary(50, seed=5)
+    first = class_balanced(probs, 30, ctx(0, (2, 1)))
+    other_seed = class_balanced(probs, 30, ctx(99, (2, 1)))
+    np.testing.assert_array_equal(first.indices, other_seed.indices)
+    chosen_scores = least_confidence(probs)[first.indices]
+    assert np.all(np.diff(chosen_scores) <= 0)
+
+
+def test_class_balanced_short_class_hands_quota_to_the_most_uncertain_left():
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.uniform(0.01, 0.49, 90), rng.uniform(0.51, 0.99, 10)])
+    probs = binary_probs(p)
+    selection = class_balanced(probs, 40, ctx(0, (10, 30)))  # quotas [10, 30]; only 10 positives exist
+    assert len(set(selection.indices.tolist())) == 40
+    assert predicted_counts(probs, selection.indices, 2) == [30, 10]
+    # the 10 negatives of the quota plus the 20 handed over are the 30 most uncertain negatives
+    negatives = set(selection.indices.tolist()) - set(np.flatnonzero(p > 0.5).tolist())
+    assert negatives == most_uncertain_of_class(probs, 0, 30)
+
+
+def test_class_balanced_three_class_proportions_and_even_fallback():
+    rng = np.random.default_rng(4)
+    rows = []
+    for c in range(3):
+        block = rng.dirichlet([1.0, 1.0, 1.0], size=60)
+        block[:, c] += 2.0
+        rows.append(block / block.sum(axis=1, keepdims=True))
+    probs = np.concatenate(rows)[rng.permutation(180)]
+    selection = class_balanced(probs, 60, ctx(0, (10, 20, 30)))
+    assert predicted_counts(probs, selection.indices, 3) == [10, 20, 30]
+    for c, quota in enumerate((10, 20, 30)):
+        in_class = {i for i in selection.indices.tolist() if probs[i].argmax() == c}
+        assert in_class == most_uncertain_of_class(probs, c, quota)
+    assert predicted_counts(probs, class_balanced(probs, 90, ctx(0, ())).indices, 3) == [30, 30, 30]
+
+
+def test_class_balanced_total_is_k_randomised():
+    rng = np.random.default_rng(98)
+    for _ in range(200):
+        n_classes = int(rng.integers(2, 6))
+        n = int(rng.integers(1, 80))
+        k = int(rng.integers(1, n + 1))
+        probs = rng.dirichlet(rng.uniform(0.1, 3.0, size=n_classes), size=n)
+        errors = rng.integers(0, 20, size=n_classes).tolist()
+        selection = class_balanced(probs, k, SelectionContext(false_per_class=errors, rng=rng))
+        assert len(selection.indices) == k and len(set(selection.indices.tolist())) == k
+        quotas = class_quotas(k, errors, n_classes)
+        available = np.bincount(probs.argmax(axis=1), minlength=n_classes)
+        counts = np.asarray(predicted_counts(probs, selection.indices, n_classes))
+        # every class gets its quota, or all it has; never less than that
+        assert np.all(counts >= np.minimum(quotas, available)), (quotas, available, counts)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# BALD and mean entropy over MC-dropout samples
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def mc(*passes) -> np.ndarray:
+    """MC samples from per-pass rows: mc([[row item0], [row item1]], ...) -> (passes, items, classes)."""
+    return np.asarray(passes, dtype=np.float64)
+
+
+def test_bald_prefers_confident_disagreement_to_agreement_on_half():
+    # item 0: every pass says 50/50 (ambiguous, but a label teaches the model little)
+    # item 1: passes disagree confidently (the model does not know: a label settles it)
+    # item 2: passes agree confidently
+    samples = mc(
+        [[0.5, 0.5], [0.99, 0.01], [0.95, 0.05]],
+        [[0.5, 0.5], [0.01, 0.99], [0.97, 0.03]],
+    )
+    probs = samples.mean(axis=0)
+    context = ctx(mc_samples=samples)
+    bald = get_strategy("bald")(probs, 3, context)
+    assert bald.indices.tolist()[0] == 1
+    h99 = -(0.99 * np.log(0.99) + 0.01 * np.log(0.01))
+    assert bald.scores[1] == pytest.approx(np.log(2) - h99)
+    assert bald.scores[0] == pytest.approx(0.0, abs=1e-12)
+    # Mean entropy sees both as maximally uncertain (a tie, so the earlier item comes first).
+    total = get_strategy("mean_entropy")(probs, 2, context)
+    np.testing.assert_allclose(total.scores[:2], [np.log(2), np.log(2)])
+    assert total.indices.tolist() == [0, 1]
+
+
+def test_bald_and_mean_entropy_by_hand_three_classes():
+    samples = mc(
+        [[1.0, 0.0, 0.0], [0.6, 0.2, 0.2]],
+        [[0.0, 1.0, 0.0], [0.2, 0.6, 0.2]],
+        [[0.0, 0.0, 1.0], [0.2, 0.2, 0.6]],
+    )
+    h_pass = -(0.6 * np.log(0.6) + 0.4 * np.log(0.2))
+    np.testing.assert_allclose(mean_entropy_scores(samples), [np.log(3), np.log(3)], atol=1e-12)
+    np.testing.assert_allclose(bald_scores(samples), [np.log(3), np.log(3) - h_pass], atol=1e-12)
+    selection = get_strategy("bald")(samples.mean(axis=0), 1, ctx(mc_samples=samples))
+    assert selection.indices.tolist() == [0]
+
+
+def test_identical_passes_give_zero_bald_and_plain_entropy():
+    # A model without dropout (the linear family) gives identical passes.
+    probs = make_probs(30, 4, seed=2)
+    samples = np.repeat(probs[None], 5, axis=0)
+    scores = bald_scores(samples)
+    assert np.all(scores >= 0) and np.allclose(scores, 0.0, atol=1e-12)
+    np.testing.assert_allclose(mean_entropy_scores(samples), entropy(probs), atol=1e-12)
+    assert get_strategy("bald")(probs, 4, ctx(mc_samples=samples)).indices.tolist() == [0, 1, 2, 3]
+
+
+def test_bald_is_never_negative_and_at_most_mean_entropy():
+    rng = np.random.default_rng(5)
+    for n_classes in (2, 3, 7):
+        samples = rng.dirichlet(np.full(n_classes, 0.3), size=(10, 200))
+        b, h = bald_scores(samples), mean_entropy_scores(samples)
+        assert np.all(b >= 0) and np.all(b <= h + 1e-12) and np.all(h <= np.log(n_classes) + 1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_MC_SAMPLES))
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        (np.full((10, 2), 0.5), "3-D"),
+        (np.full((0, 10, 2), 0.5), "no passes"),
+        (np.full((3, 9, 2), 0.5), r"shape \(3, 9, 2\).*10 items and 2 classes"),
+        (np.full((3, 10, 3), 1 / 3), "10 items and 2 classes"),
+        (np.where(np.eye(10, 2)[None] > 0, np.nan, 0.5).repeat(2, axis=0), "mc_samples contain NaN"),
+    ],
+)
+def test_bad_mc_samples_raise(name, samples, message):
+    with pytest.raises(ValueError, match=message):
+        get_strategy(name)(make_probs(10, 2), 2, ctx(mc_samples=samples))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Diversity: uncertain candidates spread by greedy k-center
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def two_clusters(n_per_cluster: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster A near (0, 0) holds the most uncertain items; cluster B near (10, 10) is a little less uncertain.
+
+    With k=2 all 16 items are candidates (m = min(n, 10k) = 16), so only the embeddings decide the second pick.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.0, 0.01, size=(n_per_cluster, 2))
+    b = rng.normal(10.0, 0.01, size=(n_per_cluster, 2))
+    p_a = 0.5 + 0.001 * np.arange(n_per_cluster)  # least confidence 0.5 .. 0.48
+    p_b = 0.6 + 0.001 * np.arange(n_per_cluster)  # least confidence 0.4 .. 0.38
+    return binary_probs(np.r_[p_a, p_b]), np.vstack([a, b])
+
+
+def test_diversity_picks_spread_points_from_two_tight_clusters():
+    probs, embeddings = two_clusters()
+    plain = get_strategy("least_confidence")(probs, 2, ctx())
+    assert plain.indices.tolist() == [0, 1]  # both from cluster A: near-duplicates
+    spread = get_strategy("diversity")(probs, 2, ctx(embeddings=embeddings))
+    assert spread.indices[0] == 0  # starts from the most uncertain
+    assert spread.indices[1] >= 8  # then the other cluster
+    np.testing.assert_allclose(spread.scores, least_confidence(probs))
+
+
+def test_diversity_covers_three_clusters_before_repeating_one():
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    cluster = np.repeat(np.arange(3), 10)
+    embeddings = centers[cluster] + rng.normal(0, 0.05, size=(30, 3))
+    probs = binary_probs(rng.uniform(0.3, 0.7, size=30))
+    chosen = get_strategy("diversity")(probs, 3, ctx(embeddings=embeddings)).indices
+    assert sorted(cluster[chosen].tolist()) == [0, 1, 2]
+
+
+def test_diversity_never_picks_a_confident_outlier_outside_the_candidates():
+    # m = min(n, 10k) = 20 candidates; the far outlier is the most confident item, so it is not among them.
+    rng = np.random.default_rng(8)
+    probs = binary_probs(np.r_[rng.uniform(0.45, 0.55, 99), 0.999])
+    embeddings = np.vstack([rng.normal(size=(99, 4)), np.full((1, 4), 1000.0)])
+    chosen = get_strategy("diversity")(probs, 2, ctx(embeddings=embeddings)).indices.tolist()
+    assert 99 not in chosen
+    assert set(chosen) <= set(top_k(least_confidence(probs), 20).tolist())
+
+
+def test_diversity_candidate_count_follows_the_module_constant(monkeypatch):
+    assert kcenter.candidate_count(50_000, 100) == 1000
+    assert kcenter.candidate_count(500, 100) == 500
+    monkeypatch.setattr(kcenter, "CANDIDATE_FACTOR", 1)
+    assert kcenter.candidate_count(50_000, 100) == 200  # the 2k floor keeps some choice
+    monkeypatch.setattr(kcenter, "CANDIDATE_FACTOR", 50)
+    assert kcenter.candidate_count(50_000, 100) == 5000
+    probs, embeddings = two_clusters()
+    monkeypatch.setattr(kcenter, "CANDIDATE_FACTOR", 1)  # m = 2k = 4 candidates, all in cluster A
+    chosen = get_strategy("diversity")(probs, 2, ctx(embeddings=embeddings)).indices.tolist()
+    assert chosen[0] == 0 and set(chosen) <= {0, 1, 2, 3}
+
+
+def test_diversity_with_identical_embeddings_falls_back_to_uncertainty_order():
+    probs = make_probs(40, 3, seed=6)
+    embeddings = np.ones((40, 5))
+    chosen = get_strategy("diversity")(probs, 7, ctx(embeddings=embeddings))
+    assert chosen.indices.tolist() == top_k(least_confidence(probs), 7).tolist()
+
+
+def test_k_center_greedy_on_a_line():
+    points = np.array([[0.0], [1.0], [2.0], [10.0], [9.5]])
+    assert k_center_greedy(points, 3).tolist() == [0, 3, 2]
+    assert sorted(k_center_greedy(points, 5).tolist()) == [0, 1, 2, 3, 4]
+
+
+def reference_k_center(points: np.ndarray, k: int) -> list[int]:
+    """The textbook form with explicit differences, to check the norm-trick version against."""
+    chosen = [0]
+    nearest = ((points - points[0]) ** 2).sum(axis=1)
+    nearest[0] = -np.inf
+    while len(chosen) < k:
+        center = int(np.argmax(nearest))
+        chosen.append(center)
+        nearest = np.minimum(nearest, ((points - points[center]) ** 2).sum(axis=1))
+        nearest[chosen] = -np.inf
+    return chosen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_k_center_greedy_matches_the_textbook_form(seed):
+    rng = np.random.default_rng(seed)
+    points = rng.normal(loc=50.0, size=(500, 8))  # offset from the origin: the centring must keep precision
+    assert k_center_greedy(points, 40).tolist() == reference_k_center(points, 40)
+
+
+def test_k_center_greedy_validates():
+    with pytest.raises(ValueError, match="2-D"):
+        k_center_greedy(np.zeros(5), 2)
+    with pytest.raises(ValueError, match="k=6 is larger than the 5"):
+        k_center_greedy(np.zeros((5, 2)), 6)
+
+
+@pytest.mark.parametrize(
+    "embeddings, message",
+    [
+        (np.zeros(10), "2-D"),
+        (np.zeros((10, 0)), "2-D"),
+        (np.zeros((9, 3)), "9 rows for 10 items"),
+        (np.where(np.eye(10, 3) > 0, np.inf, 0.0), "embeddings contain NaN or infinity"),
+        (np.array([["a", "b"]] * 10), "must be numbers"),
+    ],
+)
+def test_bad_embeddings_raise(embeddings, message):
+    with pytest.raises(ValueError, match=message):
+        get_strategy("diversity")(make_probs(10, 2), 2, ctx(embeddings=embeddings))
+
+
+def big_pool(n: int = 50_000, d: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return binary_probs(rng.uniform(size=n)), rng.normal(size=(n, d)).astype(np.float32)
+
+
+def test_diversity_on_a_50k_pool_is_fast():
+    probs, embeddings = big_pool()
+    context = ctx(embeddings=embeddings)
+    started = time.perf_counter()
+    selection = get_strategy("diversity")(probs, 100, context)
+    elapsed = time.perf_counter() - started
+    assert len(set(selection.indices.tolist())) == 100
+    assert set(selection.indices.tolist()) <= set(top_k(least_confidence(probs), 1000).tolist())
+    assert elapsed < 2.0, f"diversity on 50,000 x 64, k=100 took {elapsed:.2f}s"
+
+
+def test_diversity_memory_stays_linear_in_the_candidates():
+    # k=500 on 50,000 items: m=5,000 candidates. An m x m float64 distance matrix alone would be 200 MB; the
+    # (m, d) block is 2.5 MB (about 7 MiB peak in all). The inputs exist before tracing starts, so this measures
+    # only what the strategy adds.
+    probs, embeddings = big_pool()
+    context = ctx(embeddings=embeddings)
+    tracemalloc.start()
+    try:
+        selection = get_strategy("diversity")(probs, 500, context)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(set(selection.indices.tolist())) == 500
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MiB"
