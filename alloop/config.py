@@ -15,6 +15,7 @@
 | ALLOOP_MAX_BATCH_ITEMS | 10000 | query service (items per request) |
 | ALLOOP_MAX_TEXT_CHARS | 100000 | query service |
 | ALLOOP_MODEL_POLL_SECONDS | 2.0 | query service (fallback when a pub/sub message is missed) |
+| ALLOOP_MC_PASSES | 10 | query service (MC-dropout passes for bald / mean_entropy) |
 | ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
 | ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
@@ -88,6 +89,8 @@ class QuerySettings:
     max_batch_items: int = 10_000
     max_text_chars: int = 100_000
     model_poll_seconds: float = 2.0
+    # Stochastic passes for the MC-dropout strategies (bald, mean_entropy): each costs about one scoring of the pool.
+    mc_passes: int = 10
     max_message_bytes: int = 64 * 1024 * 1024
     security: SecuritySettings = field(default_factory=SecuritySettings)
 
@@ -141,6 +144,7 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         max_batch_items=int(env.get("ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items)),
         max_text_chars=int(env.get("ALLOOP_MAX_TEXT_CHARS", d.max_text_chars)),
         model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
+        mc_passes=_positive_int(env, "ALLOOP_MC_PASSES", d.mc_passes),
         max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
         security=security_from_env(env),
     )

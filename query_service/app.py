@@ -23,10 +23,6 @@ from query_service.model_holder import ModelHolder, ServedModel
 
 DEFAULT_POOL = "default"
 DEFAULT_MEASURE = "least_confidence"
-# Stochastic forward passes for the MC-dropout strategies (bald, mean_entropy): the usual choice in the literature.
-# Each text is vectorized once but runs through the classifier this many times, so such a Query on the BiLSTM costs
-# up to this many plain scorings of the pool. TODO: make this QuerySettings.mc_passes (alloop/config.py).
-MC_PASSES = 10
 
 
 @dataclass(frozen=True)
@@ -130,7 +126,7 @@ class QueryApp:
             raise FailedPrecondition(
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
             )
-        probs, mc_samples, embeddings = _model_outputs(served, texts, strategy)
+        probs, mc_samples, embeddings = _model_outputs(served, texts, strategy, self.settings.mc_passes)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
             false_per_class=tuple(metrics.get("false_per_class", ())),
@@ -171,7 +167,7 @@ class QueryApp:
 
 
 def _model_outputs(
-    served: ServedModel, texts: Sequence[str], strategy: str
+    served: ServedModel, texts: Sequence[str], strategy: str, mc_passes: int
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(probabilities, MC samples or None, embeddings or None): only what ``strategy`` needs is computed.
 
@@ -180,7 +176,7 @@ def _model_outputs(
     """
     mc_samples = embeddings = None
     if strategy in NEEDS_MC_SAMPLES:
-        mc_samples = served.predictor.predict_mc(texts, MC_PASSES)
+        mc_samples = served.predictor.predict_mc(texts, mc_passes)
         probs = mc_samples.mean(axis=0)
     else:
         probs = served.predictor.predict_proba(texts)

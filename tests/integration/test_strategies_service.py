@@ -26,7 +26,9 @@ from alloop.store.keys import item_member
 from alloop.store.labeling import QueuedTask
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_strategy
 from alloop.v1 import query_pb2, query_pb2_grpc
-from query_service.app import MC_PASSES
+from alloop.config import QuerySettings
+
+MC_PASSES = QuerySettings().mc_passes
 from query_service.server import RunningQueryService
 from query_service.server import create_server as create_query_server
 from tests import synthetic
