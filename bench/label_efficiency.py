@@ -152,7 +152,57 @@ def summarize(curves: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def plot(curves: dict[str, Any], full: dict[str, Any], path: Path) -> None:
+PEER_MARGIN_BUDGETS = (500, 1000, 2000, 5000, 10_000)
+
+
+def run_peer_curves(plan: FamilyPlan, budgets: list[int], seeds: int, work: Path, cache: Path,
+                    pool_limit: int | None) -> dict[str, Any]:
+    """small-text and modAL on the same candidates, test set and rounds as alloop's ``plan`` (bench/peers.py)."""
+    from alloop.data import load_prepared  # noqa: PLC0415
+    from bench import peers  # noqa: PLC0415 - needs the bench extra
+
+    data = work / "data" / f"{plan.name}-0-{pool_limit or 'all'}"
+    splits = load_prepared(data)
+    initial = plan.initial_per_class * len(splits.classes)
+    # One round per budget, budgets as alloop's: each peer grows its labels exactly as alloop's oracle does.
+    return peers.run_peers(splits, initial=initial, budgets=[initial, *budgets], seeds=list(range(seeds)),
+                           cache_dir=cache / "bench", progress=lambda m: print(m, flush=True))
+
+
+def _at(curve: dict[int, float], labels: int) -> float | None:
+    """A curve's value at ``labels``, linearly interpolated between its rounds; None outside them."""
+    xs = sorted(curve)
+    if not xs or labels < xs[0] or labels > xs[-1]:
+        return None
+    return float(np.interp(labels, xs, [curve[x] for x in xs]))
+
+
+def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed_target: float) -> dict[str, Any]:
+    ours = [{n: p["mean"] for n, p in c.items()} for st in curves.values() for c in st.values()]
+    theirs = {name: {b["labels"]: b["mean"] for b in entry["budgets"]} for name, entry in peer_result["peers"].items()}
+    margin = {}
+    for labels in PEER_MARGIN_BUDGETS:
+        best_ours = max((v for c in ours if (v := _at(c, labels)) is not None), default=None)
+        best_peer = max((v for c in theirs.values() if (v := _at(c, labels)) is not None), default=None)
+        if best_ours is not None and best_peer is not None:
+            margin[str(labels)] = round(best_ours - best_peer, 4)
+    reach = {name: next((n for n in sorted(c) if c[n] >= seed_target), None) for name, c in theirs.items()}
+    own = {}
+    for name, entry in peer_result["peers"].items():
+        ceiling = entry.get("full_data", {}).get("accuracy")
+        own[name] = next((n for n in sorted(theirs[name]) if ceiling is not None and theirs[name][n] >= ceiling), None)
+    hits = [n for n in reach.values() if n is not None]
+    own_hits = [n for n in own.values() if n is not None]
+    return {
+        "peer_margin": margin,  # alloop's best family+strategy minus the best peer (interpolated between rounds)
+        "peer_labels_to_seed_full_accuracy": min(hits) if hits else None,
+        "peer_labels_to_seed_full_accuracy_by_peer": reach,
+        "peer_labels_to_own_full_accuracy": min(own_hits) if own_hits else None,
+        "peer_labels_to_own_full_accuracy_by_peer": own,
+    }
+
+
+def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: dict[str, Any] | None = None) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -164,6 +214,9 @@ def plot(curves: dict[str, Any], full: dict[str, Any], path: Path) -> None:
             xs = sorted(c)
             ax.plot(xs, [c[n]["mean"] * 100 for n in xs], marker=".", label=f"{fam} / {s}")
             ax.fill_between(xs, [c[n]["min"] * 100 for n in xs], [c[n]["max"] * 100 for n in xs], alpha=0.15)
+    for name, entry in (peer_result or {}).get("peers", {}).items():
+        points = sorted((b["labels"], b["mean"]) for b in entry["budgets"])
+        ax.plot([n for n, _ in points], [a * 100 for _, a in points], linestyle="--", marker="x", label=f"peer: {name}")
     for fam, f in full.items():
         ax.axhline(f["accuracy"] * 100, linestyle="--", linewidth=1, label=f"{fam}, all {f['labels']:,} labels")
     ax.axhline(SEED_FULL_ACCURACY_PUBLISHED * 100, color="grey", linestyle=":", label="seed, published (85.8%)")
@@ -186,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-labels", type=int, default=None)
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
+    parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
     parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
@@ -212,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                              "seconds": round(time.monotonic() - t0, 1)})
                 print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
     curves = mean_curves(runs)
+    peer_result = None
+    if not args.no_peers and "linear" in families:
+        plan = PLANS["linear"]
+        budgets = [b for b in plan.budgets if b <= max_labels]
+        peer_result = run_peer_curves(plan, budgets, seeds, args.workdir, args.cache_dir, pool_limit)
+    summary = summarize(curves, full)
     result = {
         "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
         "quick": args.quick,
@@ -221,14 +281,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
                            "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},
         "full_data": full,
-        **summarize(curves, full),
+        **summary,
+        **(compare_with_peers(curves, peer_result, summary["seed_full_accuracy_target"]) if peer_result else {}),
+        "peers": peer_result,
         "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    plot(curves, full, args.out.with_suffix(".png"))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "runs")}, indent=2))
+    plot(curves, full, args.out.with_suffix(".png"), peer_result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "runs", "peers")}, indent=2))
     return 0
 
 

@@ -32,3 +32,21 @@ def test_the_seed_models_own_full_accuracy_is_the_target_when_measured():
     curves = mean_curves([run("linear", "random", 0, [(500, 0.83), (1000, 0.85)])])
     keys = summarize(curves, {"bilstm": {"accuracy": 0.84, "labels": 40000}})
     assert keys["seed_full_accuracy_target"] == 0.84 and keys["labels_to_seed_full_accuracy"] == 1000
+
+
+def test_peer_margin_is_ours_minus_the_best_peer_interpolated_between_rounds():
+    from bench.label_efficiency import compare_with_peers
+
+    curves = mean_curves([run("linear", "random", 0, [(400, 0.80), (600, 0.84), (1000, 0.86), (2000, 0.88)])])
+    peers = {"peers": {
+        "a": {"budgets": [{"labels": 400, "mean": 0.78}, {"labels": 600, "mean": 0.80}, {"labels": 1000, "mean": 0.85},
+                          {"labels": 2000, "mean": 0.87}], "full_data": {"accuracy": 0.86}},
+        "b": {"budgets": [{"labels": 400, "mean": 0.79}, {"labels": 1000, "mean": 0.84}, {"labels": 2000, "mean": 0.89}]},
+    }}
+    out = compare_with_peers(curves, peers, seed_target=0.856)
+    # 500 lies between rounds: ours 0.82, a 0.79, b 0.79 + (0.84 - 0.79) / 6 = 0.7983 -> margin 0.82 - 0.7983
+    assert out["peer_margin"]["500"] == round(0.82 - (0.79 + 0.05 / 6), 4)
+    assert out["peer_margin"]["1000"] == 0.01 and out["peer_margin"]["2000"] == -0.01
+    assert "5000" not in out["peer_margin"]  # beyond every curve: not reported rather than extrapolated
+    assert out["peer_labels_to_seed_full_accuracy"] == 2000  # a: 0.85 at 1,000 is below 0.856; b reaches 0.89 at 2,000
+    assert out["peer_labels_to_own_full_accuracy_by_peer"] == {"a": 2000, "b": None}
