@@ -285,7 +285,16 @@ class Trainer:
         stop_set = self.store.stop_set()
         if not stop_set:
             return stabilizing_predictions([]), None  # no pool yet
-        texts = [self.pools.texts(pool, [item_id])[0] or "" for pool, item_id in stop_set]
+        # One HMGET per pool, not one round trip per stop-set item (1,000 by default) every round.
+        by_pool: dict[str, list[str]] = {}
+        for pool, item_id in stop_set:
+            by_pool.setdefault(pool, []).append(item_id)
+        found = {
+            (pool, item_id): text or ""
+            for pool, ids in by_pool.items()
+            for item_id, text in zip(ids, self.pools.texts(pool, ids))
+        }
+        texts = [found[item] for item in stop_set]
         labels = Predictor(model).predict_proba(texts).argmax(axis=1).tolist()
         history = [m["stability"]["kappa"] for m in self.registry.all() if (m.get("stability") or {}).get("kappa") is not None]
         previous = self.store.last_stop_predictions()
