@@ -2,6 +2,7 @@
 
 from alloop.strategies.bayesian import bald, bald_scores, mean_entropy, mean_entropy_scores
 from alloop.strategies.kcenter import diversity, k_center_greedy
+from alloop.strategies.kmeans import kmeans_diversity, weighted_kmeans_centres
 from alloop.strategies.selection import (
     NEEDS_EMBEDDINGS,
     NEEDS_MC_SAMPLES,
@@ -34,6 +35,7 @@ __all__ = [
     "get_measure",
     "get_strategy",
     "k_center_greedy",
+    "kmeans_diversity",
     "least_confidence",
     "margin",
     "mean_entropy",
@@ -41,4 +43,5 @@ __all__ = [
     "random_sampling",
     "ratio_sampling",
     "top_k",
+    "weighted_kmeans_centres",
 ]

@@ -23,6 +23,7 @@ from alloop.strategies.base import (
 )
 from alloop.strategies.bayesian import bald, mean_entropy
 from alloop.strategies.kcenter import diversity
+from alloop.strategies.kmeans import kmeans_diversity
 from alloop.strategies.uncertainty import MEASURES, check_probabilities, least_confidence
 
 
@@ -121,12 +122,13 @@ STRATEGIES: dict[str, Strategy] = {
     "bald": bald,
     "mean_entropy": mean_entropy,
     "diversity": diversity,
+    "kmeans_diversity": kmeans_diversity,
 }
 
 # Extra model outputs cost a forward pass each (T of them for MC dropout), so the caller computes them only for the
 # strategies named here and puts them in SelectionContext; a listed strategy run without them raises ValueError.
 NEEDS_MC_SAMPLES: frozenset[str] = frozenset({"bald", "mean_entropy"})
-NEEDS_EMBEDDINGS: frozenset[str] = frozenset({"diversity"})
+NEEDS_EMBEDDINGS: frozenset[str] = frozenset({"diversity", "kmeans_diversity"})
 
 
 def get_strategy(name: str) -> Strategy:

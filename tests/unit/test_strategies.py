@@ -28,6 +28,7 @@ from alloop.strategies import (
     random_sampling,
     ratio_sampling,
     top_k,
+    weighted_kmeans_centres,
 )
 from alloop.strategies import kcenter
 
@@ -180,12 +181,12 @@ def test_non_finite_input_raises(name, bad):
 def test_strategy_registry_contents():
     assert set(STRATEGIES) == {
         "least_confidence", "margin", "entropy", "random", "ratio",
-        "class_balanced", "bald", "mean_entropy", "diversity",
+        "class_balanced", "bald", "mean_entropy", "diversity", "kmeans_diversity",
     }
     for name in MEASURES:
         assert STRATEGIES[name].__name__ == name
     assert NEEDS_MC_SAMPLES == {"bald", "mean_entropy"}
-    assert NEEDS_EMBEDDINGS == {"diversity"}
+    assert NEEDS_EMBEDDINGS == {"diversity", "kmeans_diversity"}
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -468,7 +469,7 @@ def test_get_measure_maps_sampling_strategies_to_least_confidence():
     assert get_measure("ratio") is least_confidence
 
 
-@pytest.mark.parametrize("name", ["class_balanced", "bald", "mean_entropy", "diversity"])
+@pytest.mark.parametrize("name", ["class_balanced", "bald", "mean_entropy", "diversity", "kmeans_diversity"])
 def test_get_measure_maps_strategies_needing_more_than_probabilities_to_least_confidence(name):
     # ScorePool has only the mean prediction: it reports least-confidence for these, as for the sampling ones.
     assert get_measure(name) is least_confidence
@@ -774,3 +775,71 @@ def test_diversity_memory_stays_linear_in_the_candidates():
         tracemalloc.stop()
     assert len(set(selection.indices.tolist())) == 500
     assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Weighted k-means diversity
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_kmeans_diversity_takes_one_item_from_each_of_three_clusters():
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    cluster = np.repeat(np.arange(3), 10)
+    embeddings = centers[cluster] + rng.normal(0, 0.05, size=(30, 3))
+    probs = binary_probs(rng.uniform(0.3, 0.7, size=30))
+    for seed in range(5):
+        chosen = get_strategy("kmeans_diversity")(probs, 3, ctx(seed=seed, embeddings=embeddings)).indices
+        assert sorted(cluster[chosen].tolist()) == [0, 1, 2]
+
+
+def test_kmeans_diversity_covers_uncertain_items_in_proportion_to_their_density():
+    # 36 uncertain items in one broad group, 4 in a small far one, k=4. k-center spends its picks on the edges
+    # (farthest-first), k-means on the mass: most centres go where most items are.
+    rng = np.random.default_rng(1)
+    embeddings = np.vstack([rng.normal(size=(36, 4)), 20.0 + rng.normal(0, 0.1, size=(4, 4))])
+    probs = binary_probs(np.full(40, 0.5))
+    for seed in range(10):
+        chosen = get_strategy("kmeans_diversity")(probs, 4, ctx(seed=seed, embeddings=embeddings)).indices
+        assert int((chosen < 36).sum()) >= 2, chosen
+
+
+def test_kmeans_diversity_stays_among_the_most_uncertain_candidates():
+    rng = np.random.default_rng(8)
+    probs = binary_probs(np.r_[rng.uniform(0.45, 0.55, 99), rng.uniform(0.95, 1.0, 100)])
+    embeddings = rng.normal(size=(199, 4))
+    selection = get_strategy("kmeans_diversity")(probs, 5, ctx(embeddings=embeddings))
+    assert len(set(selection.indices.tolist())) == 5
+    assert set(selection.indices.tolist()) <= set(top_k(margin(probs), 50).tolist())
+    np.testing.assert_allclose(selection.scores, margin(probs))
+
+
+def test_kmeans_diversity_with_identical_embeddings_still_returns_k_distinct_items():
+    probs = make_probs(40, 3, seed=6)
+    chosen = get_strategy("kmeans_diversity")(probs, 7, ctx(embeddings=np.ones((40, 5)))).indices
+    assert len(set(chosen.tolist())) == 7
+
+
+def test_weighted_kmeans_centres_validates_weights():
+    with pytest.raises(ValueError, match="non-negative"):
+        weighted_kmeans_centres(np.zeros((5, 2)), [1, 1, -1, 1, 1], 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="k=6 is larger than the 5"):
+        weighted_kmeans_centres(np.zeros((5, 2)), np.ones(5), 6, np.random.default_rng(0))
+
+
+def test_kmeans_diversity_on_a_50k_pool_is_fast_and_small():
+    # k=1,000 from 50,000: m=10,000 candidates; assignments go a block of rows at a time, so memory stays far below
+    # an m x k float64 matrix (80 MB) and the whole selection takes a few seconds at most on 2 cores.
+    probs, embeddings = big_pool()
+    context = ctx(embeddings=embeddings)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        selection = get_strategy("kmeans_diversity")(probs, 1000, context)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - started
+    assert len(set(selection.indices.tolist())) == 1000
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+    assert elapsed < 20.0, f"kmeans_diversity on 50,000 x 64, k=1,000 took {elapsed:.2f}s"
