@@ -19,6 +19,7 @@ from typing import Any
 import keras
 
 import alloop.models.text_model  # noqa: F401  (registers the custom standardize function that saved models name)
+import alloop.models.linear  # noqa: F401  (registers SublinearTfIdf, the linear family's TF-IDF layer)
 
 from alloop.errors import IntegrityError
 

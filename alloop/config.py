@@ -24,7 +24,7 @@
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
 | ALLOOP_MODEL_FAMILY | bilstm | trainer (bilstm: the seed's model; linear: TF-IDF 1-2-grams, logistic) |
 | ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
-| ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_L2 / ALLOOP_LINEAR_LEARNING_RATE | 100000 / 2 / 0 / 0.001 | trainer (linear) |
+| ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT | 100000 / 2 / 32 / 300 / 1000 | trainer (linear) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
@@ -180,8 +180,9 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             family=family,
             linear_max_tokens=int(env.get("ALLOOP_LINEAR_MAX_TOKENS", m.linear_max_tokens)),
             ngrams=int(env.get("ALLOOP_NGRAMS", m.ngrams)),
-            linear_l2=float(env.get("ALLOOP_LINEAR_L2", m.linear_l2)),
-            linear_learning_rate=float(env.get("ALLOOP_LINEAR_LEARNING_RATE", m.linear_learning_rate)),
+            linear_c=float(env.get("ALLOOP_LINEAR_C", m.linear_c)),
+            linear_lsa_components=int(env.get("ALLOOP_LSA_COMPONENTS", m.linear_lsa_components)),
+            linear_lsa_pivot=int(env.get("ALLOOP_LSA_PIVOT", m.linear_lsa_pivot)),
         ),
         training=TrainingConfig(
             epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),

@@ -30,6 +30,7 @@ from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
+from alloop.models.linear import CorpusCache
 from alloop.models.training import LabeledData, train_round
 from alloop.models.families import get_family
 from alloop.models.text_model import Predictor, parts
@@ -80,6 +81,7 @@ class Trainer:
         self._threads: list[threading.Thread] = []
         self.last_error = ""
         self._retry_after = 0.0
+        self._corpus_cache = CorpusCache()  # the linear family's IDF, LSA basis and val/test counts, per vocabulary
         self.faults = FaultInjector(settings.fault_points)
         self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)
 
@@ -221,6 +223,7 @@ class Trainer:
                 vectorizer=vocabulary,
                 on_epoch=on_epoch,
                 unlabeled_texts=unlabeled,
+                corpus_cache=self._corpus_cache,
             )
             version = self.registry.allocate()
             while artifacts.version_dir(self.settings.common.models_path, version).exists():

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 
 FAMILY_NAMES = ("bilstm", "linear")
+POOL_ADAPTED_FAMILIES = ("linear",)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,9 @@ class ModelConfig:
     # linear family
     linear_max_tokens: int = 100_000
     ngrams: int = 2
-    linear_l2: float = 0.0
-    linear_learning_rate: float = 0.001
+    linear_c: float = 32.0  # inverse L2 strength of the logistic fit
+    linear_lsa_components: int = 300
+    linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -32,8 +34,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_l2 < 0 or self.linear_learning_rate <= 0:
-            raise ValueError("linear_max_tokens, ngrams and linear_learning_rate must be positive and linear_l2 non-negative")
+        if self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_c <= 0 or self.linear_lsa_pivot <= 0:
+            raise ValueError("linear_max_tokens, ngrams, linear_c and linear_lsa_pivot must be positive")
+        if self.linear_lsa_components < 0:
+            raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
         if self.family not in FAMILY_NAMES:
             raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILY_NAMES)}")
         if self.n_classes < 2:

@@ -21,6 +21,8 @@ class Family:
     vectorize: Callable[[keras.layers.Layer, Sequence[str]], Any]
     # Adapt the vocabulary on unlabeled pool text too (free signal for bag-of-words IDF; the seed does not).
     adapt_on_unlabeled: bool
+    # Convex families are solved exactly (see alloop.models.linear) instead of fitted by epochs with early stopping.
+    convex: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -30,7 +32,7 @@ FAMILIES: dict[str, Family] = {
     ),
     linear.FAMILY: Family(
         linear.FAMILY, linear.build_vectorizer, linear.build_classifier, linear.compile_classifier, linear.vectorize,
-        adapt_on_unlabeled=True,
+        adapt_on_unlabeled=True, convex=True,
     ),
 }
 

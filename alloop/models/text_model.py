@@ -11,6 +11,7 @@ import re
 import string
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -82,6 +83,7 @@ class Predictor:
     _graph_lock = threading.Lock()
     _mc_forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
     _embed_forward: Callable[[tf.Tensor], tf.Tensor] | None = None
+    _embed_and_predict: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None
     _embedding_width = 0
 
     def __init__(self, model: keras.Model, batch_size: int = 512) -> None:
@@ -151,6 +153,22 @@ class Predictor:
             return self._mc_forward
 
     # --- embeddings --------------------------------------------------------------------------------------------
+    def predict_and_embed(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """:meth:`predict_proba` and :meth:`embed` from one vectorization of each batch.
+
+        Vectorizing is most of a bag-of-words model's cost (a dense 512 x 100,000 count block per batch), so a
+        strategy that needs both pays for it once instead of twice.
+        """
+        forward = self._embed_graph(with_outputs=True)
+        probs, embeddings = [], []
+        for start in range(0, len(texts), self.batch_size):
+            out, emb = forward(text_tensor(texts[start : start + self.batch_size]))
+            probs.append(to_probabilities(out.numpy()))
+            embeddings.append(emb.numpy().astype(np.float32, copy=False))
+        if not probs:
+            return self.predict_proba([]), np.zeros((0, self._embedding_width), dtype=np.float32)
+        return np.concatenate(probs), np.concatenate(embeddings)
+
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One vector per text: the input to the classifier's last (Dense) layer, in inference mode.
 
@@ -169,34 +187,45 @@ class Predictor:
             return np.zeros((0, self._embedding_width), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
-    def _embed_graph(self) -> Callable[[tf.Tensor], tf.Tensor]:
+    def _embed_graph(self, with_outputs: bool = False) -> Callable[[tf.Tensor], Any]:
         with self._graph_lock:
-            if self._embed_forward is None:
-                features, classifier = self._features_and_classifier(self.model)
-                hidden = classifier.layers[:-1]
-                last = classifier.layers[-1]
-                if not isinstance(last, keras.layers.Dense):
-                    raise ValueError(f"embed needs a classifier that ends in a Dense layer, got {type(last).__name__}")
-                width = int(last.kernel.shape[0])
-                projection = None
-                if width > self.EMBEDDING_DIM:
-                    matrix = np.random.default_rng(self.EMBEDDING_SEED).standard_normal((width, self.EMBEDDING_DIM))
-                    projection = tf.constant(matrix / np.sqrt(self.EMBEDDING_DIM), dtype=last.kernel.dtype)
+            if with_outputs and self._embed_and_predict is not None:
+                return self._embed_and_predict
+            if not with_outputs and self._embed_forward is not None:
+                return self._embed_forward
+            # Both graphs are built together: they share everything up to the classifier's last layer.
+            features, classifier = self._features_and_classifier(self.model)
+            hidden = classifier.layers[:-1]
+            last = classifier.layers[-1]
+            if not isinstance(last, keras.layers.Dense):
+                raise ValueError(f"embed needs a classifier that ends in a Dense layer, got {type(last).__name__}")
+            width = int(last.kernel.shape[0])
+            projection = None
+            if width > self.EMBEDDING_DIM:
+                matrix = np.random.default_rng(self.EMBEDDING_SEED).standard_normal((width, self.EMBEDDING_DIM))
+                projection = tf.constant(matrix / np.sqrt(self.EMBEDDING_DIM), dtype=last.kernel.dtype)
 
-                def embed_forward(texts: tf.Tensor) -> tf.Tensor:
-                    x = features(texts)
-                    for layer in hidden:
-                        x = layer(x, training=False)
-                    if projection is None:
-                        return x
-                    # TF-IDF rows hold a few hundred non-zeros out of up to 100,000: multiply only those.
-                    return tf.sparse.sparse_dense_matmul(tf.sparse.from_dense(x), projection)
+            def hidden_forward(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                x = features(texts)
+                for layer in hidden:
+                    x = layer(x, training=False)
+                if projection is None:
+                    return x, x
+                # TF-IDF rows hold a few hundred non-zeros out of up to 100,000: multiply only those.
+                return x, tf.sparse.sparse_dense_matmul(tf.sparse.from_dense(x), projection)
 
-                self._embed_forward = tf.function(
-                    embed_forward, input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)]
-                )
-                self._embedding_width = min(width, self.EMBEDDING_DIM)
-            return self._embed_forward
+            def embed_forward(texts: tf.Tensor) -> tf.Tensor:
+                return hidden_forward(texts)[1]
+
+            def embed_and_predict(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                x, embedding = hidden_forward(texts)
+                return last(x, training=False), embedding
+
+            spec = [tf.TensorSpec(shape=(None, 1), dtype=tf.string)]
+            self._embed_forward = tf.function(embed_forward, input_signature=spec)
+            self._embed_and_predict = tf.function(embed_and_predict, input_signature=spec)
+            self._embedding_width = min(width, self.EMBEDDING_DIM)
+            return self._embed_and_predict if with_outputs else self._embed_forward
 
     @staticmethod
     def _features_and_classifier(model: keras.Model) -> tuple[Callable[[tf.Tensor], tf.Tensor], keras.Model]:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from alloop.metrics import Evaluation, evaluate
 from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models import linear
 from alloop.models.families import Family, get_family
 from alloop.models.text_model import Predictor, assemble, parts
 
@@ -84,9 +85,11 @@ def train_round(
     on_epoch: EpochCallback | None = None,
     unlabeled_texts: Sequence[str] = (),
     vectorizer: keras.layers.Layer | None = None,
+    corpus_cache: linear.CorpusCache | None = None,
 ) -> RoundResult:
     """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them;
-    ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation."""
+    ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation. ``corpus_cache`` keeps
+    a convex family's corpus statistics between rounds on the same vocabulary."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(val) == 0:
@@ -98,10 +101,19 @@ def train_round(
         vectorizer, classifier = parts(previous)
     else:
         if vectorizer is None:
-            corpus = [*train.texts, *unlabeled_texts] if family.adapt_on_unlabeled else list(train.texts)
+            # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable.
+            corpus = sorted([*train.texts, *unlabeled_texts]) if family.adapt_on_unlabeled else list(train.texts)
             vectorizer = family.build_vectorizer(model_config, corpus)
         classifier = family.build_classifier(model_config, vectorizer)
     family.compile_classifier(classifier, model_config)
+    if family.convex:
+        corpus = sorted([*train.texts, *unlabeled_texts])
+        order = sorted(range(len(train)), key=lambda i: (train.texts[i], train.labels[i]))  # the fit is order-sensitive
+        train = LabeledData([train.texts[i] for i in order], [train.labels[i] for i in order])
+        return _solve_round(
+            family, vectorizer, classifier, train, val, test, corpus, model_config, training, started,
+            corpus_cache or linear.CorpusCache(), on_epoch,
+        )
 
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / "best.weights.h5"
@@ -132,4 +144,47 @@ def train_round(
         epochs=len(history.history.get("loss", [])),
         seconds=time.monotonic() - started,
         history={k: [float(x) for x in v] for k, v in history.history.items()},
+    )
+
+
+def _solve_round(
+    family: Family,
+    vectorizer: keras.layers.Layer,
+    classifier: keras.Model,
+    train: LabeledData,
+    val: LabeledData,
+    test: LabeledData,
+    corpus: Sequence[str],
+    model_config: ModelConfig,
+    training: TrainingConfig,
+    started: float,
+    cache: linear.CorpusCache,
+    on_epoch: EpochCallback | None,
+) -> RoundResult:
+    """A convex family's round: corpus statistics (cached per vocabulary), one exact fit, the same evaluation.
+
+    There are no epochs to stop early or checkpoint: the fit is the optimum. It is reported as one epoch with its
+    training and validation loss, so the event stream and ``WatchTraining`` look the same for every family.
+    """
+    stats = cache.stats(vectorizer, corpus, model_config.linear_lsa_components, training.seed)
+    kernel, bias, train_loss = linear.solve(
+        family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed
+    )
+    classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
+    classifier.layers[-1].set_weights([kernel, bias])
+    model = assemble(vectorizer, classifier)
+
+    # The same numbers the assembled model gives (tests/unit/test_linear_solve.py), from count vectors cached per
+    # vocabulary: the 10,000 validation and test reviews are not re-tokenized every round.
+    def score(data: LabeledData) -> Evaluation:
+        return evaluate(data.labels, linear.predict_proba(cache.counts(vectorizer, data.texts), stats.idf, kernel, bias))
+
+    validation = score(val)
+    test_eval = score(test) if len(test) else validation
+    logs = {"loss": train_loss, "val_loss": validation.loss, "val_accuracy": validation.accuracy}
+    if on_epoch is not None:
+        on_epoch(1, logs)
+    return RoundResult(
+        model=model, test=test_eval, validation=validation, epochs=1, seconds=time.monotonic() - started,
+        history={name: [value] for name, value in logs.items()},
     )

@@ -62,11 +62,15 @@ class PoolStore:
         return out
 
     def all_texts(self) -> list[str]:
-        """Every pool's text: unlabeled text a bag-of-words vocabulary may adapt on."""
+        """Every pool's text: unlabeled text a bag-of-words vocabulary may adapt on.
+
+        Sorted, because a Redis hash has no stable order and a vocabulary capped at N tokens breaks frequency ties
+        by order: the same pool must give the same vocabulary, the same model and the same benchmark numbers.
+        """
         texts: list[str] = []
-        for pool in self.names():
+        for pool in sorted(self.names()):
             texts.extend(self._r.hvals(self._keys.pool_items(pool)))
-        return texts
+        return sorted(texts)
 
     def candidates(self, pool: str) -> tuple[list[str], list[str]]:
         """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""

@@ -4,6 +4,8 @@ takes raw strings, and runs a round through the real services."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +14,8 @@ import tensorflow as tf
 
 from alloop import artifacts
 from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models import linear
+from alloop.models.linear import TFIDF_LAYER
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
@@ -23,7 +27,7 @@ from trainer_service.server import create_server as create_trainer_server
 
 pytestmark = pytest.mark.integration
 
-LINEAR = ModelConfig(family="linear", linear_max_tokens=2000, linear_learning_rate=0.05)
+LINEAR = ModelConfig(family="linear", linear_max_tokens=2000, linear_lsa_components=20)
 
 
 def data(n: int, seed: int, prefix: str) -> LabeledData:
@@ -40,7 +44,13 @@ def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
         work_dir=tmp_path / "work", unlabeled_texts=unlabeled,
     )
     assert result.test.accuracy >= 0.9, result.test
-    vectorizer, _ = parts(result.model)
+    vectorizer, classifier = parts(result.model)
+    # The round evaluates sparsely from cached counts; that must be exactly what the assembled model serves.
+    test = data(100, 3, "te")
+    kernel, bias = classifier.layers[-1].get_weights()
+    idf = classifier.get_layer(TFIDF_LAYER).idf.numpy()
+    sparse = linear.predict_proba(linear.vectorize(vectorizer, test.texts), idf, kernel, bias)
+    np.testing.assert_allclose(sparse, Predictor(result.model).predict_proba(test.texts), rtol=1e-4, atol=1e-5)
     assert "unseenword" in vectorizer.get_vocabulary()  # the vocabulary adapts on unlabeled pool text too
     path, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1})
     loaded = artifacts.load_version(tmp_path / "models", 1, digest)
@@ -82,10 +92,27 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         assert third.train_size == 145
         models_path = trainer_settings.common.models_path
         idf = [
-            parts(artifacts.load_version(models_path, v.version, v.sha256))[0]._lookup_layer.idf_weights.numpy()
+            parts(artifacts.load_version(models_path, v.version, v.sha256))[1].get_layer(TFIDF_LAYER).idf.numpy()
             for v in (versions[1], third)
         ]
         np.testing.assert_array_equal(idf[0], idf[1])
     finally:
         query.stop(0)
         trainer.stop(0)
+
+
+def test_a_process_that_never_imported_the_family_loads_its_versions(tmp_path):
+    # The query service imports no training code; a custom layer must still be found when a version is loaded.
+    result = train_round(
+        data(80, 1, "tr"), data(30, 2, "va"), data(30, 3, "te"),
+        model_config=LINEAR, training=replace(TINY_TRAINING, warm_start=False), work_dir=tmp_path / "work",
+    )
+    _, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1}, export_saved_model=False)
+    code = (
+        "import sys; from pathlib import Path; from alloop import artifacts; "
+        "assert 'alloop.models.training' not in sys.modules; "
+        f"m = artifacts.load_version(Path({str(tmp_path / 'models')!r}), 1, {digest!r}); print(m.name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "alloop_text_model" in done.stdout

@@ -1,0 +1,105 @@
+"""The linear family's maths: sublinear TF-IDF as scikit-learn computes it, the LSA schedule, and the fold of the
+LSA block into one Dense kernel (the served model must score exactly what the fit optimized)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfTransformer
+
+from alloop.models.config import ModelConfig
+from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, solve, tfidf
+
+
+def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = rng.poisson(0.4, size=(rows, width)).astype(np.float32)
+    dense[:, 0] += 1  # every row has a token
+    return sp.csr_matrix(dense)
+
+
+def separable(rows: int = 80, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+    counts = counts_matrix(rows, 40, seed).tolil()
+    y = np.arange(rows) % 2
+    for i in range(rows):
+        counts[i, 1 + y[i]] += 3  # token 1 means class 0, token 2 class 1
+    return counts.tocsr(), y
+
+
+def test_tfidf_matches_scikit_learns_sublinear_smooth_form():
+    counts = counts_matrix()
+    stats = corpus_stats(counts, components=5, seed=0)
+    ours = tfidf(counts, stats.idf).toarray()
+    theirs = TfidfTransformer(sublinear_tf=True).fit_transform(counts).toarray()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_keras_layer_computes_the_same_tfidf():
+    counts = counts_matrix()
+    stats = corpus_stats(counts, components=5, seed=0)
+    layer = SublinearTfIdf(counts.shape[1])
+    layer.build((None, counts.shape[1]))
+    layer.idf.assign(stats.idf)
+    np.testing.assert_allclose(np.asarray(layer(counts.toarray())), tfidf(counts, stats.idf).toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_lsa_basis_gives_corpus_rows_of_mean_norm_one():
+    counts = counts_matrix(rows=100)
+    stats = corpus_stats(counts, components=8, seed=0)
+    assert stats.basis.shape == (40, 8)
+    projected = tfidf(counts, stats.idf) @ stats.basis
+    assert np.mean(np.linalg.norm(projected, axis=1)) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_lsa_weight_fades_with_labels():
+    assert lsa_weight(200, 1000) == 1.0
+    assert lsa_weight(1000, 1000) == 1.0
+    assert lsa_weight(4000, 1000) == pytest.approx(0.5)
+    assert lsa_weight(0, 1000) == 1.0
+
+
+@pytest.mark.parametrize("labels", [100, 4000])  # LSA weight 1 and 0.5: the fold must hold for any weight
+def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels):
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(labels)
+    stats = corpus_stats(counts, components=6, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_lsa_pivot=1000)
+    kernel, bias, loss = solve(counts, y, stats, config, seed=0)
+    x = tfidf(counts, stats.idf)
+    w = lsa_weight(len(y), 1000)
+    augmented = sp.hstack([x, sp.csr_matrix(np.asarray(x @ stats.basis) * w)], format="csr")
+    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
+                               rtol=1e-4, atol=1e-4)
+    assert kernel.shape == (40, 1) and 0 < loss < 0.7
+    assert (((np.asarray(x @ kernel).ravel() + bias[0]) > 0) == y).mean() > 0.95
+
+
+def test_one_class_only_is_refused_with_a_reason():
+    counts, _ = separable()
+    stats = corpus_stats(counts, components=4, seed=0)
+    with pytest.raises(ValueError, match="one class only"):
+        solve(counts, np.zeros(counts.shape[0], dtype=int), stats, ModelConfig(family="linear"), seed=0)
+
+
+def test_multiclass_columns_follow_class_indices_and_absent_classes_stay_improbable():
+    counts, y = separable(90)
+    y = np.where(np.arange(90) % 3 == 0, 3, y)  # classes 0, 1 and 3 of 4; class 2 has no label yet
+    stats = corpus_stats(counts, components=4, seed=0)
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=4), seed=0)
+    assert kernel.shape == (40, 4)
+    logits = np.asarray(tfidf(counts, stats.idf) @ kernel) + bias
+    assert not np.any(logits.argmax(axis=1) == 2)
+    assert np.all(kernel[:, 2] == 0)
+
+
+def test_multiclass_with_two_classes_seen_so_far():
+    counts, y = separable(60)
+    y = np.where(y == 1, 2, 0)  # classes 0 and 2 of 3
+    stats = corpus_stats(counts, components=4, seed=0)
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=3), seed=0)
+    predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
+    assert set(predicted.tolist()) <= {0, 2}
+    assert (predicted == y).mean() > 0.95
