@@ -178,9 +178,11 @@ def _model_outputs(
     if strategy in NEEDS_MC_SAMPLES:
         mc_samples = served.predictor.predict_mc(texts, mc_passes)
         probs = mc_samples.mean(axis=0)
+    elif strategy in NEEDS_EMBEDDINGS:
+        probs, embeddings = served.predictor.predict_and_embed(texts)
     else:
         probs = served.predictor.predict_proba(texts)
-    if strategy in NEEDS_EMBEDDINGS:
+    if strategy in NEEDS_EMBEDDINGS and embeddings is None:
         embeddings = served.predictor.embed(texts)
     return probs, mc_samples, embeddings
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from alloop import artifacts
 from alloop.models.config import ModelConfig
+from alloop.models.linear import TFIDF_LAYER
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.store.keys import item_member
@@ -195,6 +196,10 @@ def test_embed_on_the_bilstm_is_the_input_of_the_last_layer(loaded_bilstm):
     positive = classifier.layers[-1](tf.constant(embeddings)).numpy()[:, 0]
     np.testing.assert_allclose(positive, predictor.predict_proba(batch)[:, 1], rtol=1e-5, atol=1e-6)
     assert predictor.embed([]).shape == (0, TINY_MODEL.dense_units)
+    probs, together = predictor.predict_and_embed(batch)
+    np.testing.assert_allclose(together, embeddings, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
+    assert predictor.predict_and_embed([])[1].shape == (0, TINY_MODEL.dense_units)
 
 
 def test_predict_mc_and_embed_are_thread_safe_and_traced_once(loaded_bilstm):
@@ -232,7 +237,7 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
 
     result = train_round(
         data(100, 1, "tr"), data(30, 2, "va"), data(30, 3, "te"),
-        model_config=ModelConfig(family="linear", linear_max_tokens=2000, linear_learning_rate=0.05),
+        model_config=ModelConfig(family="linear", linear_max_tokens=2000, linear_lsa_components=20),
         training=replace(TINY_TRAINING, epochs=2, warm_start=False), work_dir=tmp_path / "work",
     )
     _, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1})
@@ -249,9 +254,14 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
     np.testing.assert_array_equal(embeddings, predictor.embed(batch))
     # It is the TF-IDF vector (the last layer's input) times the fixed-seed Gaussian projection.
     vectorizer, classifier = parts(predictor.model)
-    tfidf = tf.reshape(vectorizer(tf.constant([[t] for t in batch])), (len(batch), -1)).numpy().astype(np.float64)
+    counts = tf.reshape(vectorizer(tf.constant([[t] for t in batch])), (len(batch), -1))
+    tfidf = classifier.get_layer(TFIDF_LAYER)(counts).numpy().astype(np.float64)
     width = int(classifier.layers[-1].kernel.shape[0])
     assert tfidf.shape[1] == width > Predictor.EMBEDDING_DIM
     projection = np.random.default_rng(Predictor.EMBEDDING_SEED).standard_normal((width, Predictor.EMBEDDING_DIM))
     np.testing.assert_allclose(embeddings, tfidf @ projection / np.sqrt(Predictor.EMBEDDING_DIM), rtol=1e-4, atol=1e-4)
     assert predictor.embed([]).shape == (0, Predictor.EMBEDDING_DIM)
+    # One vectorization for both, the same numbers as two separate calls.
+    probs, together = predictor.predict_and_embed(batch)
+    np.testing.assert_allclose(together, embeddings, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
