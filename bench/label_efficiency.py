@@ -48,14 +48,13 @@ def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coa
 
 
 PLANS = {
-    "linear": FamilyPlan("linear", 100, _budgets(200, 2000, 200, 10_000, 1000),
-                         {"ALLOOP_MODEL_FAMILY": "linear", "ALLOOP_EPOCHS": "30", "ALLOOP_BATCH_SIZE": "32"}),
+    "linear": FamilyPlan("linear", 100, _budgets(200, 2000, 200, 10_000, 1000), {"ALLOOP_MODEL_FAMILY": "linear"}),
     "bilstm": FamilyPlan("bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
                          {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"}),
 }
-ALL_STRATEGIES = ["random", "least_confidence", "entropy", "bald", "diversity", "class_balanced"]
+ALL_STRATEGIES = ["random", "least_confidence", "entropy", "bald", "diversity", "class_balanced", "kmeans_diversity"]
 # Binary least-confidence, margin and entropy rank items identically, so the quick run takes one of them.
-QUICK_STRATEGIES = ["random", "least_confidence", "diversity"]
+QUICK_STRATEGIES = ["random", "least_confidence", "kmeans_diversity"]
 
 
 def run_curve(
@@ -93,8 +92,8 @@ def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: in
     result = train_round(
         as_data(candidates), as_data(load("val")), as_data(load("test")),
         model_config=ModelConfig(family=plan.name),
-        training=TrainingConfig(epochs=int(plan.env["ALLOOP_EPOCHS"]), batch_size=int(plan.env["ALLOOP_BATCH_SIZE"]),
-                                warm_start=False),
+        training=TrainingConfig(epochs=int(plan.env.get("ALLOOP_EPOCHS", 20)),
+                                batch_size=int(plan.env.get("ALLOOP_BATCH_SIZE", 256)), warm_start=False),
         work_dir=work / "full" / plan.name,
     )
     return {"labels": len(candidates), "accuracy": result.test.accuracy, "false_positives": result.test.false_positives,
@@ -242,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
-    parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/label_efficiency.json (quick: label_efficiency_quick.json)")
     args = parser.parse_args(argv)
+    args.out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
 
     families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
     strategies = (args.strategies or ",".join(QUICK_STRATEGIES if args.quick else ALL_STRATEGIES)).split(",")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.data import Record, read_records
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from clients.common import add_address_flags, describe, query_stub, trainer_stub
@@ -151,6 +152,11 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     print(f"pool {args.pool}: {submitted.accepted} new, {submitted.duplicate} already there", flush=True)
     started = time.monotonic()
     version = oracle.wait_for_version(0, args.timeout)
+    if submitted.accepted and version.family in POOL_ADAPTED_FAMILIES:
+        # The first version was fitted before this pool existed; a family that learns its features from pool text
+        # would pick the first batch with a vocabulary of the initial labels only. Refresh it on the pool first.
+        trainer.Train(trainer_pb2.TrainRequest(wait=True), timeout=args.timeout)
+        version = oracle.wait_for_version(version.version, args.timeout)
     rows = [row_for(0, version, time.monotonic() - started)]
     print_header()
     print_row(rows[0])

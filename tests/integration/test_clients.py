@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from alloop.models.config import ModelConfig
 from alloop.v1 import query_pb2, query_pb2_grpc
 from clients import labeler, oracle, pool
 from query_service.server import create_server as create_query_server
@@ -71,3 +73,31 @@ def test_terminal_labeler_submits_keys_and_skips(services, corpus):
     assert count == 2
     assert any("press one of 0..1" in line for line in shown)
     assert query.app.labeling.waiting_count() == 1  # the skipped item waits for its lease to expire
+
+
+def test_oracle_refreshes_a_linear_model_on_a_new_pool_before_its_first_query(
+    trainer_settings, query_settings, redis_client, corpus, tmp_path
+):
+    # Version 1 of a family that learns features from pool text was fitted before the pool existed: the oracle
+    # asks for one round on the same labels first, so its first query uses a vocabulary that knows the pool.
+    settings = replace(
+        trainer_settings,
+        model=ModelConfig(family="linear", linear_max_tokens=2000, linear_lsa_components=20),
+        training=replace(trainer_settings.training, warm_start=False),
+    )
+    trainer = create_trainer_server(settings, redis_client)
+    query = create_query_server(query_settings, redis_client)
+    try:
+        wait_for(lambda: query.holder.current_or_none(), timeout=120, what="version 1 served")
+        args = oracle.build_parser().parse_args([
+            "--query", f"127.0.0.1:{query.port}", "--trainer", f"127.0.0.1:{trainer.port}",
+            "--pool-file", str(corpus["pool"]), "--pool", "p", "--k", "15", "--rounds", "1",
+            "--strategy", "kmeans_diversity", "--out", str(tmp_path / "run"), "--quiet", "--timeout", "120",
+        ])
+        rows = oracle.run(args)
+        assert [r.labels for r in rows] == [120, 135]
+        assert [r.version for r in rows] == [2, 3]  # version 2: the same 120 labels, refreshed on the pool
+        assert query.holder.current().metadata["unlabeled_size"] == 200
+    finally:
+        query.stop(0)
+        trainer.stop(0)
