@@ -140,6 +140,8 @@ class Predictor:
 
                 def mc_forward(texts: tf.Tensor, passes: tf.Tensor) -> tf.Tensor:
                     x = features(texts)
+                    if isinstance(x, tf.SparseTensor):  # bag-of-words counts; such a model has no dropout anyway
+                        x = tf.sparse.to_dense(x)
                     multiples = tf.concat([tf.reshape(passes, [1]), tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
                     return classifier(tf.tile(x, multiples), training=True)  # row j*n + i is pass j of text i
 
@@ -210,9 +212,10 @@ class Predictor:
                 for layer in hidden:
                     x = layer(x, training=False)
                 if projection is None:
-                    return x, x
+                    return x, (tf.sparse.to_dense(x) if isinstance(x, tf.SparseTensor) else x)
                 # TF-IDF rows hold a few hundred non-zeros out of up to 100,000: multiply only those.
-                return x, tf.sparse.sparse_dense_matmul(tf.sparse.from_dense(x), projection)
+                sparse = x if isinstance(x, tf.SparseTensor) else tf.sparse.from_dense(x)
+                return x, tf.sparse.sparse_dense_matmul(sparse, projection)
 
             def embed_forward(texts: tf.Tensor) -> tf.Tensor:
                 return hidden_forward(texts)[1]

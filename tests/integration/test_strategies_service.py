@@ -254,8 +254,8 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
     np.testing.assert_array_equal(embeddings, predictor.embed(batch))
     # It is the TF-IDF vector (the last layer's input) times the fixed-seed Gaussian projection.
     vectorizer, classifier = parts(predictor.model)
-    counts = tf.reshape(vectorizer(tf.constant([[t] for t in batch])), (len(batch), -1))
-    tfidf = classifier.get_layer(TFIDF_LAYER)(counts).numpy().astype(np.float64)
+    counts = tf.sparse.reshape(vectorizer(tf.constant([[t] for t in batch])), (len(batch), -1))
+    tfidf = tf.sparse.to_dense(classifier.get_layer(TFIDF_LAYER)(counts)).numpy().astype(np.float64)
     width = int(classifier.layers[-1].kernel.shape[0])
     assert tfidf.shape[1] == width > Predictor.EMBEDDING_DIM
     projection = np.random.default_rng(Predictor.EMBEDDING_SEED).standard_normal((width, Predictor.EMBEDDING_DIM))
