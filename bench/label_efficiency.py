@@ -52,23 +52,72 @@ PLANS = {
     "bilstm": FamilyPlan("bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
                          {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"}),
 }
+# The Keras example's protocol: 7,500 + 7,500 initial labels, then three rounds of 5,000 by class-ratio sampling.
+SEED_PROTOCOL = FamilyPlan("bilstm", 7500, [20_000, 25_000, 30_000], PLANS["bilstm"].env)
+SEED_PUBLISHED = {"full_data": {"labels": 40_000, "accuracy": 0.858, "false_negatives": 295, "false_positives": 415},
+                  "ratio_protocol": {"labels": 30_000, "accuracy": 0.854, "false_negatives": 348, "false_positives": 381}}
+
 ALL_STRATEGIES = ["random", "least_confidence", "entropy", "bald", "diversity", "class_balanced", "kmeans_diversity"]
 # Binary least-confidence, margin and entropy rank items identically, so the quick run takes one of them.
 QUICK_STRATEGIES = ["random", "least_confidence", "kmeans_diversity"]
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """A user's labelled corpus file instead of IMDB, split by one documented rule (:func:`corpus_sizes`)."""
+
+    path: Path
+    classes: tuple[str, ...]
+    val_per_class: int
+    test_per_class: int
+
+
+CORPUS_TEST_PER_CLASS = 2500  # as the seed's IMDB test split ...
+CORPUS_TEST_FRACTION = 0.2  # ... capped at 20% of the smallest class
+CORPUS_VAL_FRACTION = 0.1  # validation: the same cap rule at 10% (the trainer needs one; the peers ignore it)
+
+
+def corpus_sizes(path: Path, classes: tuple[str, ...] | None = None) -> Corpus:
+    """The splitting rule for ``--corpus``: a class-balanced test split of ``min(2,500, 20% of the smallest class)``
+    per class and a validation split of ``min(2,500, 10%)``, drawn with seed 0 (alloop.data.balanced_splits); the
+    initial labelled set is drawn per curve seed as for IMDB; everything else is the pool."""
+    from alloop.data import infer_classes, read_records  # noqa: PLC0415
+
+    names = classes or infer_classes(path)
+    counts = np.bincount([int(r.label) for r in read_records(path, classes=names, require_label=True)],  # type: ignore[arg-type]
+                         minlength=len(names))
+    smallest = int(counts.min())
+    test = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_TEST_FRACTION))
+    val = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_VAL_FRACTION))
+    if min(test, val) < 1:
+        raise ValueError(f"{path}: the smallest class has {smallest} records, too few for test and validation splits")
+    return Corpus(path, tuple(names), val, test)
+
+
+def prepare_run_data(plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_limit: int | None,
+                     corpus: Corpus | None) -> Path:
+    name = f"{plan.name}-{seed}-{pool_limit or 'all'}" + (f"-{corpus.path.stem}" if corpus else "")
+    if corpus is None:
+        return prepare(work / "data" / name, source="npm", cache_dir=cache, val_per_class=2500, test_per_class=2500,
+                       initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit, log=lambda _m: None)
+    return prepare(work / "data" / name, source="file", path=corpus.path, classes=corpus.classes,
+                   val_per_class=corpus.val_per_class, test_per_class=corpus.test_per_class,
+                   initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit, log=lambda _m: None)
+
+
 def run_curve(
-    plan: FamilyPlan, strategy: str, seed: int, budgets: list[int], work: Path, cache: Path, pool_limit: int | None
+    plan: FamilyPlan, strategy: str, seed: int, budgets: list[int], work: Path, cache: Path, pool_limit: int | None,
+    corpus: Corpus | None = None,
 ) -> list[dict[str, Any]]:
-    data = prepare(work / "data" / f"{plan.name}-{seed}-{pool_limit or 'all'}", source="npm", cache_dir=cache, val_per_class=2500,
-                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit,
-                   log=lambda _m: None)
+    data = prepare_run_data(plan, seed, work, cache, pool_limit, corpus)
+    classes = ",".join(corpus.classes) if corpus else "negative,positive"
     run_dir = work / "runs" / f"{plan.name}-{strategy}-{seed}-{time.strftime('%H%M%S')}"
-    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed)}  # the oracle asks for rounds
+    # The oracle asks for every round itself, hence the threshold no round of labels reaches.
+    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed), "ALLOOP_CLASSES": classes}
     with local_stack(run_dir, data, env) as stack:
         args = oracle.build_parser().parse_args([
             "--query", stack.query, "--trainer", stack.trainer, "--pool-file", str(data / "pool.jsonl"),
-            "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)),
+            "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
             "--out", str(run_dir), "--quiet", "--timeout", "1800",
         ])
         rows = oracle.run(args)
@@ -76,22 +125,22 @@ def run_curve(
              "false_negatives": r.false_negatives, "kappa": r.kappa, "seconds": r.seconds} for r in rows]
 
 
-def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None) -> dict[str, Any]:
+def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None,
+                       corpus: Corpus | None = None) -> dict[str, Any]:
     """The family trained once on every candidate (initial + pool), evaluated on the same test set."""
     from alloop.data import read_records  # noqa: PLC0415 - TensorFlow only where needed
     from alloop.models.config import ModelConfig, TrainingConfig  # noqa: PLC0415
     from alloop.models.training import LabeledData, train_round  # noqa: PLC0415
 
-    data = prepare(work / "data" / f"{plan.name}-0-{pool_limit or 'all'}", source="npm", cache_dir=cache, val_per_class=2500,
-                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=0, pool_limit=pool_limit,
-                   log=lambda _m: None)
-    load = lambda name: read_records(data / f"{name}.jsonl", require_label=True)  # noqa: E731
+    data = prepare_run_data(plan, 0, work, cache, pool_limit, corpus)
+    names = corpus.classes if corpus else None
+    load = lambda name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)  # noqa: E731
     candidates = load("initial") + load("pool")
     as_data = lambda rs: LabeledData([r.text for r in rs], [int(r.label) for r in rs])  # noqa: E731
     started = time.monotonic()
     result = train_round(
         as_data(candidates), as_data(load("val")), as_data(load("test")),
-        model_config=ModelConfig(family=plan.name),
+        model_config=ModelConfig(family=plan.name, n_classes=len(corpus.classes) if corpus else 2),
         training=TrainingConfig(epochs=int(plan.env.get("ALLOOP_EPOCHS", 20)),
                                 batch_size=int(plan.env.get("ALLOOP_BATCH_SIZE", 256)), warm_start=False),
         work_dir=work / "full" / plan.name,
@@ -118,11 +167,12 @@ def first_reaching(curve: dict[int, dict[str, float]], target: float) -> int | N
     return next((n for n, p in sorted(curve.items()) if p["mean"] >= target), None)
 
 
-def summarize(curves: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -> dict[str, Any]:
+    """The issue's keys. On a user's corpus there is no seed model to reach: its keys are None, the rest holds."""
     seed_full = full.get("bilstm", {}).get("accuracy")
     seed_target = seed_full if seed_full is not None else SEED_FULL_ACCURACY_FINDINGS
     reach = [(n, fam, s) for fam, strategies in curves.items() for s, c in strategies.items()
-             if (n := first_reaching(c, seed_target)) is not None]
+             if imdb and (n := first_reaching(c, seed_target)) is not None]
     own = {}
     for fam, strategies in curves.items():
         if fam in full:
@@ -140,8 +190,9 @@ def summarize(curves: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
             beats[f"{fam}/{s}"] = bool(common) and all(c[n]["mean"] > random_curve[n]["mean"] for n in common)
     best = min(reach) if reach else None
     return {
-        "seed_full_accuracy_target": seed_target,
-        "seed_full_accuracy_source": "this run" if seed_full is not None else "FINDINGS.md (bilstm not run)",
+        "seed_full_accuracy_target": seed_target if imdb else None,
+        "seed_full_accuracy_source": ("this run" if seed_full is not None else "FINDINGS.md (bilstm not run)")
+        if imdb else "not IMDB: no seed model to compare with",
         "labels_to_seed_full_accuracy": best[0] if best else None,
         "labels_to_seed_full_accuracy_by": f"{best[1]}/{best[2]}" if best else None,
         "labels_to_full_accuracy": min((v for v in own.values() if v is not None), default=None),
@@ -155,13 +206,12 @@ PEER_MARGIN_BUDGETS = (500, 1000, 2000, 5000, 10_000)
 
 
 def run_peer_curves(plan: FamilyPlan, budgets: list[int], seeds: int, work: Path, cache: Path,
-                    pool_limit: int | None) -> dict[str, Any]:
+                    pool_limit: int | None, corpus: Corpus | None = None) -> dict[str, Any]:
     """small-text and modAL on the same candidates, test set and rounds as alloop's ``plan`` (bench/peers.py)."""
     from alloop.data import load_prepared  # noqa: PLC0415
     from bench import peers  # noqa: PLC0415 - needs the bench extra
 
-    data = work / "data" / f"{plan.name}-0-{pool_limit or 'all'}"
-    splits = load_prepared(data)
+    splits = load_prepared(prepare_run_data(plan, 0, work, cache, pool_limit, corpus))
     initial = plan.initial_per_class * len(splits.classes)
     # One round per budget, budgets as alloop's: each peer grows its labels exactly as alloop's oracle does.
     return peers.run_peers(splits, initial=initial, budgets=[initial, *budgets], seeds=list(range(seeds)),
@@ -176,7 +226,7 @@ def _at(curve: dict[int, float], labels: int) -> float | None:
     return float(np.interp(labels, xs, [curve[x] for x in xs]))
 
 
-def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed_target: float) -> dict[str, Any]:
+def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed_target: float | None) -> dict[str, Any]:
     ours = [{n: p["mean"] for n, p in c.items()} for st in curves.values() for c in st.values()]
     theirs = {name: {b["labels"]: b["mean"] for b in entry["budgets"]} for name, entry in peer_result["peers"].items()}
     margin = {}
@@ -185,7 +235,8 @@ def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed
         best_peer = max((v for c in theirs.values() if (v := _at(c, labels)) is not None), default=None)
         if best_ours is not None and best_peer is not None:
             margin[str(labels)] = round(best_ours - best_peer, 4)
-    reach = {name: next((n for n in sorted(c) if c[n] >= seed_target), None) for name, c in theirs.items()}
+    reach = {name: next((n for n in sorted(c) if seed_target is not None and c[n] >= seed_target), None)
+             for name, c in theirs.items()}
     own = {}
     for name, entry in peer_result["peers"].items():
         ceiling = entry.get("full_data", {}).get("accuracy")
@@ -229,8 +280,35 @@ def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: 
     plt.close(fig)
 
 
+def seed_reproduction(work: Path, cache: Path) -> dict[str, Any]:
+    """The seed experiment through the services: its BiLSTM on all 40,000 candidates, and its ratio protocol."""
+    started = time.monotonic()
+    full = full_data_accuracy(PLANS["bilstm"], work, cache, None)
+    print(f"bilstm: full data {full}", flush=True)
+    curve = run_curve(SEED_PROTOCOL, "ratio", 0, SEED_PROTOCOL.budgets, work, cache, None)
+    return {
+        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "published": SEED_PUBLISHED,
+        "findings_full_data_accuracy": SEED_FULL_ACCURACY_FINDINGS,
+        "full_data": full,
+        "ratio_protocol": curve,
+    }
+
+
+def _plan(plan: FamilyPlan, initial_per_class: int | None, budgets: str | None) -> FamilyPlan:
+    if initial_per_class is None and budgets is None:
+        return plan
+    chosen = sorted({int(b) for b in budgets.split(",") if b.strip()}) if budgets else plan.budgets
+    if not chosen or chosen[0] <= 0:
+        raise SystemExit(f"--budgets must be positive label totals, got {budgets!r}")
+    return FamilyPlan(plan.name, initial_per_class or plan.initial_per_class, chosen, plan.env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed-protocol", action="store_true",
+                        help="only the seed's reproduction: full-data BiLSTM and its ratio protocol (15k -> 30k labels)")
     parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
     parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
     parser.add_argument("--strategies", default=None)
@@ -239,11 +317,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="a labelled CSV/JSONL (id, text, label) corpus instead of IMDB (splits: see corpus_sizes)")
+    parser.add_argument("--classes", default=None, help="--corpus class names in label order (default: inferred)")
+    parser.add_argument("--initial-per-class", type=int, default=None,
+                        help="initial labels per class (default: 100 for linear, 500 for bilstm)")
+    parser.add_argument("--budgets", default=None, help="comma list of label totals, one round each (default: the plan's)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: bench/results/label_efficiency.json (quick: label_efficiency_quick.json)")
     args = parser.parse_args(argv)
+    if args.seed_protocol:
+        out = args.out or RESULTS / "seed_reproduction.json"
+        result = seed_reproduction(args.workdir, args.cache_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
     args.out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
 
     families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
@@ -251,33 +342,37 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (1 if args.quick else 3)
     max_labels = args.max_labels or (2000 if args.quick else 10_000)
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
+    corpus = corpus_sizes(args.corpus, tuple(args.classes.split(",")) if args.classes else None) if args.corpus else None
     started = time.monotonic()
     runs, full = [], {}
+    plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     for fam in families:
-        plan = PLANS[fam]
+        plan = plans[fam]
         budgets = [b for b in plan.budgets if b <= max_labels]
         if not args.no_full:
-            full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit)
+            full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit, corpus)
             print(f"{fam}: full data {full[fam]}", flush=True)
         for seed in range(seeds):
             for strategy in strategies:
                 t0 = time.monotonic()
-                curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit)
+                curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit, corpus)
                 runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
                              "seconds": round(time.monotonic() - t0, 1)})
                 print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
     curves = mean_curves(runs)
     peer_result = None
     if not args.no_peers and "linear" in families:
-        plan = PLANS["linear"]
+        plan = plans["linear"]
         budgets = [b for b in plan.budgets if b <= max_labels]
-        peer_result = run_peer_curves(plan, budgets, seeds, args.workdir, args.cache_dir, pool_limit)
-    summary = summarize(curves, full)
+        peer_result = run_peer_curves(plan, budgets, seeds, args.workdir, args.cache_dir, pool_limit, corpus)
+    summary = summarize(curves, full, imdb=corpus is None)
     result = {
         "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
         "quick": args.quick,
         "families": families, "strategies": strategies, "seeds": seeds, "max_labels": max_labels,
         "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
+        "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
+                   "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",
         "wall_seconds": round(time.monotonic() - started, 1),
         "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
                            "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},

@@ -22,7 +22,7 @@ class ModelConfig:
     n_classes: int = 2
     family: str = "bilstm"
     # linear family
-    linear_max_tokens: int = 100_000
+    linear_max_tokens: int = 250_000
     ngrams: int = 2
     linear_c: float = 32.0  # inverse L2 strength of the logistic fit
     linear_lsa_components: int = 300

@@ -15,7 +15,8 @@ Why this model (measured in bench/ and FINDINGS.md, IMDB, 2 cores):
 
 The served version stays a plain ``text -> counts -> TF-IDF -> Dense`` Keras model: the LSA term is linear in the
 TF-IDF vector (``lsa = tfidf @ basis``), so its weights fold into the Dense kernel (``kernel = a + w * basis @ b``)
-and the 100,000 x 300 basis never ships with a version. It lives only in the trainer, cached per vocabulary.
+and the basis never ships with a version. It lives only in the trainer, cached per vocabulary, and spans the
+100,000 most frequent of the (default 250,000) tokens: the rarer ones carry no corpus structure worth 300 floats each.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class SublinearTfIdf(keras.layers.Layer):
         self.idf = self.add_weight(name="idf", shape=(self.width,), initializer="ones", trainable=False)
 
     def call(self, counts: tf.Tensor | tf.SparseTensor) -> tf.Tensor | tf.SparseTensor:
-        if isinstance(counts, tf.SparseTensor):  # the served path: a review has a few hundred of 100,000 tokens
+        if isinstance(counts, tf.SparseTensor):  # the served path: a review has a few hundred of 250,000 tokens
             rows = counts.indices[:, 0]
             values = (1.0 + tf.math.log(tf.maximum(tf.cast(counts.values, tf.float32), 1.0))) * tf.gather(
                 self.idf, counts.indices[:, 1]
@@ -83,7 +84,7 @@ def build_vectorizer(config: ModelConfig, texts: Sequence[str]) -> keras.layers.
         standardize=standardize,
         ngrams=config.ngrams,
         output_mode="count",
-        sparse=True,  # dense counts are 100,000 floats a review: 3x slower to serve than the tokenizing itself
+        sparse=True,  # dense counts are 250,000 floats a review: 3x slower to serve than the tokenizing itself
         name=VECTORIZER,
     )
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(_CHUNK))
@@ -134,7 +135,18 @@ def vectorize(vectorizer: keras.layers.Layer, texts: Sequence[str]) -> sp.csr_ma
 @dataclass(frozen=True)
 class CorpusStats:
     idf: npt.NDArray[np.float32]  # (vocabulary,)
-    basis: npt.NDArray[np.float32]  # (vocabulary, components): corpus rows projected on it have mean norm 1
+    columns: npt.NDArray[np.int64]  # the vocabulary columns the LSA basis spans (the most frequent ones)
+    basis: npt.NDArray[np.float32]  # (len(columns), components): corpus rows projected on it have mean norm 1
+
+    def project(self, x: sp.csr_matrix) -> npt.NDArray[np.float64]:
+        """LSA coordinates of TF-IDF rows."""
+        return np.asarray(x[:, self.columns] @ self.basis, dtype=np.float64)
+
+    def unproject(self, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """(classes, components) weights on the LSA coordinates as (classes, vocabulary) weights on TF-IDF."""
+        full = np.zeros((weights.shape[0], len(self.idf)), dtype=np.float64)
+        full[:, self.columns] = weights @ self.basis.T.astype(np.float64)
+        return full
     documents: int
 
 
@@ -146,20 +158,25 @@ def tfidf(counts: sp.csr_matrix, idf: npt.NDArray[np.float32]) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ out, dtype=np.float32)
 
 
+LSA_COLUMNS = 100_000
+
+
 def corpus_stats(counts: sp.csr_matrix, components: int, seed: int) -> CorpusStats:
-    """IDF (scikit-learn's smooth form) and a truncated-SVD basis of the corpus' TF-IDF matrix."""
+    """IDF (scikit-learn's smooth form) and a truncated-SVD basis of the corpus' TF-IDF matrix, over the
+    :data:`LSA_COLUMNS` tokens found in most documents (memory: 100,000 x 300 floats, whatever the vocabulary)."""
     from sklearn.utils.extmath import randomized_svd  # noqa: PLC0415 - scikit-learn loads in the trainer only
 
     n = counts.shape[0]
     df = np.bincount(counts.indices, minlength=counts.shape[1])
     idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
-    matrix = tfidf(counts, idf)
+    columns = np.sort(np.argsort(-df, kind="stable")[:LSA_COLUMNS]).astype(np.int64)
+    matrix = tfidf(counts, idf)[:, columns]
     k = min(components, min(matrix.shape) - 1)
     if k < 1:
-        return CorpusStats(idf, np.zeros((matrix.shape[1], 0), dtype=np.float32), n)
-    _, singular, vt = randomized_svd(matrix, k, n_iter=4, random_state=seed)
+        return CorpusStats(idf, columns, np.zeros((len(columns), 0), dtype=np.float32), n)
+    _, _, vt = randomized_svd(matrix, k, n_iter=4, random_state=seed)
     scale = float(np.mean(np.linalg.norm(np.asarray(matrix @ vt.T), axis=1))) or 1.0
-    return CorpusStats(idf, (vt.T / scale).astype(np.float32), n)
+    return CorpusStats(idf, columns, (vt.T / scale).astype(np.float32), n)
 
 
 class CorpusCache:
@@ -234,7 +251,7 @@ def solve(
         raise ValueError(f"the training set holds labels of one class only ({present.tolist()}); label both kinds first")
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), config.linear_lsa_pivot)
-    features = sp.hstack([x, sp.csr_matrix(np.asarray(x @ stats.basis) * w)], format="csr")
+    features = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
     binary = config.n_classes == 2
     model = LogisticRegression(
         C=config.linear_c, solver="liblinear" if binary else "lbfgs", max_iter=2000, random_state=seed
@@ -244,7 +261,7 @@ def solve(
     train_loss = float(-np.mean(np.log(fitted)))
     vocabulary = x.shape[1]
     coef = model.coef_.astype(np.float64)  # (1, V + k) binary, (len(present), V + k) otherwise
-    folded = coef[:, :vocabulary] + w * (coef[:, vocabulary:] @ stats.basis.T.astype(np.float64))
+    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, vocabulary:])
     if binary:
         return folded.T.astype(np.float32), model.intercept_.astype(np.float32), train_loss
     kernel = np.zeros((vocabulary, config.n_classes), dtype=np.float32)

@@ -48,7 +48,7 @@ def test_lsa_basis_gives_corpus_rows_of_mean_norm_one():
     counts = counts_matrix(rows=100)
     stats = corpus_stats(counts, components=8, seed=0)
     assert stats.basis.shape == (40, 8)
-    projected = tfidf(counts, stats.idf) @ stats.basis
+    projected = stats.project(tfidf(counts, stats.idf))
     assert np.mean(np.linalg.norm(projected, axis=1)) == pytest.approx(1.0, rel=1e-4)
 
 
@@ -69,7 +69,7 @@ def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels):
     kernel, bias, loss = solve(counts, y, stats, config, seed=0)
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), 1000)
-    augmented = sp.hstack([x, sp.csr_matrix(np.asarray(x @ stats.basis) * w)], format="csr")
+    augmented = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
     reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
@@ -103,3 +103,17 @@ def test_multiclass_with_two_classes_seen_so_far():
     predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
     assert set(predicted.tolist()) <= {0, 2}
     assert (predicted == y).mean() > 0.95
+
+
+def test_the_lsa_basis_spans_only_the_most_frequent_columns(monkeypatch):
+    from alloop.models import linear
+
+    monkeypatch.setattr(linear, "LSA_COLUMNS", 10)
+    counts, y = separable(80)
+    stats = corpus_stats(counts, components=4, seed=0)
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    assert len(stats.columns) == 10 and set(stats.columns.tolist()) == set(np.argsort(-df, kind="stable")[:10].tolist())
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear"), seed=0)
+    assert kernel.shape == (40, 1)  # the fold still covers the whole vocabulary
+    logits = np.asarray(tfidf(counts, stats.idf) @ kernel).ravel() + bias[0]
+    assert ((logits > 0) == y).mean() > 0.95

@@ -1,0 +1,64 @@
+"""`bench/label_efficiency.py --corpus`: a user's own multi-class corpus, through the real services, with the peers in
+the same run on the same splits."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bench import label_efficiency
+
+pytestmark = pytest.mark.integration
+
+WORDS = {
+    "sports": ["goal", "match", "striker", "league", "coach"],
+    "science": ["atom", "theory", "telescope", "genome", "lab"],
+    "arts": ["painting", "novel", "sculpture", "poem", "opera"],
+}
+FILLER = ["the", "a", "today", "reported", "new", "some", "people", "said", "week", "big"]
+
+
+def write_corpus(path: Path, per_class: int) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for name, words in WORDS.items():
+        for i in range(per_class):
+            text = [rng.choice(FILLER) for _ in range(8)] + [rng.choice(words) for _ in range(2)]
+            rng.shuffle(text)
+            rows.append({"id": f"{name}-{i}", "text": " ".join(text), "label": name})
+    rng.shuffle(rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_corpus_splitting_rule(tmp_path):
+    corpus = label_efficiency.corpus_sizes(write_corpus(tmp_path / "c.jsonl", 100))
+    assert corpus.classes == ("arts", "science", "sports")  # named labels: sorted names
+    assert (corpus.test_per_class, corpus.val_per_class) == (20, 10)  # 20% and 10% of the smallest class
+    with pytest.raises(ValueError, match="too few"):
+        label_efficiency.corpus_sizes(write_corpus(tmp_path / "tiny.jsonl", 4))
+
+
+def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
+    out = tmp_path / "result.json"
+    code = label_efficiency.main([
+        "--corpus", str(write_corpus(tmp_path / "corpus.jsonl", 80)),
+        "--families", "linear", "--strategies", "random,kmeans_diversity", "--seeds", "1",
+        "--initial-per-class", "4", "--budgets", "24,36", "--workdir", str(tmp_path / "work"),
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+    ])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["corpus"]["classes"] == ["arts", "science", "sports"]
+    for strategy in ("random", "kmeans_diversity"):
+        curve = result["curves"]["linear"][strategy]
+        assert sorted(int(n) for n in curve) == [12, 24, 36]  # 4 per class to start, then the budgets
+        assert curve["36"]["mean"] > 0.6  # three classes: chance is a third
+    assert result["full_data"]["linear"]["accuracy"] > 0.9
+    assert result["labels_to_seed_full_accuracy"] is None  # no seed model on a user's corpus
+    assert set(result["peers"]["peers"]) >= {"small_text_breaking_ties", "modal_uncertainty"}
+    assert set(result["peer_margin"]) == set()  # 500+ labels: beyond this corpus, so no margin is claimed
+    assert (tmp_path / "result.png").stat().st_size > 1000
