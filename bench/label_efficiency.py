@@ -30,7 +30,7 @@ from clients.stack import local_stack
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SEED_FULL_ACCURACY_PUBLISHED = 0.858  # the Keras example's full-data BiLSTM
-SEED_FULL_ACCURACY_FINDINGS = 0.856  # the same model measured on this kind of machine (FINDINGS.md)
+SEED_FULL_ACCURACY_FINDINGS = 0.856  # the same model measured on this kind of machine (../shared/FINDINGS.md)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -
     best = min(reach) if reach else None
     return {
         "seed_full_accuracy_target": seed_target if imdb else None,
-        "seed_full_accuracy_source": ("this run" if seed_full is not None else "FINDINGS.md (bilstm not run)")
+        "seed_full_accuracy_source": ("this run" if seed_full is not None else "../shared/FINDINGS.md (bilstm not run)")
         if imdb else "not IMDB: no seed model to compare with",
         "labels_to_seed_full_accuracy": best[0] if best else None,
         "labels_to_seed_full_accuracy_by": f"{best[1]}/{best[2]}" if best else None,

@@ -155,7 +155,13 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     if submitted.accepted and version.family in POOL_ADAPTED_FAMILIES:
         # The first version was fitted before this pool existed; a family that learns its features from pool text
         # would pick the first batch with a vocabulary of the initial labels only. Refresh it on the pool first.
-        trainer.Train(trainer_pb2.TrainRequest(wait=True), timeout=args.timeout)
+        try:
+            trainer.Train(trainer_pb2.TrainRequest(wait=True), timeout=args.timeout)
+        except grpc.RpcError as error:
+            raise RuntimeError(
+                f"the refresh round on pool {args.pool!r} failed ({error.code().name}: {error.details()}); "
+                "see the trainer's log, then run the oracle again (the pool is already stored)"
+            ) from error
         version = oracle.wait_for_version(version.version, args.timeout)
     rows = [row_for(0, version, time.monotonic() - started)]
     print_header()
@@ -204,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except grpc.RpcError as error:
         print(describe(error), file=sys.stderr)
+        return 1
+    except (RuntimeError, TimeoutError) as error:
+        print(f"alloop-oracle: {error}", file=sys.stderr)
         return 1
     return 0
 

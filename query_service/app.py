@@ -178,12 +178,12 @@ def _model_outputs(
     if strategy in NEEDS_MC_SAMPLES:
         mc_samples = served.predictor.predict_mc(texts, mc_passes)
         probs = mc_samples.mean(axis=0)
+        if strategy in NEEDS_EMBEDDINGS:  # no strategy needs both today; keep the pair coherent if one does
+            embeddings = served.predictor.embed(texts)
     elif strategy in NEEDS_EMBEDDINGS:
         probs, embeddings = served.predictor.predict_and_embed(texts)
     else:
         probs = served.predictor.predict_proba(texts)
-    if strategy in NEEDS_EMBEDDINGS and embeddings is None:
-        embeddings = served.predictor.embed(texts)
     return probs, mc_samples, embeddings
 
 

@@ -1,6 +1,6 @@
 """The linear family: logistic regression on sublinear TF-IDF 1-2-grams, regularized toward the pool's LSA space.
 
-Why this model (measured in bench/ and FINDINGS.md, IMDB, 2 cores):
+Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
 
 - *Sublinear, L2-normalized TF-IDF* (scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``), not Keras' raw
   ``tf_idf`` mode: review length otherwise swamps the weights, and a logistic layer on raw TF-IDF underfit at a
@@ -135,6 +135,7 @@ def vectorize(vectorizer: keras.layers.Layer, texts: Sequence[str]) -> sp.csr_ma
 @dataclass(frozen=True)
 class CorpusStats:
     idf: npt.NDArray[np.float32]  # (vocabulary,)
+    documents: int  # the corpus size the IDF was computed on (reported, and a sanity check for tests)
     columns: npt.NDArray[np.int64]  # the vocabulary columns the LSA basis spans (the most frequent ones)
     basis: npt.NDArray[np.float32]  # (len(columns), components): corpus rows projected on it have mean norm 1
 
@@ -147,12 +148,12 @@ class CorpusStats:
         full = np.zeros((weights.shape[0], len(self.idf)), dtype=np.float64)
         full[:, self.columns] = weights @ self.basis.T.astype(np.float64)
         return full
-    documents: int
 
 
 def tfidf(counts: sp.csr_matrix, idf: npt.NDArray[np.float32]) -> sp.csr_matrix:
     """What :class:`SublinearTfIdf` computes, on a sparse matrix."""
     out = counts.astype(np.float32, copy=True).tocsr()
+    out.eliminate_zeros()  # a stored zero is no occurrence (the layer masks counts > 0 too)
     out.data = (1.0 + np.log(np.maximum(out.data, 1.0))) * idf[out.indices]
     norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
     return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ out, dtype=np.float32)
@@ -173,10 +174,10 @@ def corpus_stats(counts: sp.csr_matrix, components: int, seed: int) -> CorpusSta
     matrix = tfidf(counts, idf)[:, columns]
     k = min(components, min(matrix.shape) - 1)
     if k < 1:
-        return CorpusStats(idf, columns, np.zeros((len(columns), 0), dtype=np.float32), n)
+        return CorpusStats(idf, n, columns, np.zeros((len(columns), 0), dtype=np.float32))
     _, _, vt = randomized_svd(matrix, k, n_iter=4, random_state=seed)
     scale = float(np.mean(np.linalg.norm(np.asarray(matrix @ vt.T), axis=1))) or 1.0
-    return CorpusStats(idf, columns, (vt.T / scale).astype(np.float32), n)
+    return CorpusStats(idf, n, columns, (vt.T / scale).astype(np.float32))
 
 
 class CorpusCache:
@@ -188,7 +189,7 @@ class CorpusCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._vocabulary: str | None = None
-        self._stats: dict[tuple[int, int], CorpusStats] = {}
+        self._stats: dict[tuple[str, int, int], CorpusStats] = {}
         self._counts: dict[str, sp.csr_matrix] = {}
 
     def _switch(self, vectorizer: keras.layers.TextVectorization) -> None:
@@ -200,20 +201,26 @@ class CorpusCache:
     def stats(
         self, vectorizer: keras.layers.TextVectorization, corpus: Sequence[str], components: int, seed: int
     ) -> CorpusStats:
+        """Keyed by the corpus' content too: another pool of the same size must not reuse these statistics."""
+        key = (_digest(corpus), components, seed)
         with self._lock:
             self._switch(vectorizer)
-            if (components, seed) not in self._stats:
-                self._stats[(components, seed)] = corpus_stats(vectorize(vectorizer, corpus), components, seed)
-            return self._stats[(components, seed)]
+            if key not in self._stats:
+                self._stats[key] = corpus_stats(vectorize(vectorizer, corpus), components, seed)
+            return self._stats[key]
 
     def counts(self, vectorizer: keras.layers.TextVectorization, texts: Sequence[str]) -> sp.csr_matrix:
         """Count vectors of a text set that comes back every round, keyed by its content."""
-        digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+        digest = _digest(texts)
         with self._lock:
             self._switch(vectorizer)
             if digest not in self._counts:
                 self._counts[digest] = vectorize(vectorizer, texts)
             return self._counts[digest]
+
+
+def _digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def predict_proba(
@@ -247,12 +254,20 @@ def solve(
 
     y = np.asarray(labels, dtype=np.int64)
     present = np.unique(y)
+    outside = present[(present < 0) | (present >= config.n_classes)]
+    if len(outside):
+        raise ValueError(f"labels {outside.tolist()} are outside the {config.n_classes} configured classes")
     if len(present) < 2:
-        raise ValueError(f"the training set holds labels of one class only ({present.tolist()}); label both kinds first")
+        raise ValueError(
+            f"the training set holds labels of one class only ({present.tolist()}); a classifier needs labels of at "
+            "least two classes"
+        )
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), config.linear_lsa_pivot)
     features = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
     binary = config.n_classes == 2
+    # liblinear (binary) penalizes the intercept like a weight, L-BFGS (N-way) does not; with C = 32 and a few
+    # hundred labels the difference is far below what the benchmark can see, so each problem gets its usual solver.
     model = LogisticRegression(
         C=config.linear_c, solver="liblinear" if binary else "lbfgs", max_iter=2000, random_state=seed
     )

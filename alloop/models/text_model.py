@@ -74,7 +74,7 @@ class Predictor:
 
     EMBEDDING_DIM = 256
     """Widest embedding :meth:`embed` returns: a wider input to the last layer (the linear family's TF-IDF vector,
-    up to 100,000 wide) is randomly projected down to this, so a pool's embeddings stay small."""
+    250,000 wide by default) is randomly projected down to this, so a pool's embeddings stay small."""
     EMBEDDING_SEED = 0
     """Seed of that projection: fixed, so one version embeds a text the same way in every call and every replica."""
 
@@ -137,11 +137,14 @@ class Predictor:
         with self._graph_lock:
             if self._mc_forward is None:
                 features, classifier = self._features_and_classifier(self.model)
+                stochastic = any(isinstance(layer, keras.layers.Dropout) for layer in classifier.layers)
 
                 def mc_forward(texts: tf.Tensor, passes: tf.Tensor) -> tf.Tensor:
                     x = features(texts)
-                    if isinstance(x, tf.SparseTensor):  # bag-of-words counts; such a model has no dropout anyway
-                        x = tf.sparse.to_dense(x)
+                    if not stochastic:
+                        # Every pass would be the same: run once and repeat the outputs. Tiling the input instead
+                        # would make the linear family's sparse counts a dense (passes * batch, 250,000) block.
+                        return tf.tile(classifier(x, training=False), tf.stack([passes, 1]))
                     multiples = tf.concat([tf.reshape(passes, [1]), tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
                     return classifier(tf.tile(x, multiples), training=True)  # row j*n + i is pass j of text i
 
@@ -158,8 +161,7 @@ class Predictor:
     def predict_and_embed(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """:meth:`predict_proba` and :meth:`embed` from one vectorization of each batch.
 
-        Vectorizing is most of a bag-of-words model's cost (a dense 512 x 100,000 count block per batch), so a
-        strategy that needs both pays for it once instead of twice.
+        Vectorizing is most of a bag-of-words model's cost, so a strategy that needs both pays for it once.
         """
         forward = self._embed_graph(with_outputs=True)
         probs, embeddings = [], []
@@ -213,7 +215,7 @@ class Predictor:
                     x = layer(x, training=False)
                 if projection is None:
                     return x, (tf.sparse.to_dense(x) if isinstance(x, tf.SparseTensor) else x)
-                # TF-IDF rows hold a few hundred non-zeros out of up to 100,000: multiply only those.
+                # TF-IDF rows hold a few hundred non-zeros out of 250,000: multiply only those.
                 sparse = x if isinstance(x, tf.SparseTensor) else tf.sparse.from_dense(x)
                 return x, tf.sparse.sparse_dense_matmul(sparse, projection)
 

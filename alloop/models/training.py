@@ -1,10 +1,10 @@
-"""One training round of any model family: warm start, fit with best-only checkpointing and early stopping
-on the validation split, evaluate on the test split.
+"""One training round of any model family, evaluated on the validation and test splits.
 
-Warm start is the documented default for the seed's BiLSTM, as in the seed: round n+1 continues from round n's
-weights and keeps its vocabulary (adapted once, on the first round's training texts). ``warm_start=False``
-rebuilds from scratch each round, re-adapting the vocabulary on the current texts; the linear family is rebuilt
-each round by default (it trains in seconds, and its vocabulary should follow the pool's text).
+Families trained by epochs (the seed's BiLSTM) warm-start and fit with best-only checkpointing and early stopping
+on the validation split. Warm start is their documented default, as in the seed: round n+1 continues from round
+n's weights and keeps its vocabulary (adapted once, on the first round's training texts); ``warm_start=False``
+rebuilds from scratch each round. Convex families (``linear``) are solved exactly instead: no epochs, nothing to
+stop early or to continue from; their vocabulary follows the pools' text and is kept while that text is unchanged.
 """
 
 from __future__ import annotations
@@ -97,17 +97,19 @@ def train_round(
     started = time.monotonic()
     keras.utils.set_random_seed(training.seed)
     family = get_family(model_config.family)
-    if previous is not None and training.warm_start:
+    # An exact fit has nothing to continue from: convex families ignore warm start and build a fresh classifier.
+    if previous is not None and training.warm_start and not family.convex:
         vectorizer, classifier = parts(previous)
     else:
         if vectorizer is None:
-            # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable.
-            corpus = sorted([*train.texts, *unlabeled_texts]) if family.adapt_on_unlabeled else list(train.texts)
+            # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
+            # labelled pool items are in both lists and must count once.
+            corpus = sorted({*train.texts, *unlabeled_texts}) if family.adapt_on_unlabeled else list(train.texts)
             vectorizer = family.build_vectorizer(model_config, corpus)
         classifier = family.build_classifier(model_config, vectorizer)
     family.compile_classifier(classifier, model_config)
     if family.convex:
-        corpus = sorted([*train.texts, *unlabeled_texts])
+        corpus = sorted({*train.texts, *unlabeled_texts})
         order = sorted(range(len(train)), key=lambda i: (train.texts[i], train.labels[i]))  # the fit is order-sensitive
         train = LabeledData([train.texts[i] for i in order], [train.labels[i] for i in order])
         return _solve_round(

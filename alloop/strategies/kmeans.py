@@ -1,9 +1,10 @@
 """Uncertainty plus diversity by weighted k-means: the strategy that wins from the cold start on (bench/).
 
-Plain uncertainty sampling trails random below ~1,000 labels (FINDINGS.md): its top-k are near-duplicates from one
-stretch of the decision boundary, and a young model's boundary is in the wrong place anyway. Greedy k-center
-(:mod:`alloop.strategies.kcenter`) fixes the duplicates but spends its picks on the edges, the points farthest from
-everything. Weighted k-means ("diverse mini-batch active learning", Zhdanov 2019) does neither: it keeps the ``m = beta * k``
+Plain uncertainty sampling trails random below ~1,000 labels (../shared/FINDINGS.md): its top-k are near-duplicates
+from one stretch of the decision boundary, and a young model's boundary is in the wrong place anyway. Greedy
+k-center (:mod:`alloop.strategies.kcenter`) fixes the duplicates but spends its picks on the edges, the points
+farthest from everything. Weighted k-means ("diverse mini-batch active learning", Zhdanov 2019) does neither: it
+keeps the ``m = beta * k``
 most uncertain items, clusters them into k groups with each item weighted by its uncertainty, and labels the item
 nearest each centre, so the batch covers the uncertain region densely where it is dense and stays uncertain.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from alloop.strategies.base import IntArray, Selection, SelectionContext, check_k, top_k
 from alloop.strategies.kcenter import check_embeddings
@@ -44,8 +46,9 @@ def weighted_kmeans_centres(points: npt.ArrayLike, weights: npt.ArrayLike, k: in
     """k distinct row positions of ``points``: the row nearest each centre of a weighted k-means.
 
     Centres start at k distinct rows drawn with probability proportional to weight, then move by Lloyd's rule
-    (weighted means); a centre that loses all its rows stays where it was. Rows are then matched to centres
-    greedily, closest pairs first, so two centres never claim the same row.
+    (weighted means); a centre that loses all its rows stays where it was. Each centre then takes the closest of
+    the rows assigned to it; a centre left with none (all its rows were nearer another centre) takes the untaken
+    row nearest to it, so two centres never claim the same row.
     """
     x = np.asarray(points, dtype=np.float32)
     w = np.asarray(weights, dtype=np.float64)
@@ -54,13 +57,13 @@ def weighted_kmeans_centres(points: npt.ArrayLike, weights: npt.ArrayLike, k: in
     if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"weights must be {m} finite non-negative numbers")
     w = w + 1e-12  # all-zero weights (a model certain of everything) fall back to unweighted k-means
-    x = x - x.mean(axis=0)
+    x = x - x.mean(axis=0)  # distances are unchanged; centred float32 loses less in |x|^2 - 2 x.c + |c|^2
     centres = x[rng.choice(m, size=k, replace=False, p=w / w.sum())].copy()
     for _ in range(ITERATIONS):
         labels, _ = _nearest_centres(x, centres)
         mass = np.bincount(labels, weights=w, minlength=k)
-        sums = np.zeros_like(centres, dtype=np.float64)
-        np.add.at(sums, labels, x * w[:, None])
+        membership = sp.csr_matrix((w, (labels, np.arange(m))), shape=(k, m))  # one weighted sum per centre
+        sums = np.asarray(membership @ x, dtype=np.float64)
         alive = mass > 0
         centres[alive] = (sums[alive] / mass[alive, None]).astype(np.float32)
     labels, distance = _nearest_centres(x, centres)
@@ -70,10 +73,12 @@ def weighted_kmeans_centres(points: npt.ArrayLike, weights: npt.ArrayLike, k: in
         if chosen[labels[row]] < 0:
             chosen[labels[row]] = row
             taken[row] = True
-    empty = np.flatnonzero(chosen < 0)
-    if len(empty):  # centres no row chose as nearest: give them the heaviest rows left
+    for centre in np.flatnonzero(chosen < 0):  # no row has this centre as its nearest: take the nearest spare row
         spare = np.flatnonzero(~taken)
-        chosen[empty] = spare[np.argsort(-w[spare], kind="stable")[: len(empty)]]
+        gaps = np.einsum("ij,ij->i", x[spare] - centres[centre], x[spare] - centres[centre])
+        row = int(spare[np.argmin(gaps)])
+        chosen[centre] = row
+        taken[row] = True
     return chosen
 
 

@@ -44,6 +44,21 @@ def test_the_keras_layer_computes_the_same_tfidf():
     np.testing.assert_allclose(np.asarray(layer(counts.toarray())), tfidf(counts, stats.idf).toarray(), rtol=1e-5, atol=1e-6)
 
 
+def test_the_keras_layer_on_sparse_counts_is_the_served_path_and_agrees():
+    import tensorflow as tf
+
+    counts = counts_matrix().tocoo()
+    stats = corpus_stats(counts.tocsr(), components=5, seed=0)
+    layer = SublinearTfIdf(counts.shape[1])
+    layer.build((None, counts.shape[1]))
+    layer.idf.assign(stats.idf)
+    sparse = tf.SparseTensor(np.stack([counts.row, counts.col], axis=1).astype(np.int64), counts.data, counts.shape)
+    out = layer(tf.sparse.reorder(sparse))
+    assert isinstance(out, tf.SparseTensor)
+    np.testing.assert_allclose(tf.sparse.to_dense(out).numpy(), tfidf(counts.tocsr(), stats.idf).toarray(),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_lsa_basis_gives_corpus_rows_of_mean_norm_one():
     counts = counts_matrix(rows=100)
     stats = corpus_stats(counts, components=8, seed=0)
@@ -80,7 +95,7 @@ def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels):
 def test_one_class_only_is_refused_with_a_reason():
     counts, _ = separable()
     stats = corpus_stats(counts, components=4, seed=0)
-    with pytest.raises(ValueError, match="one class only"):
+    with pytest.raises(ValueError, match="one class only.*at least two classes"):
         solve(counts, np.zeros(counts.shape[0], dtype=int), stats, ModelConfig(family="linear"), seed=0)
 
 
@@ -88,11 +103,26 @@ def test_multiclass_columns_follow_class_indices_and_absent_classes_stay_improba
     counts, y = separable(90)
     y = np.where(np.arange(90) % 3 == 0, 3, y)  # classes 0, 1 and 3 of 4; class 2 has no label yet
     stats = corpus_stats(counts, components=4, seed=0)
-    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=4), seed=0)
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=4, linear_c=4.0), seed=0)
     assert kernel.shape == (40, 4)
-    logits = np.asarray(tfidf(counts, stats.idf) @ kernel) + bias
+    x = tfidf(counts, stats.idf)
+    logits = np.asarray(x @ kernel) + bias
     assert not np.any(logits.argmax(axis=1) == 2)
     assert np.all(kernel[:, 2] == 0)
+    # Columns 0, 1, 3 are exactly the multinomial fit's logits for classes 0, 1, 3.
+    from sklearn.linear_model import LogisticRegression
+
+    w = lsa_weight(len(y), 1000)
+    augmented = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
+    reference = LogisticRegression(C=4.0, solver="lbfgs", max_iter=2000, random_state=0).fit(augmented, y)
+    np.testing.assert_allclose(logits[:, [0, 1, 3]], reference.decision_function(augmented), rtol=1e-3, atol=1e-3)
+
+
+def test_labels_outside_the_classes_are_refused_with_a_reason():
+    counts, y = separable(40)
+    stats = corpus_stats(counts, components=4, seed=0)
+    with pytest.raises(ValueError, match=r"labels \[5\] are outside the 3 configured classes"):
+        solve(counts, np.where(y == 1, 5, 0), stats, ModelConfig(family="linear", n_classes=3), seed=0)
 
 
 def test_multiclass_with_two_classes_seen_so_far():

@@ -793,15 +793,20 @@ def test_kmeans_diversity_takes_one_item_from_each_of_three_clusters():
         assert sorted(cluster[chosen].tolist()) == [0, 1, 2]
 
 
-def test_kmeans_diversity_covers_uncertain_items_in_proportion_to_their_density():
-    # 36 uncertain items in one broad group, 4 in a small far one, k=4. k-center spends its picks on the edges
-    # (farthest-first), k-means on the mass: most centres go where most items are.
+def test_kmeans_diversity_picks_from_the_middle_of_dense_regions_where_k_center_picks_edges():
+    # 36 uncertain items in one broad group, 4 in a small far one, k=4. Both strategies cover both groups; within
+    # the broad group k-center takes its rim (farthest-first), k-means items near its centres of mass.
     rng = np.random.default_rng(1)
     embeddings = np.vstack([rng.normal(size=(36, 4)), 20.0 + rng.normal(0, 0.1, size=(4, 4))])
     probs = binary_probs(np.full(40, 0.5))
+    from_centre = np.linalg.norm(embeddings[:36] - embeddings[:36].mean(axis=0), axis=1)
+    rim = get_strategy("diversity")(probs, 4, ctx(embeddings=embeddings)).indices
+    rim_distance = from_centre[rim[rim < 36]].mean()
+    assert rim_distance > np.median(from_centre)
     for seed in range(10):
         chosen = get_strategy("kmeans_diversity")(probs, 4, ctx(seed=seed, embeddings=embeddings)).indices
-        assert int((chosen < 36).sum()) >= 2, chosen
+        assert 1 <= int((chosen >= 36).sum()) <= 2  # the far group is covered, not over-covered
+        assert from_centre[chosen[chosen < 36]].mean() < rim_distance
 
 
 def test_kmeans_diversity_stays_among_the_most_uncertain_candidates():
