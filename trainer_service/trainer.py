@@ -14,7 +14,6 @@ and the labels still untrained, so the next round takes them; after 5 everything
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import threading
 import time
@@ -31,7 +30,7 @@ from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
-from alloop.models.linear import CorpusCache
+from alloop.models.linear import CorpusCache, texts_digest
 from alloop.models.training import LabeledData, train_round
 from alloop.models.families import get_family
 from alloop.models.text_model import Predictor, parts
@@ -213,7 +212,7 @@ class Trainer:
 
             work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
             unlabeled = self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else []
-            unlabeled_digest = hashlib.sha256("\x00".join(unlabeled).encode("utf-8", "surrogatepass")).hexdigest()
+            unlabeled_digest = texts_digest(unlabeled)
             previous, vocabulary = self._previous(unlabeled_digest)
             result = train_round(
                 train,

@@ -116,16 +116,12 @@ def vectorize(vectorizer: keras.layers.Layer, texts: Sequence[str]) -> sp.csr_ma
     width = vectorizer.vocabulary_size()
     blocks = []
     for start in range(0, len(texts), _CHUNK):
-        counts = vectorizer(tf.constant(texts[start : start + _CHUNK]))
-        if isinstance(counts, tf.SparseTensor):
-            index = counts.indices.numpy()
-            blocks.append(sp.csr_matrix(
-                (counts.values.numpy().astype(np.float32), (index[:, 0], index[:, -1])),
-                shape=(int(counts.dense_shape[0]), width),
-            ))
-        else:  # a dense vectorizer (versions saved before counts went sparse)
-            dense = counts.numpy()
-            blocks.append(sp.csr_matrix(dense.reshape(len(dense), width), dtype=np.float32))
+        counts = vectorizer(tf.constant(texts[start : start + _CHUNK]))  # sparse: see build_vectorizer
+        index = counts.indices.numpy()
+        blocks.append(sp.csr_matrix(
+            (counts.values.numpy().astype(np.float32), (index[:, 0], index[:, -1])),
+            shape=(int(counts.dense_shape[0]), width),
+        ))
     return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, width), dtype=np.float32)
 
 
@@ -202,7 +198,7 @@ class CorpusCache:
         self, vectorizer: keras.layers.TextVectorization, corpus: Sequence[str], components: int, seed: int
     ) -> CorpusStats:
         """Keyed by the corpus' content too: another pool of the same size must not reuse these statistics."""
-        key = (_digest(corpus), components, seed)
+        key = (texts_digest(corpus), components, seed)
         with self._lock:
             self._switch(vectorizer)
             if key not in self._stats:
@@ -211,7 +207,7 @@ class CorpusCache:
 
     def counts(self, vectorizer: keras.layers.TextVectorization, texts: Sequence[str]) -> sp.csr_matrix:
         """Count vectors of a text set that comes back every round, keyed by its content."""
-        digest = _digest(texts)
+        digest = texts_digest(texts)
         with self._lock:
             self._switch(vectorizer)
             if digest not in self._counts:
@@ -219,7 +215,8 @@ class CorpusCache:
             return self._counts[digest]
 
 
-def _digest(texts: Sequence[str]) -> str:
+def texts_digest(texts: Sequence[str]) -> str:
+    """Identifies a text set by content (the trainer keys vocabularies, this module its caches, by it)."""
     return hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -26,8 +26,10 @@ if this is set below 2. Read at call time, so it can be changed (or monkeypatche
 """
 
 
-def candidate_count(n: int, k: int) -> int:
-    return min(n, max(k * CANDIDATE_FACTOR, 2 * k))
+def candidate_count(n: int, k: int, factor: int | None = None) -> int:
+    """How many of the most uncertain items a diversity strategy chooses k from (``factor`` defaults to this
+    module's :data:`CANDIDATE_FACTOR`)."""
+    return min(n, max(k * (CANDIDATE_FACTOR if factor is None else factor), 2 * k))
 
 
 def check_embeddings(context: SelectionContext, n: int, strategy: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from alloop.strategies.base import IntArray, Selection, SelectionContext, check_k, top_k
-from alloop.strategies.kcenter import check_embeddings
+from alloop.strategies.kcenter import candidate_count, check_embeddings
 from alloop.strategies.uncertainty import check_probabilities, margin
 
 CANDIDATE_FACTOR = 10
@@ -92,6 +92,6 @@ def kmeans_diversity(probs: npt.ArrayLike, k: int, context: SelectionContext) ->
     check_k(k, n)
     embeddings = check_embeddings(context, n, "kmeans_diversity")
     scores = margin(array)
-    candidates = top_k(scores, min(n, max(k * CANDIDATE_FACTOR, 2 * k)))
+    candidates = top_k(scores, candidate_count(n, k, CANDIDATE_FACTOR))
     picked = weighted_kmeans_centres(embeddings[candidates], scores[candidates], k, context.rng)
     return Selection(candidates[picked], scores)

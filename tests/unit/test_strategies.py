@@ -657,12 +657,17 @@ def test_diversity_picks_spread_points_from_two_tight_clusters():
     np.testing.assert_allclose(spread.scores, least_confidence(probs))
 
 
-def test_diversity_covers_three_clusters_before_repeating_one():
+def three_clusters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cluster of each item, probabilities, embeddings): 30 uncertain items in three tight, far-apart clusters."""
     rng = np.random.default_rng(3)
     centers = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
     cluster = np.repeat(np.arange(3), 10)
     embeddings = centers[cluster] + rng.normal(0, 0.05, size=(30, 3))
-    probs = binary_probs(rng.uniform(0.3, 0.7, size=30))
+    return cluster, binary_probs(rng.uniform(0.3, 0.7, size=30)), embeddings
+
+
+def test_diversity_covers_three_clusters_before_repeating_one():
+    cluster, probs, embeddings = three_clusters()
     chosen = get_strategy("diversity")(probs, 3, ctx(embeddings=embeddings)).indices
     assert sorted(cluster[chosen].tolist()) == [0, 1, 2]
 
@@ -783,11 +788,7 @@ def test_diversity_memory_stays_linear_in_the_candidates():
 
 
 def test_kmeans_diversity_takes_one_item_from_each_of_three_clusters():
-    rng = np.random.default_rng(3)
-    centers = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
-    cluster = np.repeat(np.arange(3), 10)
-    embeddings = centers[cluster] + rng.normal(0, 0.05, size=(30, 3))
-    probs = binary_probs(rng.uniform(0.3, 0.7, size=30))
+    cluster, probs, embeddings = three_clusters()
     for seed in range(5):
         chosen = get_strategy("kmeans_diversity")(probs, 3, ctx(seed=seed, embeddings=embeddings)).indices
         assert sorted(cluster[chosen].tolist()) == [0, 1, 2]
