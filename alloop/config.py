@@ -17,6 +17,7 @@
 | ALLOOP_MODEL_POLL_SECONDS | 2.0 | query service (fallback when a pub/sub message is missed) |
 | ALLOOP_MC_PASSES | 10 | query service (MC-dropout passes for bald / mean_entropy) |
 | ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
+| ALLOOP_FEATURE_CACHE_ROWS | 200000 | query service (pool items whose features a replica keeps between Queries; 0: off) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
 | ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
@@ -62,6 +63,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = int(env.get(name, default))
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or a positive integer, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class CommonSettings:
     redis_url: str | None = None
@@ -92,6 +100,9 @@ class QuerySettings:
     # Stochastic passes for the MC-dropout strategies (bald, mean_entropy): each costs about one scoring of the pool.
     mc_passes: int = 10
     max_message_bytes: int = 64 * 1024 * 1024
+    # Pool items whose vectorized features a replica keeps between Queries (query_service/features.py). A linear
+    # version's row is ~500 non-zeros (~4 KB), so the default is ~0.8 GB at most; 0 turns the cache off.
+    feature_cache_rows: int = 200_000
     security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
@@ -146,6 +157,7 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
         mc_passes=_positive_int(env, "ALLOOP_MC_PASSES", d.mc_passes),
         max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
+        feature_cache_rows=_non_negative_int(env, "ALLOOP_FEATURE_CACHE_ROWS", d.feature_cache_rows),
         security=security_from_env(env),
     )
 

@@ -14,11 +14,13 @@ import numpy as np
 
 from alloop.config import QuerySettings
 from alloop.errors import FailedPrecondition, InvalidRequest
+from alloop.models.text_model import Features
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_measure, get_strategy
 from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique
+from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
 
 DEFAULT_POOL = "default"
@@ -50,11 +52,19 @@ class QueryResult:
 
 
 class QueryApp:
-    def __init__(self, settings: QuerySettings, pools: PoolStore, labeling: LabelingStore, holder: ModelHolder) -> None:
+    def __init__(
+        self,
+        settings: QuerySettings,
+        pools: PoolStore,
+        labeling: LabelingStore,
+        holder: ModelHolder,
+        features: FeatureCache | None = None,
+    ) -> None:
         self.settings = settings
         self.pools = pools
         self.labeling = labeling
         self.holder = holder
+        self.features = features or FeatureCache(settings.feature_cache_rows)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -126,7 +136,8 @@ class QueryApp:
             raise FailedPrecondition(
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
             )
-        probs, mc_samples, embeddings = _model_outputs(served, texts, strategy, self.settings.mc_passes)
+        features = self.features.features(served.predictor, pool, ids, texts)
+        probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
             false_per_class=tuple(metrics.get("false_per_class", ())),
@@ -167,23 +178,25 @@ class QueryApp:
 
 
 def _model_outputs(
-    served: ServedModel, texts: Sequence[str], strategy: str, mc_passes: int
+    served: ServedModel, features: Features, strategy: str, mc_passes: int
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(probabilities, MC samples or None, embeddings or None): only what ``strategy`` needs is computed.
+    """(probabilities, MC samples or None, embeddings or None) from the pool's features: only what ``strategy``
+    needs is computed.
 
     For the MC-dropout strategies the probabilities are the mean over the passes, so the probabilities a Query
     reports are the ones the strategy ranked by (and one model call fewer than also running predict_proba).
     """
     mc_samples = embeddings = None
+    predictor = served.predictor
     if strategy in NEEDS_MC_SAMPLES:
-        mc_samples = served.predictor.predict_mc(texts, mc_passes)
+        mc_samples = predictor.predict_mc_features(features, mc_passes)
         probs = mc_samples.mean(axis=0)
         if strategy in NEEDS_EMBEDDINGS:  # no strategy needs both today; keep the pair coherent if one does
-            embeddings = served.predictor.embed(texts)
+            embeddings = predictor.predict_and_embed_features(features)[1]
     elif strategy in NEEDS_EMBEDDINGS:
-        probs, embeddings = served.predictor.predict_and_embed(texts)
+        probs, embeddings = predictor.predict_and_embed_features(features)
     else:
-        probs = served.predictor.predict_proba(texts)
+        probs = predictor.predict_proba_features(features)
     return probs, mc_samples, embeddings
 
 

@@ -91,7 +91,11 @@ class ModelHolder:
             log.warning("cannot load model version %d yet: %s; still serving %s", version, exc, served and served.version)
             return False
         predictor = Predictor(model, self._batch_size)
-        predictor.predict_proba(["warm up"])  # trace the graph before the first real request needs it
+        # Trace the graphs (texts for Score/Predict, features for Query) and hash the vocabulary (250,000 tokens
+        # for linear) here, before the version is installed, not in the first request that needs them.
+        predictor.predict_proba(["warm up"])
+        predictor.predict_proba_features(predictor.features(["warm up"]))
+        _ = predictor.fingerprint
         self.install(ServedModel(version, metadata, predictor))
         return True
 

@@ -20,6 +20,7 @@ from alloop.store.pool import PoolStore
 from alloop.store.versions import VersionRegistry
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.app import QueryApp
+from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder
 from query_service.servicer import QueryServicer
 
@@ -48,7 +49,7 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     registry = VersionRegistry(client, keys)
     holder = ModelHolder(registry, settings.common.models_path, batch_size=settings.score_batch_size)
     labeling = LabelingStore(client, keys)
-    app = QueryApp(settings, PoolStore(client, keys), labeling, holder)
+    app = QueryApp(settings, PoolStore(client, keys), labeling, holder, FeatureCache(settings.feature_cache_rows))
     stopping = threading.Event()
     server, port, health_servicer = new_server(
         settings.address, max_message_bytes=settings.max_message_bytes, security=settings.security,

@@ -18,7 +18,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,21 @@ def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
     return LabeledData([r.text for r in records], [int(r.label) for r in records])  # type: ignore[arg-type]
 
 
+class _Phases:
+    """Seconds per phase of a round: logged and kept in the version's metadata, so a slow round says where."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - started, 3)
+
+
 @dataclass(frozen=True)
 class Status:
     labels_seen: int
@@ -82,6 +99,7 @@ class Trainer:
         self.last_error = ""
         self._retry_after = 0.0
         self._corpus_cache = CorpusCache()  # the linear family's IDF, LSA basis and val/test counts, per vocabulary
+        self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
         self.faults = FaultInjector(settings.fault_points)
         self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)
 
@@ -186,6 +204,10 @@ class Trainer:
         warm = self.settings.training.warm_start and not family.convex
         if not (warm or same_vocabulary):
             return None, None
+        if not warm and self._published is not None and self._published[0] == version:
+            # This replica published it: its vectorizer is still in memory (never trained further, so the same as
+            # on disk), and loading a 250,000-token version back costs a second or two every round.
+            return None, parts(self._published[1])[0]
         model = artifacts.load_version(self.settings.common.models_path, version, metadata["sha256"])
         if warm:
             return model, None
@@ -201,8 +223,10 @@ class Trainer:
         done = threading.Event()
         threading.Thread(target=self._hold_lock, args=(token, done), name="round-lock", daemon=True).start()
         try:
-            items, untrained = self.store.snapshot()
-            train = LabeledData([i.text for i in items], [i.label for i in items])
+            phases = _Phases()
+            with phases("snapshot"):
+                items, untrained = self.store.snapshot()
+                train = LabeledData([i.text for i in items], [i.label for i in items])
             self.events.publish(TrainingEvent("round_started", round_no, train_size=len(train)))
             log.info("round %d: training on %d labels (%d new)", round_no, len(train), untrained)
 
@@ -211,22 +235,25 @@ class Trainer:
                 self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
 
             work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
-            unlabeled = self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else []
-            unlabeled_digest = texts_digest(unlabeled)
-            previous, vocabulary = self._previous(unlabeled_digest)
-            result = train_round(
-                train,
-                self.val,
-                self.test,
-                model_config=self.settings.model,
-                training=self.settings.training,
-                work_dir=work_dir,
-                previous=previous,
-                vectorizer=vocabulary,
-                on_epoch=on_epoch,
-                unlabeled_texts=unlabeled,
-                corpus_cache=self._corpus_cache,
-            )
+            with phases("pool_text"):
+                unlabeled = self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else []
+                unlabeled_digest = texts_digest(unlabeled)
+            with phases("previous"):
+                previous, vocabulary = self._previous(unlabeled_digest)
+            with phases("train"):
+                result = train_round(
+                    train,
+                    self.val,
+                    self.test,
+                    model_config=self.settings.model,
+                    training=self.settings.training,
+                    work_dir=work_dir,
+                    previous=previous,
+                    vectorizer=vocabulary,
+                    on_epoch=on_epoch,
+                    unlabeled_texts=unlabeled,
+                    corpus_cache=self._corpus_cache,
+                )
             version = self.registry.allocate()
             while artifacts.version_dir(self.settings.common.models_path, version).exists():
                 # The model store outlived Redis' counter (Redis restored without AOF): never overwrite a version.
@@ -248,14 +275,16 @@ class Trainer:
                 "unlabeled_size": len(unlabeled),
                 "unlabeled_digest": unlabeled_digest,
             }
-            stability, stop_labels = self._stability(result.model)
+            with phases("stability"):
+                stability, stop_labels = self._stability(result.model)
             metadata["stability"] = stability.to_dict()
-            started = time.monotonic()
-            _path, digest = artifacts.write_version(
-                self.settings.common.models_path, version, result.model, metadata,
-                export_saved_model=self.settings.export_saved_model,
-            )
+            with phases("write"):
+                _path, digest = artifacts.write_version(
+                    self.settings.common.models_path, version, result.model, metadata,
+                    export_saved_model=self.settings.export_saved_model,
+                )
             metadata["sha256"] = digest
+            metadata["phase_seconds"] = phases.seconds
             self.faults.hit("written")
             def bookkeeping(pipe: Any) -> None:
                 self.store.mark_trained(pipe, untrained)
@@ -264,10 +293,11 @@ class Trainer:
 
             self.registry.publish(version, metadata, also=bookkeeping)
             self.faults.hit("published")
+            self._published = (version, result.model)
             log.info(
-                "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; write %.1fs)",
+                "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; seconds: %s)",
                 round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
-                time.monotonic() - started,
+                ", ".join(f"{name} {sec:.1f}" for name, sec in phases.seconds.items()),
             )
             self.last_error = ""
             self.events.publish(TrainingEvent("round_finished", round_no, version=version, train_size=len(train), metrics={

@@ -7,6 +7,8 @@ vocabulary can never meet another's weights.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import string
 import threading
@@ -16,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 import tensorflow as tf
 
 VECTORIZER = "vectorizer"
@@ -63,6 +66,53 @@ def text_tensor(texts: Sequence[str]) -> tf.Tensor:
     return tf.constant(list(texts), dtype=tf.string, shape=(len(texts), 1))
 
 
+Features = npt.NDArray[Any] | sp.csr_matrix
+"""A block of classifier inputs on the host, one row per text: CSR for bag-of-words counts, dense otherwise."""
+
+
+def to_host(x: tf.Tensor | tf.SparseTensor) -> Features:
+    if isinstance(x, tf.SparseTensor):
+        index = x.indices.numpy()
+        rows, width = (int(d) for d in x.dense_shape.numpy()[[0, -1]])
+        return sp.csr_matrix((x.values.numpy(), (index[:, 0], index[:, -1])), shape=(rows, width))
+    return x.numpy()
+
+
+def to_tensor(block: Features) -> tf.Tensor | tf.SparseTensor:
+    if sp.issparse(block):
+        coo = sp.csr_matrix(block, copy=False)
+        coo.sort_indices()  # a SparseTensor must be in row-major order
+        coo = coo.tocoo()
+        return tf.SparseTensor(np.stack([coo.row, coo.col], axis=1).astype(np.int64), coo.data, coo.shape)
+    return tf.constant(block)
+
+
+@functools.lru_cache(maxsize=2)
+def embedding_projection(width: int, dim: int, seed: int) -> tf.Tensor:
+    """The fixed Gaussian random projection :meth:`Predictor.embed` applies to inputs wider than ``dim``.
+
+    Kept per process: consecutive versions of one vocabulary size share it, and drawing 250,000 x 256 normals
+    takes seconds that a replica would otherwise pay on the first diversity Query of every version.
+    """
+    matrix = np.random.default_rng(seed).standard_normal((width, dim), dtype=np.float32)
+    matrix /= np.float32(np.sqrt(dim))
+    return tf.constant(matrix)
+
+
+def _batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def _row_batches(features: Features, size: int) -> list[Features]:
+    return [features[start : start + size] for start in range(0, features.shape[0], size)]
+
+
+def _check_passes(passes: object) -> int:
+    if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or passes < 1:
+        raise ValueError(f"passes must be a positive number of forward passes, got {passes!r}")
+    return int(passes)
+
+
 class Predictor:
     """A compiled forward pass of one loaded version: thread-safe, traced once, batch by batch.
 
@@ -78,17 +128,17 @@ class Predictor:
     EMBEDDING_SEED = 0
     """Seed of that projection: fixed, so one version embeds a text the same way in every call and every replica."""
 
-    # Built on first use by _mc_graph/_embed_graph; the class-wide lock only guards building them (microseconds,
+    # Built on first use by _features_graph/_feature_graph; the class-wide lock only guards building them (microseconds,
     # not the tracing, which tf.function serialises itself), so sharing it across versions costs nothing.
     _graph_lock = threading.Lock()
-    _mc_forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
-    _embed_forward: Callable[[tf.Tensor], tf.Tensor] | None = None
-    _embed_and_predict: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None
+    _features_forward: Callable[[tf.Tensor], Any] | None = None
+    _fingerprint: str | None = None
     _embedding_width = 0
 
     def __init__(self, model: keras.Model, batch_size: int = 512) -> None:
         self.model = model
         self.batch_size = batch_size
+        self._graphs: dict[str, Callable[..., Any]] = {}
         self._forward = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)],
@@ -105,57 +155,87 @@ class Predictor:
             return np.zeros((0, width), dtype=np.float32)
         return np.concatenate(chunks)
 
+    # --- features: what the classifier sees, computed once per text and reusable across versions ------------
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vectorizer: two versions with the same fingerprint turn a text into the same features.
+
+        Warm-started BiLSTM versions keep their vocabulary, and linear versions keep theirs while the pools' text is
+        unchanged, so a replica can keep a pool's features (:class:`query_service.features.FeatureCache`) from one
+        version to the next instead of re-tokenizing the pool on every Query.
+        """
+        if self._fingerprint is None:
+            vectorizer, _ = parts(self.model)
+            config = {k: v for k, v in vectorizer.get_config().items() if k not in ("name", "vocabulary", "idf_weights")}
+            digest = hashlib.sha256(repr(sorted(config.items())).encode())
+            for token in vectorizer.get_vocabulary():
+                digest.update(token.encode("utf-8", "surrogatepass") + b"\x00")
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def features(self, texts: Sequence[str]) -> Features:
+        """The classifier's input for each text, as host arrays: a CSR matrix for bag-of-words vectorizers (a
+        review has a few hundred of 250,000 columns), a dense array otherwise. Row i belongs to ``texts[i]``."""
+        forward = self._features_graph()
+        blocks = [to_host(forward(text_tensor(batch))) for batch in _batches(texts, self.batch_size)]
+        if not blocks:
+            return to_host(forward(text_tensor(["empty"])))[:0]
+        return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.concatenate(blocks)
+
+    def _features_graph(self) -> Callable[[tf.Tensor], Any]:
+        with self._graph_lock:
+            return self._features_graph_unlocked()
+
+    def _features_graph_unlocked(self) -> Callable[[tf.Tensor], Any]:
+        if self._features_forward is None:
+            features, _ = self._features_and_classifier(self.model)
+            self._features_forward = tf.function(
+                features, input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)]
+            )
+        return self._features_forward
+
+    def predict_proba_features(self, features: Features) -> npt.NDArray[np.float32]:
+        """:meth:`predict_proba` from :meth:`features` rows (the same numbers, without tokenizing again)."""
+        _, classifier = parts(self.model)
+        forward = self._feature_graph("proba")
+        chunks = [to_probabilities(forward(to_tensor(block)).numpy()) for block in _row_batches(features, self.batch_size)]
+        if not chunks:
+            return np.zeros((0, max(2, int(classifier.output_shape[-1]))), dtype=np.float32)
+        return np.concatenate(chunks)
+
     # --- MC dropout --------------------------------------------------------------------------------------------
     def predict_mc(self, texts: Sequence[str], passes: int) -> npt.NDArray[np.float32]:
         """``passes`` stochastic forward passes with dropout active: shape ``(passes, len(texts), classes)``.
-
-        Each text is vectorized once; its features are repeated ``passes`` times along the batch axis and the
-        classifier runs once over all copies with ``training=True``, so every copy draws its own dropout mask in one
-        graph call instead of ``passes`` calls. Texts are taken ``batch_size // passes`` at a time, so a call holds
-        as many rows as a :meth:`predict_proba` batch.
 
         A family without dropout (linear) gives ``passes`` identical arrays: BALD is then 0 for every item and
         mean-entropy equals entropy. That is the right answer for such a model, not an error. Dropout masks come
         from the layers' own seed generators, so passes are not reproducible from a request's seed.
         """
-        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or passes < 1:
-            raise ValueError(f"passes must be a positive number of forward passes, got {passes!r}")
-        passes = int(passes)
-        forward = self._mc_graph()
+        passes = _check_passes(passes)
         per_call = max(1, self.batch_size // passes)
-        chunks = []
-        for start in range(0, len(texts), per_call):
-            batch = texts[start : start + per_call]
-            outputs = forward(text_tensor(batch), tf.constant(passes, dtype=tf.int32)).numpy()
-            probs = to_probabilities(outputs)  # (passes * len(batch), classes), pass-major
-            chunks.append(probs.reshape(passes, len(batch), probs.shape[-1]))
+        chunks = [self.predict_mc_features(self.features(batch), passes) for batch in _batches(texts, per_call)]
         if not chunks:
-            return np.zeros((passes, 0, max(2, int(self.model.output_shape[-1]))), dtype=np.float32)
+            return self.predict_mc_features(self.features([]), passes)
         return np.concatenate(chunks, axis=1)
 
-    def _mc_graph(self) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-        with self._graph_lock:
-            if self._mc_forward is None:
-                features, classifier = self._features_and_classifier(self.model)
-                stochastic = any(isinstance(layer, keras.layers.Dropout) for layer in classifier.layers)
+    def predict_mc_features(self, features: Features, passes: int) -> npt.NDArray[np.float32]:
+        """:meth:`predict_mc` from :meth:`features` rows.
 
-                def mc_forward(texts: tf.Tensor, passes: tf.Tensor) -> tf.Tensor:
-                    x = features(texts)
-                    if not stochastic:
-                        # Every pass would be the same: run once and repeat the outputs. Tiling the input instead
-                        # would make the linear family's sparse counts a dense (passes * batch, 250,000) block.
-                        return tf.tile(classifier(x, training=False), tf.stack([passes, 1]))
-                    multiples = tf.concat([tf.reshape(passes, [1]), tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
-                    return classifier(tf.tile(x, multiples), training=True)  # row j*n + i is pass j of text i
-
-                self._mc_forward = tf.function(
-                    mc_forward,
-                    input_signature=[
-                        tf.TensorSpec(shape=(None, 1), dtype=tf.string),
-                        tf.TensorSpec(shape=(), dtype=tf.int32),
-                    ],
-                )
-            return self._mc_forward
+        Each row's features are repeated ``passes`` times along the batch axis and the classifier runs once over
+        all copies with ``training=True``, so every copy draws its own dropout mask in one graph call instead of
+        ``passes`` calls. Rows are taken ``batch_size // passes`` at a time, so a call holds as many rows as a
+        :meth:`predict_proba` batch.
+        """
+        passes = _check_passes(passes)
+        forward = self._feature_graph("mc")
+        chunks = []
+        for block in _row_batches(features, max(1, self.batch_size // passes)):
+            probs = to_probabilities(forward(to_tensor(block), tf.constant(passes, dtype=tf.int32)).numpy())
+            chunks.append(probs.reshape(passes, block.shape[0], probs.shape[-1]))  # rows are pass-major
+        if not chunks:
+            _, classifier = parts(self.model)
+            return np.zeros((passes, 0, max(2, int(classifier.output_shape[-1]))), dtype=np.float32)
+        return np.concatenate(chunks, axis=1)
 
     # --- embeddings --------------------------------------------------------------------------------------------
     def predict_and_embed(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -163,14 +243,20 @@ class Predictor:
 
         Vectorizing is most of a bag-of-words model's cost, so a strategy that needs both pays for it once.
         """
-        forward = self._embed_graph(with_outputs=True)
+        pairs = [self.predict_and_embed_features(self.features(batch)) for batch in _batches(texts, self.batch_size)]
+        if not pairs:
+            return self.predict_and_embed_features(self.features([]))
+        return np.concatenate([p for p, _ in pairs]), np.concatenate([e for _, e in pairs])
+
+    def predict_and_embed_features(self, features: Features) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        forward = self._feature_graph("proba_and_embed")
         probs, embeddings = [], []
-        for start in range(0, len(texts), self.batch_size):
-            out, emb = forward(text_tensor(texts[start : start + self.batch_size]))
+        for block in _row_batches(features, self.batch_size):
+            out, emb = forward(to_tensor(block))
             probs.append(to_probabilities(out.numpy()))
             embeddings.append(emb.numpy().astype(np.float32, copy=False))
         if not probs:
-            return self.predict_proba([]), np.zeros((0, self._embedding_width), dtype=np.float32)
+            return self.predict_proba_features(features), np.zeros((0, self._embedding_width), dtype=np.float32)
         return np.concatenate(probs), np.concatenate(embeddings)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -182,55 +268,59 @@ class Predictor:
         projection (Johnson-Lindenstrauss: pairwise distances are kept up to a small factor, which is all distance
         based selection needs). Shape ``(len(texts), min(width, EMBEDDING_DIM))``.
         """
-        forward = self._embed_graph()
-        chunks = [
-            forward(text_tensor(texts[start : start + self.batch_size])).numpy()
-            for start in range(0, len(texts), self.batch_size)
-        ]
-        if not chunks:
-            return np.zeros((0, self._embedding_width), dtype=np.float32)
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        return self.predict_and_embed(texts)[1]
 
-    def _embed_graph(self, with_outputs: bool = False) -> Callable[[tf.Tensor], Any]:
+    def _feature_graph(self, name: str) -> Callable[..., Any]:
+        """One classifier-side graph (``proba``, ``mc`` or ``proba_and_embed``), built on first use and traced once:
+        its signature is what the features graph gives for any text, with the batch (and a sparse block's row
+        count) left open. Each is built only when asked for: the embedding projection alone is a 250,000 x 256
+        matrix, a few seconds to draw, which a version that only scores never pays."""
         with self._graph_lock:
-            if with_outputs and self._embed_and_predict is not None:
-                return self._embed_and_predict
-            if not with_outputs and self._embed_forward is not None:
-                return self._embed_forward
-            # Both graphs are built together: they share everything up to the classifier's last layer.
-            features, classifier = self._features_and_classifier(self.model)
+            if name in self._graphs:
+                return self._graphs[name]
+            _, classifier = parts(self.model)
             hidden = classifier.layers[:-1]
             last = classifier.layers[-1]
-            if not isinstance(last, keras.layers.Dense):
-                raise ValueError(f"embed needs a classifier that ends in a Dense layer, got {type(last).__name__}")
-            width = int(last.kernel.shape[0])
-            projection = None
-            if width > self.EMBEDDING_DIM:
-                matrix = np.random.default_rng(self.EMBEDDING_SEED).standard_normal((width, self.EMBEDDING_DIM))
-                projection = tf.constant(matrix / np.sqrt(self.EMBEDDING_DIM), dtype=last.kernel.dtype)
 
-            def hidden_forward(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                x = features(texts)
+            def proba(x: Any) -> tf.Tensor:
+                return classifier(x, training=False)
+
+            stochastic = any(isinstance(layer, keras.layers.Dropout) for layer in classifier.layers)
+
+            def mc(x: Any, passes: tf.Tensor) -> tf.Tensor:
+                if not stochastic:
+                    # Every pass would be the same: run once and repeat the outputs. Tiling the input instead
+                    # would make the linear family's sparse counts a dense (passes * batch, 250,000) block.
+                    return tf.tile(classifier(x, training=False), tf.stack([passes, 1]))
+                multiples = tf.concat([tf.reshape(passes, [1]), tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
+                return classifier(tf.tile(x, multiples), training=True)  # row j*n + i is pass j of text i
+
+            def proba_and_embed(x: Any) -> tuple[tf.Tensor, tf.Tensor]:
                 for layer in hidden:
                     x = layer(x, training=False)
                 if projection is None:
-                    return x, (tf.sparse.to_dense(x) if isinstance(x, tf.SparseTensor) else x)
+                    return last(x, training=False), (tf.sparse.to_dense(x) if isinstance(x, tf.SparseTensor) else x)
                 # TF-IDF rows hold a few hundred non-zeros out of 250,000: multiply only those.
                 sparse = x if isinstance(x, tf.SparseTensor) else tf.sparse.from_dense(x)
-                return x, tf.sparse.sparse_dense_matmul(sparse, projection)
+                return last(x, training=False), tf.sparse.sparse_dense_matmul(sparse, projection)
 
-            def embed_forward(texts: tf.Tensor) -> tf.Tensor:
-                return hidden_forward(texts)[1]
-
-            def embed_and_predict(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                x, embedding = hidden_forward(texts)
-                return last(x, training=False), embedding
-
-            spec = [tf.TensorSpec(shape=(None, 1), dtype=tf.string)]
-            self._embed_forward = tf.function(embed_forward, input_signature=spec)
-            self._embed_and_predict = tf.function(embed_and_predict, input_signature=spec)
-            self._embedding_width = min(width, self.EMBEDDING_DIM)
-            return self._embed_and_predict if with_outputs else self._embed_forward
+            projection = None
+            if name == "proba_and_embed":
+                if not isinstance(last, keras.layers.Dense):
+                    raise ValueError(f"embed needs a classifier that ends in a Dense layer, got {type(last).__name__}")
+                width = int(last.kernel.shape[0])
+                if width > self.EMBEDDING_DIM:
+                    projection = embedding_projection(width, self.EMBEDDING_DIM, self.EMBEDDING_SEED)
+                self._embedding_width = min(width, self.EMBEDDING_DIM)
+            probe = self._features_graph_unlocked()(text_tensor(["signature"]))
+            if isinstance(probe, tf.SparseTensor):
+                spec: tf.TypeSpec = tf.SparseTensorSpec(shape=[None, *probe.shape[1:]], dtype=probe.dtype)
+            else:
+                spec = tf.TensorSpec(shape=[None, *probe.shape[1:]], dtype=probe.dtype)
+            signature = {"proba": [spec], "mc": [spec, tf.TensorSpec(shape=(), dtype=tf.int32)], "proba_and_embed": [spec]}
+            fn = {"proba": proba, "mc": mc, "proba_and_embed": proba_and_embed}[name]
+            self._graphs[name] = tf.function(fn, input_signature=signature[name])
+            return self._graphs[name]
 
     @staticmethod
     def _features_and_classifier(model: keras.Model) -> tuple[Callable[[tf.Tensor], tf.Tensor], keras.Model]:

@@ -96,6 +96,14 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
             for v in (versions[1], third)
         ]
         np.testing.assert_array_equal(idf[0], idf[1])
+        # The query service saw the same vocabulary in version 3: it scores the pool from the features it kept for
+        # version 2 instead of tokenizing the pool again.
+        wait_for(lambda: query.holder.current_or_none().version == 3, timeout=120, what="version 3 served")
+        misses = query.app.features.misses
+        assert misses > 0
+        again = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=5))
+        assert again.model_version == 3 and len(again.selected) == 5
+        assert query.app.features.misses == misses
     finally:
         query.stop(0)
         trainer.stop(0)

@@ -8,6 +8,7 @@ did not, the strategy would raise and the Query would fail, so a successful Quer
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,12 +17,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import tensorflow as tf
 
 from alloop import artifacts
 from alloop.models.config import ModelConfig
 from alloop.models.linear import TFIDF_LAYER
-from alloop.models.text_model import Predictor, parts
+from alloop.models.text_model import Predictor, embedding_projection, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.store.keys import item_member
 from alloop.store.labeling import QueuedTask
@@ -223,8 +225,8 @@ def test_predict_mc_and_embed_are_thread_safe_and_traced_once(loaded_bilstm):
     assert len(results) == 12
     assert all(mc[1:] == (20, 2) and emb == (20, TINY_MODEL.dense_units) for mc, emb in results)
     # Any number of passes and texts runs the one graph traced from the input signature.
-    assert predictor._mc_forward.experimental_get_tracing_count() == 1
-    assert predictor._embed_forward.experimental_get_tracing_count() == 1
+    assert predictor._feature_graph("mc").experimental_get_tracing_count() == 1
+    assert predictor._feature_graph("proba_and_embed").experimental_get_tracing_count() == 1
 
 
 # --- the linear family: no dropout, TF-IDF embeddings projected -------------------------------------------------------
@@ -258,10 +260,35 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
     tfidf = tf.sparse.to_dense(classifier.get_layer(TFIDF_LAYER)(counts)).numpy().astype(np.float64)
     width = int(classifier.layers[-1].kernel.shape[0])
     assert tfidf.shape[1] == width > Predictor.EMBEDDING_DIM
-    projection = np.random.default_rng(Predictor.EMBEDDING_SEED).standard_normal((width, Predictor.EMBEDDING_DIM))
-    np.testing.assert_allclose(embeddings, tfidf @ projection / np.sqrt(Predictor.EMBEDDING_DIM), rtol=1e-4, atol=1e-4)
+    projection = embedding_projection(width, Predictor.EMBEDDING_DIM, Predictor.EMBEDDING_SEED).numpy()
+    assert projection.shape == (width, Predictor.EMBEDDING_DIM)
+    assert abs(float(projection.std()) * np.sqrt(Predictor.EMBEDDING_DIM) - 1.0) < 0.05  # N(0, 1/dim) entries
+    np.testing.assert_allclose(embeddings, tfidf @ projection, rtol=1e-4, atol=1e-4)
     assert predictor.embed([]).shape == (0, Predictor.EMBEDDING_DIM)
     # One vectorization for both, the same numbers as two separate calls.
     probs, together = predictor.predict_and_embed(batch)
     np.testing.assert_allclose(together, embeddings, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs, predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
+
+    # Features are sparse counts on the host; scoring them gives what the end-to-end model gives for the texts.
+    features = predictor.features(batch)
+    assert sp.issparse(features) and features.shape == (30, width)
+    np.testing.assert_allclose(predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_and_embed_features(features[::-1])[1], embeddings[::-1], rtol=1e-5, atol=1e-6)
+    # The fingerprint names the vectorizer: the in-memory model and the version loaded from disk share it.
+    assert predictor.fingerprint == Predictor(result.model).fingerprint
+
+
+def test_bilstm_features_are_token_ids_and_score_like_the_texts(loaded_bilstm):
+    predictor, batch = loaded_bilstm, texts(40)
+    features = predictor.features(batch)
+    assert isinstance(features, np.ndarray) and features.shape == (40, TINY_MODEL.sequence_length)
+    np.testing.assert_allclose(predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
+    assert predictor.predict_proba_features(features[:0]).shape == (0, 2)
+    assert predictor.predict_mc_features(features[:7], 3).shape == (3, 7, 2)
+    # Another vocabulary, another fingerprint: a replica never scores one version's token ids with another's.
+    other = train_round(
+        LabeledData(texts(30), [i % 2 for i in range(30)]), LabeledData(texts(10), [0, 1] * 5), LabeledData([], []),
+        model_config=replace(TINY_MODEL, max_tokens=50), training=TINY_TRAINING, work_dir=Path(tempfile.mkdtemp()),
+    )
+    assert Predictor(other.model).fingerprint != predictor.fingerprint
