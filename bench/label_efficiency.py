@@ -6,7 +6,12 @@ validation and test reviews everywhere; the candidates are the other 40,000). Fu
 same run by training each family once on every candidate. Results: bench/results/label_efficiency.json and .png.
 
     python -m bench.label_efficiency --quick     # linear family, 3 strategies, 1 seed, up to 2,000 labels
-    python -m bench.label_efficiency             # both families, every strategy, 3 seeds (hours on 2 cores)
+    python -m bench.label_efficiency             # both families, each family's strategies and seeds (PLANS)
+
+Which strategies run for which family, and why some do not, is in PLANS and lands in the JSON as ``skipped``:
+binary least-confidence, margin and entropy rank items identically (tests/unit/test_strategies.py), so one of
+them runs; BALD needs dropout, which the linear family has not (every item scores 0); the BiLSTM runs one seed,
+its curves costing about 12 minutes each on 2 cores, and BALD scores a random MC_CANDIDATES of the pool per round.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alloop.data.prepare import prepare
+from alloop.strategies import NEEDS_MC_SAMPLES
 from clients import oracle
 from clients.stack import local_stack
 
@@ -39,6 +45,15 @@ class FamilyPlan:
     initial_per_class: int
     budgets: list[int]
     env: dict[str, str] = field(default_factory=dict)
+    strategies: tuple[str, ...] = ()  # what the full benchmark runs for this family
+    seeds: int = 3
+    skipped: dict[str, str] = field(default_factory=dict)  # strategy -> why the full benchmark leaves it out
+
+
+MC_CANDIDATES = 5000
+"""Items an MC-dropout strategy scores per round (a random sample of the pool, as Gal et al. 2017 did): 10 passes
+over all 39,000 would be the cost of scoring the pool ten times every round."""
+BINARY_SAME_RANKING = "binary: ranks items exactly as least_confidence does (tests/unit/test_strategies.py)"
 
 
 def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coarse_step: int) -> list[int]:
@@ -48,16 +63,26 @@ def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coa
 
 
 PLANS = {
-    "linear": FamilyPlan("linear", 100, _budgets(200, 2000, 200, 10_000, 1000), {"ALLOOP_MODEL_FAMILY": "linear"}),
-    "bilstm": FamilyPlan("bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
-                         {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"}),
+    "linear": FamilyPlan(
+        "linear", 100, _budgets(200, 2000, 200, 10_000, 1000), {"ALLOOP_MODEL_FAMILY": "linear"},
+        strategies=("random", "least_confidence", "class_balanced", "diversity", "kmeans_diversity"), seeds=3,
+        skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
+                 "bald": "linear has no dropout: its MC passes agree and BALD is 0 for every item"},
+    ),
+    "bilstm": FamilyPlan(
+        "bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
+        {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"},
+        strategies=("random", "least_confidence", "bald"), seeds=1,
+        skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
+                 "class_balanced": "time: one BiLSTM curve is ~12 min on 2 cores (run it with --strategies)",
+                 "diversity": "time (run it with --strategies)", "kmeans_diversity": "time (run it with --strategies)"},
+    ),
 }
 # The Keras example's protocol: 7,500 + 7,500 initial labels, then three rounds of 5,000 by class-ratio sampling.
 SEED_PROTOCOL = FamilyPlan("bilstm", 7500, [20_000, 25_000, 30_000], PLANS["bilstm"].env)
 SEED_PUBLISHED = {"full_data": {"labels": 40_000, "accuracy": 0.858, "false_negatives": 295, "false_positives": 415},
                   "ratio_protocol": {"labels": 30_000, "accuracy": 0.854, "false_negatives": 348, "false_positives": 381}}
 
-ALL_STRATEGIES = ["random", "least_confidence", "entropy", "bald", "diversity", "class_balanced", "kmeans_diversity"]
 # Binary least-confidence, margin and entropy rank items identically, so the quick run takes one of them.
 QUICK_STRATEGIES = ["random", "least_confidence", "kmeans_diversity"]
 
@@ -119,6 +144,7 @@ def run_curve(
             "--query", stack.query, "--trainer", stack.trainer, "--pool-file", str(data / "pool.jsonl"),
             "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
             "--out", str(run_dir), "--quiet", "--timeout", "1800",
+            "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
         ])
         rows = oracle.run(args)
     return [{"labels": r.labels, "accuracy": r.accuracy, "false_positives": r.false_positives,
@@ -302,7 +328,7 @@ def _plan(plan: FamilyPlan, initial_per_class: int | None, budgets: str | None) 
     chosen = sorted({int(b) for b in budgets.split(",") if b.strip()}) if budgets else plan.budgets
     if not chosen or chosen[0] <= 0:
         raise SystemExit(f"--budgets must be positive label totals, got {budgets!r}")
-    return FamilyPlan(plan.name, initial_per_class or plan.initial_per_class, chosen, plan.env)
+    return replace(plan, initial_per_class=initial_per_class or plan.initial_per_class, budgets=chosen)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the seed's reproduction: full-data BiLSTM and its ratio protocol (15k -> 30k labels)")
     parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
     parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
-    parser.add_argument("--strategies", default=None)
-    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--strategies", default=None, help="comma list for every family (default: each family's plan)")
+    parser.add_argument("--seeds", type=int, default=None, help="default: each family's plan (quick: 1)")
     parser.add_argument("--max-labels", type=int, default=None)
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
@@ -338,11 +364,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
 
     families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
-    strategies = (args.strategies or ",".join(QUICK_STRATEGIES if args.quick else ALL_STRATEGIES)).split(",")
-    seeds = args.seeds or (1 if args.quick else 3)
+    corpus = corpus_sizes(args.corpus, tuple(args.classes.split(",")) if args.classes else None) if args.corpus else None
+    chosen = args.strategies.split(",") if args.strategies else (QUICK_STRATEGIES if args.quick else None)
+    seeds_for = {fam: args.seeds or (1 if args.quick else PLANS[fam].seeds) for fam in families}
+    strategies_for = {fam: list(chosen or PLANS[fam].strategies) for fam in families}
+    if corpus is not None and len(corpus.classes) > 2 and chosen is None:
+        for fam in families:  # with three classes or more, margin and entropy rank differently from least-confidence
+            strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
+    skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families}
     max_labels = args.max_labels or (2000 if args.quick else 10_000)
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
-    corpus = corpus_sizes(args.corpus, tuple(args.classes.split(",")) if args.classes else None) if args.corpus else None
     started = time.monotonic()
     runs, full = [], {}
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
@@ -352,24 +383,29 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_full:
             full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit, corpus)
             print(f"{fam}: full data {full[fam]}", flush=True)
-        for seed in range(seeds):
-            for strategy in strategies:
+        for seed in range(seeds_for[fam]):
+            for strategy in strategies_for[fam]:
                 t0 = time.monotonic()
                 curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit, corpus)
                 runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
                              "seconds": round(time.monotonic() - t0, 1)})
                 print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
+                # A run of an hour or more keeps what it has measured so far, in case it is stopped.
+                partial = args.out.with_suffix(".partial.json")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps({"full_data": full, "runs": runs}, indent=2))
     curves = mean_curves(runs)
     peer_result = None
     if not args.no_peers and "linear" in families:
         plan = plans["linear"]
         budgets = [b for b in plan.budgets if b <= max_labels]
-        peer_result = run_peer_curves(plan, budgets, seeds, args.workdir, args.cache_dir, pool_limit, corpus)
+        peer_result = run_peer_curves(plan, budgets, seeds_for["linear"], args.workdir, args.cache_dir, pool_limit, corpus)
     summary = summarize(curves, full, imdb=corpus is None)
     result = {
         "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
         "quick": args.quick,
-        "families": families, "strategies": strategies, "seeds": seeds, "max_labels": max_labels,
+        "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
+        "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
         "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
         "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
                    "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",

@@ -46,12 +46,14 @@ class Oracle:
         truth: dict[str, int],
         *,
         labeler: str = "oracle",
+        max_candidates: int = 0,
     ) -> None:
         self.query = query
         self.trainer = trainer
         self.pool = pool
         self.truth = truth
         self.labeler = labeler
+        self.max_candidates = max_candidates
 
     def wait_for_version(self, newer_than: int, timeout: float) -> common_pb2.ModelVersion:
         """Block on WatchModels until the query service serves a version newer than ``newer_than``."""
@@ -69,7 +71,9 @@ class Oracle:
         raise RuntimeError("WatchModels ended before a new version arrived")
 
     def label_round(self, strategy: str, k: int) -> int:
-        selected = self.query.Query(query_pb2.QueryRequest(pool=self.pool, strategy=strategy, k=k))
+        selected = self.query.Query(
+            query_pb2.QueryRequest(pool=self.pool, strategy=strategy, k=k, max_candidates=self.max_candidates)
+        )
         wanted = {item.id for item in selected.selected}
         labeled = 0
         while wanted:
@@ -147,7 +151,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     records: list[Record] = read_records(args.pool_file, classes=args.classes.split(","), require_label=True)
     truth = {r.id: int(r.label) for r in records}  # type: ignore[arg-type]
     query, trainer = query_stub(args.query), trainer_stub(args.trainer)
-    oracle = Oracle(query, trainer, args.pool, truth)
+    oracle = Oracle(query, trainer, args.pool, truth, max_candidates=args.max_candidates)
     submitted = submit_records(query, args.pool, records, progress=not args.quiet)
     print(f"pool {args.pool}: {submitted.accepted} new, {submitted.duplicate} already there", flush=True)
     started = time.monotonic()
@@ -197,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--budgets", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
         help="label totals to reach, one round each (e.g. 400,600,1000); overrides --k/--rounds",
+    )
+    parser.add_argument(
+        "--max-candidates", type=int, default=0,
+        help="score a random sample of this many unlabeled items per Query (0: all); for bald on large pools",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each new version")
     parser.add_argument("--out", type=Path, default=Path("runs/oracle"))

@@ -118,10 +118,14 @@ class QueryApp:
         return served.predictor.predict_proba(list(texts)), served
 
     # --- selection -------------------------------------------------------------------------------------------
-    def query(self, pool: str, strategy: str, k: int, seed: int = 0) -> QueryResult:
+    def query(self, pool: str, strategy: str, k: int, seed: int = 0, max_candidates: int = 0) -> QueryResult:
         pool = check_name("pool name", pool)
         if k <= 0:
             raise InvalidRequest(f"k must be a positive number of items to select, got {k}")
+        if max_candidates < 0:
+            raise InvalidRequest(f"max_candidates must be 0 (score every item) or positive, got {max_candidates}")
+        if 0 < max_candidates < k:
+            raise InvalidRequest(f"k={k} is more than max_candidates={max_candidates}: a sample cannot yield more than it holds")
         try:
             select = get_strategy(strategy)
         except ValueError as exc:
@@ -136,12 +140,16 @@ class QueryApp:
             raise FailedPrecondition(
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
             )
+        rng = np.random.default_rng(seed if seed else None)
+        if 0 < max_candidates < len(ids):
+            sample = np.sort(rng.choice(len(ids), size=max_candidates, replace=False))
+            ids, texts = [ids[i] for i in sample], [texts[i] for i in sample]
         features = self.features.features(served.predictor, pool, ids, texts)
         probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
             false_per_class=tuple(metrics.get("false_per_class", ())),
-            rng=np.random.default_rng(seed if seed else None),
+            rng=rng,
             mc_samples=mc_samples,
             embeddings=embeddings,
         )

@@ -73,7 +73,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     @grpc_errors
     def Query(self, request: query_pb2.QueryRequest, context: grpc.ServicerContext) -> query_pb2.QueryResponse:
-        result = self._app.query(request.pool, request.strategy, request.k, request.seed)
+        result = self._app.query(request.pool, request.strategy, request.k, request.seed, request.max_candidates)
         return query_pb2.QueryResponse(
             selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
             model_version=result.model_version,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -161,12 +162,29 @@ def test_query_bad_requests(api):
     api.refused(lambda: query(strategy="most_fun"), INVALID, "unknown strategy 'most_fun'", "least_confidence")
     api.refused(lambda: query(k=31), PRECONDITION, "k=31 is more than the 30", "'reviews'")
     api.refused(lambda: query(pool=""), INVALID, "pool name must not be empty")
+    api.refused(lambda: query(max_candidates=-1), INVALID, "max_candidates must be 0", "got -1")
+    api.refused(lambda: query(k=5, max_candidates=4), INVALID, "k=5 is more than max_candidates=4")
     # The same service still answers a good query, and k may then not exceed what is left.
     selected = query(k=25, strategy="entropy")
     assert len(selected.selected) == 25 and selected.candidates == 30 and selected.model_version == 1
     api.refused(lambda: query(k=6), PRECONDITION, "k=6 is more than the 5")
     query(k=5)
     api.refused(lambda: query(k=1), PRECONDITION, "no unlabeled, unqueued items left")
+
+
+def test_query_with_max_candidates_scores_a_seeded_sample_and_selects_from_it(api):
+    with_pool(api, 30)
+    ids, texts = api.running.app.pools.candidates(POOL)
+    # What the service must do: draw 10 of the 30 with the request's seed, then take the 3 least confident of those.
+    sample = np.sort(np.random.default_rng(5).choice(len(ids), size=10, replace=False))
+    probs = api.running.holder.current().predictor.predict_proba([texts[i] for i in sample])
+    top = np.argsort(probs.max(axis=1), kind="stable")[:3]
+    first = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="least_confidence", k=3, seed=5, max_candidates=10))
+    assert first.candidates == 10
+    assert {s.id for s in first.selected} == {ids[sample[i]] for i in top}
+    # A cap above what is left scores everything that is left.
+    rest = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="random", k=2, seed=5, max_candidates=1000))
+    assert rest.candidates == 27
 
 
 # --- LeaseTasks --------------------------------------------------------------------------------------------------
