@@ -64,7 +64,8 @@ def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coa
 
 PLANS = {
     "linear": FamilyPlan(
-        "linear", 100, _budgets(200, 2000, 200, 10_000, 1000), {"ALLOOP_MODEL_FAMILY": "linear"},
+        # Past 10,000 by two rounds, to say where the curve meets the full-data line if it has not by then.
+        "linear", 100, [*_budgets(200, 2000, 200, 10_000, 1000), 12_000, 15_000], {"ALLOOP_MODEL_FAMILY": "linear"},
         strategies=("random", "least_confidence", "class_balanced", "diversity", "kmeans_diversity"), seeds=3,
         skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
                  "bald": "linear has no dropout: its MC passes agree and BALD is 0 for every item"},
@@ -228,7 +229,7 @@ def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -
     }
 
 
-PEER_MARGIN_BUDGETS = (500, 1000, 2000, 5000, 10_000)
+PEER_MARGIN_BUDGETS = (500, 1000, 2000, 5000, 10_000, 15_000)
 
 
 def run_peer_curves(plan: FamilyPlan, budgets: list[int], seeds: int, work: Path, cache: Path,
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
     parser.add_argument("--strategies", default=None, help="comma list for every family (default: each family's plan)")
     parser.add_argument("--seeds", type=int, default=None, help="default: each family's plan (quick: 1)")
-    parser.add_argument("--max-labels", type=int, default=None)
+    parser.add_argument("--max-labels", type=int, default=None, help="cap every plan's budgets (default: none; quick: 2,000)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         for fam in families:  # with three classes or more, margin and entropy rank differently from least-confidence
             strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
     skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families}
-    max_labels = args.max_labels or (2000 if args.quick else 10_000)
+    max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in PLANS.values()))
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
     started = time.monotonic()
     runs, full = [], {}
