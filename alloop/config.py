@@ -23,7 +23,7 @@
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
 | ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
-| ALLOOP_MODEL_FAMILY | bilstm | trainer (bilstm: the seed's model; linear: TF-IDF 1-2-grams, logistic) |
+| ALLOOP_MODEL_FAMILY | linear | trainer (linear: TF-IDF 1-2-grams, logistic; bilstm: the seed's model) |
 | ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
 | ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT | 250000 / 2 / 32 / 300 / 1000 | trainer (linear) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |

@@ -19,7 +19,7 @@ from alloop.store.connection import EmbeddedRedis, connect  # noqa: E402
 from alloop.store.keys import Keys  # noqa: E402
 from tests import synthetic  # noqa: E402
 
-TINY_MODEL = ModelConfig(max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4)
+TINY_MODEL = ModelConfig(family="bilstm", max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4)
 TINY_TRAINING = TrainingConfig(epochs=4, batch_size=32, patience=4)
 
 

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parents[2]
 
 TINY_ENV = {
+    "ALLOOP_MODEL_FAMILY": "bilstm",  # the tiny BiLSTM: these tests are about processes and crashes, not models
     "ALLOOP_MAX_TOKENS": "200",
     "ALLOOP_SEQUENCE_LENGTH": "16",
     "ALLOOP_EMBEDDING_DIM": "8",
