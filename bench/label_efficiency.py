@@ -279,6 +279,32 @@ def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed
     }
 
 
+REPORT_BUDGETS = (200, 500, 1000, 2000, 5000, 10_000, 15_000)
+
+
+def report(result: dict[str, Any]) -> str:
+    """The README's table from a results file: mean accuracy (%) per family/strategy and peer at REPORT_BUDGETS
+    (interpolated between rounds, blank outside a curve), and each one's full-data accuracy."""
+    head = "| labels | " + " | ".join(f"{n:,}" for n in REPORT_BUDGETS) + " | all candidates |"
+    lines = [head, "|---" * (len(REPORT_BUDGETS) + 2) + "|"]
+
+    def row(name: str, curve: dict[int, float], full: float | None) -> str:
+        cells = [f"{v * 100:.1f}" if (v := _at(curve, n)) is not None else "" for n in REPORT_BUDGETS]
+        return f"| {name} | " + " | ".join(cells) + f" | {'' if full is None else f'{full * 100:.1f}'} |"
+
+    for fam, strategies in result.get("curves", {}).items():
+        full = result.get("full_data", {}).get(fam, {}).get("accuracy")
+        seeds = result.get("seeds", {})
+        n = seeds.get(fam) if isinstance(seeds, dict) else seeds
+        for strategy, curve in strategies.items():
+            lines.append(row(f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
+                             {int(k): v["mean"] for k, v in curve.items()}, full))
+    for name, entry in ((result.get("peers") or {}).get("peers") or {}).items():
+        lines.append(row(f"peer: {name}", {b["labels"]: b["mean"] for b in entry["budgets"]},
+                         entry.get("full_data", {}).get("accuracy")))
+    return "\n".join(lines)
+
+
 def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: dict[str, Any] | None = None) -> None:
     import matplotlib  # noqa: PLC0415
 
@@ -350,11 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial-per-class", type=int, default=None,
                         help="initial labels per class (default: 100 for linear, 500 for bilstm)")
     parser.add_argument("--budgets", default=None, help="comma list of label totals, one round each (default: the plan's)")
+    parser.add_argument("--report", type=Path, default=None, help="print a results file's table (markdown) and exit")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: bench/results/label_efficiency.json (quick: label_efficiency_quick.json)")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     if args.seed_protocol:
         out = args.out or RESULTS / "seed_reproduction.json"
         result = seed_reproduction(args.workdir, args.cache_dir)

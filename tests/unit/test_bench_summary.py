@@ -50,3 +50,18 @@ def test_peer_margin_is_ours_minus_the_best_peer_interpolated_between_rounds():
     assert "5000" not in out["peer_margin"]  # beyond every curve: not reported rather than extrapolated
     assert out["peer_labels_to_seed_full_accuracy"] == 2000  # a: 0.85 at 1,000 is below 0.856; b reaches 0.89 at 2,000
     assert out["peer_labels_to_own_full_accuracy_by_peer"] == {"a": 2000, "b": None}
+
+
+def test_report_interpolates_each_curve_and_leaves_the_outside_blank():
+    from bench.label_efficiency import report
+
+    curves = mean_curves([run("linear", "random", 0, [(200, 0.80), (1000, 0.84), (2000, 0.88)])])
+    result = {
+        "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
+        "full_data": {"linear": {"accuracy": 0.9146}}, "seeds": {"linear": 1},
+        "peers": {"peers": {"st": {"budgets": [{"labels": 200, "mean": 0.7}, {"labels": 500, "mean": 0.8}]}}},
+    }
+    lines = report(result).splitlines()
+    assert lines[0].startswith("| labels | 200 | 500 | 1,000 | 2,000 | 5,000 |")
+    assert lines[2] == "| alloop `linear` / random (1 seed) | 80.0 | 81.5 | 84.0 | 88.0 |  |  |  | 91.5 |"
+    assert lines[3] == "| peer: st | 70.0 | 80.0 |  |  |  |  |  |  |"
