@@ -29,6 +29,7 @@
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
+| ALLOOP_CORPUS_CACHE_DIR | $ALLOOP_MODEL_DIR/.corpus | trainer (linear: vocabularies and LSA statistics per pool text, the 2 newest) |
 | ALLOOP_ROUND_LOCK_SECONDS | 60 | trainer (a dead replica's round lock frees itself after this long) |
 | ALLOOP_STOP_SET_SIZE | 1000 | trainer (unlabeled items on which consecutive versions are compared) |
 | ALLOOP_SEED | 0 | trainer |
@@ -123,6 +124,11 @@ class TrainerSettings:
     round_lock_seconds: float = 60.0
     stop_set_size: int = 1000
     fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
+    corpus_cache_dir: Path | None = None  # None: $model store/.corpus (alloop.models.linear.CorpusCache)
+
+    @property
+    def corpus_cache_path(self) -> Path:
+        return self.corpus_cache_dir or self.common.models_path / ".corpus"
 
     def __post_init__(self) -> None:
         if self.retrain_threshold < 1:
@@ -209,6 +215,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
         stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
+        corpus_cache_dir=Path(env["ALLOOP_CORPUS_CACHE_DIR"]) if env.get("ALLOOP_CORPUS_CACHE_DIR") else None,
     )
 
 

@@ -139,7 +139,9 @@ def run_curve(
     classes = ",".join(corpus.classes) if corpus else "negative,positive"
     run_dir = work / "runs" / f"{plan.name}-{strategy}-{seed}-{time.strftime('%H%M%S')}"
     # The oracle asks for every round itself, hence the threshold no round of labels reaches.
-    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed), "ALLOOP_CLASSES": classes}
+    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed), "ALLOOP_CLASSES": classes,
+           # Every curve's pool text is the same candidates: adapt the vocabulary and run the SVD once per run.
+           "ALLOOP_CORPUS_CACHE_DIR": str(work / "corpus-cache")}
     with local_stack(run_dir, data, env) as stack:
         args = oracle.build_parser().parse_args([
             "--query", stack.query, "--trainer", stack.trainer, "--pool-file", str(data / "pool.jsonl"),

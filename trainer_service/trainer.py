@@ -98,7 +98,8 @@ class Trainer:
         self._threads: list[threading.Thread] = []
         self.last_error = ""
         self._retry_after = 0.0
-        self._corpus_cache = CorpusCache()  # the linear family's IDF, LSA basis and val/test counts, per vocabulary
+        # The linear family's vocabulary, IDF, LSA basis (also on disk) and val/test counts, per pool text.
+        self._corpus_cache = CorpusCache(settings.corpus_cache_path)
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
         self.faults = FaultInjector(settings.fault_points)
         self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)

@@ -105,7 +105,10 @@ def train_round(
             # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
             # labelled pool items are in both lists and must count once.
             corpus = sorted({*train.texts, *unlabeled_texts}) if family.adapt_on_unlabeled else list(train.texts)
-            vectorizer = family.build_vectorizer(model_config, corpus)
+            if family.convex and corpus_cache is not None:
+                vectorizer = corpus_cache.vectorizer(model_config, corpus)  # adapted once per corpus, kept on disk
+            else:
+                vectorizer = family.build_vectorizer(model_config, corpus)
         classifier = family.build_classifier(model_config, vectorizer)
     family.compile_classifier(classifier, model_config)
     if family.convex:

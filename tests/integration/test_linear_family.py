@@ -104,6 +104,9 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         again = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=5))
         assert again.model_version == 3 and len(again.selected) == 5
         assert query.app.features.misses == misses
+        # The pool's vocabulary and statistics were kept on disk for the next trainer process.
+        corpus_dir = settings.corpus_cache_path
+        assert len(list(corpus_dir.glob("vocabulary-*.json"))) >= 1 and len(list(corpus_dir.glob("stats-*.npz"))) >= 1
     finally:
         query.stop(0)
         trainer.stop(0)
@@ -124,3 +127,39 @@ def test_a_process_that_never_imported_the_family_loads_its_versions(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "alloop_text_model" in done.stdout
+
+
+def test_corpus_cache_on_disk_gives_a_new_process_the_same_vocabulary_and_statistics(tmp_path, caplog):
+    corpus = sorted({*data(120, 1, "tr").texts, *data(60, 4, "pool").texts})
+    first = linear.CorpusCache(tmp_path / "cache")
+    vectorizer = first.vectorizer(LINEAR, corpus)
+    stats = first.stats(vectorizer, corpus, LINEAR.linear_lsa_components, 0)
+    assert first.computed == 2
+
+    again = linear.CorpusCache(tmp_path / "cache")  # as a restarted trainer would
+    rebuilt = again.vectorizer(LINEAR, corpus)
+    assert rebuilt.get_vocabulary() == vectorizer.get_vocabulary()
+    texts = corpus[:20] + ["an unseenword or two"]
+    assert (linear.vectorize(rebuilt, texts) != linear.vectorize(vectorizer, texts)).nnz == 0
+    loaded = again.stats(rebuilt, corpus, LINEAR.linear_lsa_components, 0)
+    assert again.computed == 0
+    np.testing.assert_array_equal(loaded.idf, stats.idf)
+    np.testing.assert_array_equal(loaded.basis, stats.basis)
+    assert loaded.documents == stats.documents == len(corpus)
+
+    # A damaged file is recomputed (and said so in the log), never trusted or raised.
+    for path in (tmp_path / "cache").glob("stats-*.npz"):
+        path.write_bytes(b"not a numpy file")
+    third = linear.CorpusCache(tmp_path / "cache")
+    with caplog.at_level("WARNING"):
+        recomputed = third.stats(third.vectorizer(LINEAR, corpus), corpus, LINEAR.linear_lsa_components, 0)
+    assert third.computed == 1 and "unreadable" in caplog.text
+    np.testing.assert_allclose(recomputed.basis, stats.basis, atol=1e-6)
+
+    # Only the newest files of each kind stay.
+    for n in range(3):
+        other = corpus + [f"another pool text number {n}"]
+        third.stats(third.vectorizer(LINEAR, other), other, LINEAR.linear_lsa_components, 0)
+    for kind in ("vocabulary", "stats"):
+        assert len(list((tmp_path / "cache").glob(f"{kind}-*"))) == linear.CorpusCache.KEEP_ON_DISK
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
