@@ -196,7 +196,7 @@ class CorpusCache:
     the count vectors of fixed text sets (the validation and test splits, re-vectorized every round otherwise).
 
     Owned by the trainer and passed in. With a ``directory``, vocabularies and statistics are also kept on disk
-    (the :data:`KEEP_ON_DISK` most recent of each, ~120 MB per statistics file), so a restarted trainer, or a new
+    (the :data:`KEEP_ON_DISK` most recently used of each, ~120 MB per statistics file), so a restarted trainer, or a new
     stack on the same corpus, starts its first pool round in seconds. A file that cannot be read is recomputed.
     In memory only the latest vocabulary's statistics are kept.
     """
@@ -218,7 +218,9 @@ class CorpusCache:
         path = self._path("vocabulary", f"{texts_digest(corpus)[:24]}-{settings}", ".json")
         if path is not None and path.exists():
             try:
-                return build_vectorizer(config, (), json.loads(path.read_text()))
+                vectorizer = build_vectorizer(config, (), json.loads(path.read_text()))
+                _touch(path)
+                return vectorizer
             except (OSError, ValueError) as exc:
                 log.warning("cached vocabulary %s is unreadable (%s); adapting again", path, exc)
         vectorizer = build_vectorizer(config, corpus)
@@ -269,13 +271,15 @@ class CorpusCache:
                 stats = CorpusStats(f["idf"], int(f["documents"]), f["columns"], f["basis"])
             if stats.idf.shape != (width,) or stats.basis.shape[0] != len(stats.columns):
                 raise ValueError(f"shapes {stats.idf.shape} / {stats.basis.shape} do not fit a {width}-token vocabulary")
+            _touch(path)
             return stats
         except (OSError, ValueError, KeyError) as exc:
             log.warning("cached corpus statistics %s are unreadable (%s); computing them again", path, exc)
             return None
 
     def _write(self, path: Path, write: Callable[[BinaryIO], object]) -> None:
-        """Atomically (temp file + rename), then drop all but the newest :data:`KEEP_ON_DISK` files of its kind.
+        """Atomically (temp file + rename), then drop all but the :data:`KEEP_ON_DISK` most recently used files of
+        its kind.
         A cache that cannot be written costs time, not correctness: it is logged, not raised."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +301,14 @@ class CorpusCache:
             if digest not in self._counts:
                 self._counts[digest] = vectorize(vectorizer, texts)
             return self._counts[digest]
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache file used, so the newest-kept rule keeps what is read, not only what was written last."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def texts_digest(texts: Sequence[str]) -> str:

@@ -156,10 +156,13 @@ def test_corpus_cache_on_disk_gives_a_new_process_the_same_vocabulary_and_statis
     assert third.computed == 1 and "unreadable" in caplog.text
     np.testing.assert_allclose(recomputed.basis, stats.basis, atol=1e-6)
 
-    # Only the newest files of each kind stay.
+    # Only the most recently used files of each kind stay: reading the first corpus again keeps it.
     for n in range(3):
         other = corpus + [f"another pool text number {n}"]
         third.stats(third.vectorizer(LINEAR, other), other, LINEAR.linear_lsa_components, 0)
+        fresh = linear.CorpusCache(tmp_path / "cache")
+        fresh.stats(fresh.vectorizer(LINEAR, corpus), corpus, LINEAR.linear_lsa_components, 0)
+        assert fresh.computed == 0, n
     for kind in ("vocabulary", "stats"):
         assert len(list((tmp_path / "cache").glob(f"{kind}-*"))) == linear.CorpusCache.KEEP_ON_DISK
     assert not list((tmp_path / "cache").glob(".tmp-*"))
