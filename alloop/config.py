@@ -102,7 +102,8 @@ class QuerySettings:
     mc_passes: int = 10
     max_message_bytes: int = 64 * 1024 * 1024
     # Pool items whose vectorized features a replica keeps between Queries (query_service/features.py). A linear
-    # version's row is ~500 non-zeros (~4 KB), so the default is ~0.8 GB at most; 0 turns the cache off.
+    # version's row is ~500 non-zeros (~4 KB), so the default holds ~0.8 GB, briefly 2-3x that while a pool grows
+    # (query_service/features.py); 0 turns the cache off.
     feature_cache_rows: int = 200_000
     security: SecuritySettings = field(default_factory=SecuritySettings)
 

@@ -405,11 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         for fam in families:  # with three classes or more, margin and entropy rank differently from least-confidence
             strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
     skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families}
-    max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in PLANS.values()))
+    plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
+    max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
     started = time.monotonic()
     runs, full = [], {}
-    plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     for fam in families:
         plan = plans[fam]
         budgets = [b for b in plan.budgets if b <= max_labels]
@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)  # the whole result is written: no partial one
     plot(curves, full, args.out.with_suffix(".png"), peer_result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "runs", "peers")}, indent=2))
     return 0

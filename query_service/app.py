@@ -141,6 +141,10 @@ class QueryApp:
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
             )
         rng = np.random.default_rng(seed if seed else None)
+        # Id order, not the store's hash order (which a rehash or restart changes): a seed then names one sample
+        # and one random batch for the same pool state.
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids, texts = [ids[i] for i in order], [texts[i] for i in order]
         if 0 < max_candidates < len(ids):
             sample = np.sort(rng.choice(len(ids), size=max_candidates, replace=False))
             ids, texts = [ids[i] for i in sample], [texts[i] for i in sample]

@@ -8,7 +8,9 @@ features are kept per pool and reused while :attr:`Predictor.fingerprint` stays 
 
 An entry is keyed by the item id *and* its text, so an item whose text changed is never scored on stale features.
 The cache is bounded by rows; a pool that would not fit is scored without it. It holds only the latest
-fingerprint: a new vectorizer drops everything.
+fingerprint: a new vectorizer drops everything. Memory: up to ``max_rows`` rows, plus while a pool grows one copy
+of its rows being stacked and the block a Query takes (so briefly two to three times the bound). When the bound is
+reached, the pool is re-tokenized from scratch rather than compacted: simpler, and rare at the default bound.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class FeatureCache:
         Vectorizing new items happens under the lock: two Queries on a cold pool wait for one tokenization
         instead of both doing it.
         """
-        if self.max_rows <= 0 or len(ids) > self.max_rows:
+        if self.max_rows <= 0 or len(ids) > self.max_rows or not ids:
             return predictor.features(texts)
         fingerprint = predictor.fingerprint
         keys = [(item_id, hash(text)) for item_id, text in zip(ids, texts, strict=True)]

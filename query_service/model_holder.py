@@ -91,11 +91,17 @@ class ModelHolder:
             log.warning("cannot load model version %d yet: %s; still serving %s", version, exc, served and served.version)
             return False
         predictor = Predictor(model, self._batch_size)
-        # Trace the graphs (texts for Score/Predict, features for Query) and hash the vocabulary (250,000 tokens
-        # for linear) here, before the version is installed, not in the first request that needs them.
-        predictor.predict_proba(["warm up"])
-        predictor.predict_proba_features(predictor.features(["warm up"]))
-        _ = predictor.fingerprint
+        try:
+            # Trace the graphs (texts for Score/Predict, features for Query) and hash the vocabulary (250,000 tokens
+            # for linear) here, before the version is installed, not in the first request that needs them.
+            predictor.predict_proba(["warm up"])
+            predictor.predict_proba_features(predictor.features(["warm up"]))
+            _ = predictor.fingerprint
+        except Exception as exc:  # noqa: BLE001 - a version that cannot score is never served, and never retried
+            self._failed.add(version)
+            log.error("refusing model version %d: it loads but cannot score (%s); still serving %s",
+                      version, exc, served and served.version)
+            return False
         self.install(ServedModel(version, metadata, predictor))
         return True
 

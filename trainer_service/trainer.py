@@ -55,7 +55,8 @@ def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
 
 
 class _Phases:
-    """Seconds per phase of a round: logged and kept in the version's metadata, so a slow round says where."""
+    """Seconds per phase of a round: logged and kept in the registry's metadata of the version (``phase_seconds``;
+    the copy written beside the model predates the write it would time), so a slow round says where."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}

@@ -202,10 +202,16 @@ class CorpusCache:
     """
 
     KEEP_ON_DISK = 2
+    FORMAT = 1
+    """In every file name: bump it when what a file holds would change for the same text (the standardization, the
+    LSA columns), so an upgraded trainer never reads a stale file."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._lock = threading.Lock()
         self.directory = directory
+        if directory is not None and directory.is_dir():
+            for partial in directory.glob(".tmp-*"):  # left by a process killed mid-write
+                partial.unlink(missing_ok=True)
         self._vocabulary: str | None = None
         self._stats: dict[tuple[str, int, int], CorpusStats] = {}
         self._counts: dict[str, sp.csr_matrix] = {}
@@ -261,7 +267,7 @@ class CorpusCache:
 
     # --- on disk ---------------------------------------------------------------------------------------------------
     def _path(self, kind: str, name: str, suffix: str) -> Path | None:
-        return None if self.directory is None else self.directory / f"{kind}-{name}{suffix}"
+        return None if self.directory is None else self.directory / f"{kind}-v{self.FORMAT}-{name}{suffix}"
 
     def _read_stats(self, path: Path | None, width: int) -> CorpusStats | None:
         if path is None or not path.exists():
@@ -284,7 +290,11 @@ class CorpusCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as f:
-                write(f)
+                try:
+                    write(f)
+                except BaseException:
+                    os.unlink(f.name)
+                    raise
             os.replace(f.name, path)
             kind = path.name.split("-", 1)[0]
             older = sorted(path.parent.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -87,12 +87,13 @@ def to_tensor(block: Features) -> tf.Tensor | tf.SparseTensor:
     return tf.constant(block)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def embedding_projection(width: int, dim: int, seed: int) -> tf.Tensor:
     """The fixed Gaussian random projection :meth:`Predictor.embed` applies to inputs wider than ``dim``.
 
-    Kept per process: consecutive versions of one vocabulary size share it, and drawing 250,000 x 256 normals
-    takes seconds that a replica would otherwise pay on the first diversity Query of every version.
+    Kept per process (the last width asked for: 256 MB at 250,000): consecutive versions of one vocabulary size
+    share it, and drawing 250,000 x 256 normals takes seconds a replica would otherwise pay on the first diversity
+    Query of every version.
     """
     matrix = np.random.default_rng(seed).standard_normal((width, dim), dtype=np.float32)
     matrix /= np.float32(np.sqrt(dim))
@@ -128,9 +129,8 @@ class Predictor:
     EMBEDDING_SEED = 0
     """Seed of that projection: fixed, so one version embeds a text the same way in every call and every replica."""
 
-    # Built on first use by _features_graph/_feature_graph; the class-wide lock only guards building them (microseconds,
-    # not the tracing, which tf.function serialises itself), so sharing it across versions costs nothing.
-    _graph_lock = threading.Lock()
+    # Built on first use by _features_graph/_feature_graph, under this version's own lock: building one can take
+    # seconds (the probe, the embedding projection), and must not hold up the calls of another version.
     _features_forward: Callable[[tf.Tensor], Any] | None = None
     _fingerprint: str | None = None
     _embedding_width = 0
@@ -139,6 +139,7 @@ class Predictor:
         self.model = model
         self.batch_size = batch_size
         self._graphs: dict[str, Callable[..., Any]] = {}
+        self._graph_lock = threading.Lock()
         self._forward = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)],
@@ -162,7 +163,8 @@ class Predictor:
 
         Warm-started BiLSTM versions keep their vocabulary, and linear versions keep theirs while the pools' text is
         unchanged, so a replica can keep a pool's features (:class:`query_service.features.FeatureCache`) from one
-        version to the next instead of re-tokenizing the pool on every Query.
+        version to the next instead of re-tokenizing the pool on every Query. Stable within one process only (the
+        config's repr names the standardize function's address), which is all a replica's cache needs.
         """
         if self._fingerprint is None:
             vectorizer, _ = parts(self.model)

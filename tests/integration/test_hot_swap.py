@@ -125,3 +125,19 @@ def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings,
     with pytest.raises(grpc.RpcError) as err:
         stub.Query(query_pb2.QueryRequest(pool="none", strategy="margin", k=1))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the service still works on version 1
+
+
+def test_a_version_that_loads_but_cannot_be_split_for_query_is_refused_once(served, query_settings, redis_client, keys):
+    # A model that takes strings and predicts, but was not assembled as vectorizer -> classifier: Query could not
+    # score a pool with it, so the replica keeps the last good version and does not retry this one every poll.
+    import keras  # noqa: PLC0415
+
+    running, stub = served
+    text = keras.Input(shape=(1,), dtype="string")
+    counts = keras.layers.TextVectorization(max_tokens=20, output_mode="count", name="not_the_vectorizer")
+    counts.adapt(["good film", "bad film"])
+    odd = keras.Model(text, keras.layers.Dense(1, activation="sigmoid")(counts(text)))
+    models.publish(redis_client, keys, models.write(query_settings.common.models_path, 2, odd))
+    wait_for(lambda: 2 in running.holder._failed, timeout=30, what="version 2 refused")
+    assert served_version(stub) == 1 and running.holder.current().version == 1
+    assert running.holder.refresh() is False  # marked failed: not loaded again

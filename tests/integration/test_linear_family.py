@@ -166,3 +166,7 @@ def test_corpus_cache_on_disk_gives_a_new_process_the_same_vocabulary_and_statis
     for kind in ("vocabulary", "stats"):
         assert len(list((tmp_path / "cache").glob(f"{kind}-*"))) == linear.CorpusCache.KEEP_ON_DISK
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+    # A process killed mid-write leaves a temp file; the next cache on the directory removes it.
+    (tmp_path / "cache" / ".tmp-killed").write_bytes(b"half a file")
+    linear.CorpusCache(tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob(".tmp-*"))

@@ -96,3 +96,9 @@ def test_a_zero_bound_turns_the_cache_off():
 def test_mismatched_ids_and_texts_are_refused():
     with pytest.raises(ValueError):
         FeatureCache(10).features(FakePredictor(), "p", ["a", "b"], ["x"])
+
+
+def test_no_items_gives_an_empty_block_without_touching_the_cache():
+    cache, predictor = FeatureCache(10), FakePredictor()
+    assert cache.features(predictor, "p", [], []).shape == (0, 2)
+    assert cache.misses == 0
