@@ -28,6 +28,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,7 @@ class CorpusCache:
     """
 
     KEEP_ON_DISK = 2
+    STALE_TEMP_SECONDS = 600.0
     FORMAT = 1
     """In every file name: bump it when what a file holds would change for the same text (the standardization, the
     LSA columns), so an upgraded trainer never reads a stale file."""
@@ -210,8 +212,14 @@ class CorpusCache:
         self._lock = threading.Lock()
         self.directory = directory
         if directory is not None and directory.is_dir():
-            for partial in directory.glob(".tmp-*"):  # left by a process killed mid-write
-                partial.unlink(missing_ok=True)
+            # Left by a process killed mid-write. Only old ones: trainer replicas may share the directory, and a
+            # young temp file is another replica's write in progress (one takes seconds).
+            for partial in directory.glob(".tmp-*"):
+                try:
+                    if time.time() - partial.stat().st_mtime > self.STALE_TEMP_SECONDS:
+                        partial.unlink(missing_ok=True)
+                except OSError:
+                    pass
         self._vocabulary: str | None = None
         self._stats: dict[tuple[str, int, int], CorpusStats] = {}
         self._counts: dict[str, sp.csr_matrix] = {}

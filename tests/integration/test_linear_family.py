@@ -4,8 +4,10 @@ takes raw strings, and runs a round through the real services."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -166,7 +168,12 @@ def test_corpus_cache_on_disk_gives_a_new_process_the_same_vocabulary_and_statis
     for kind in ("vocabulary", "stats"):
         assert len(list((tmp_path / "cache").glob(f"{kind}-*"))) == linear.CorpusCache.KEEP_ON_DISK
     assert not list((tmp_path / "cache").glob(".tmp-*"))
-    # A process killed mid-write leaves a temp file; the next cache on the directory removes it.
-    (tmp_path / "cache" / ".tmp-killed").write_bytes(b"half a file")
+    # A process killed mid-write leaves a temp file; the next cache on the directory removes it once it is old
+    # (a young one may be another replica's write in progress).
+    killed, writing = tmp_path / "cache" / ".tmp-killed", tmp_path / "cache" / ".tmp-writing"
+    for path in (killed, writing):
+        path.write_bytes(b"half a file")
+    old = time.time() - linear.CorpusCache.STALE_TEMP_SECONDS - 60
+    os.utime(killed, (old, old))
     linear.CorpusCache(tmp_path / "cache")
-    assert not list((tmp_path / "cache").glob(".tmp-*"))
+    assert not killed.exists() and writing.exists()
