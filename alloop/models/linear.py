@@ -41,7 +41,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from alloop.models.config import ModelConfig
-from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize
+from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize, to_host
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,7 @@ def vectorize(vectorizer: keras.layers.Layer, texts: Sequence[str]) -> sp.csr_ma
     blocks = []
     for start in range(0, len(texts), _CHUNK):
         counts = vectorizer(tf.constant(texts[start : start + _CHUNK]))  # sparse: see build_vectorizer
-        index = counts.indices.numpy()
-        blocks.append(sp.csr_matrix(
-            (counts.values.numpy().astype(np.float32), (index[:, 0], index[:, -1])),
-            shape=(int(counts.dense_shape[0]), width),
-        ))
+        blocks.append(to_host(counts).astype(np.float32, copy=False))
     return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, width), dtype=np.float32)
 
 

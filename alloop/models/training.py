@@ -97,27 +97,30 @@ def train_round(
     started = time.monotonic()
     keras.utils.set_random_seed(training.seed)
     family = get_family(model_config.family)
+    # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
+    # labelled pool items are in both lists and must count once. Built once: vocabulary and statistics share it.
+    pooled = sorted({*train.texts, *unlabeled_texts}) if family.adapt_on_unlabeled or family.convex else None
+    if family.convex:
+        corpus_cache = corpus_cache or linear.CorpusCache()
     # An exact fit has nothing to continue from: convex families ignore warm start and build a fresh classifier.
     if previous is not None and training.warm_start and not family.convex:
         vectorizer, classifier = parts(previous)
     else:
         if vectorizer is None:
-            # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
-            # labelled pool items are in both lists and must count once.
-            corpus = sorted({*train.texts, *unlabeled_texts}) if family.adapt_on_unlabeled else list(train.texts)
-            if family.convex and corpus_cache is not None:
+            corpus = pooled if family.adapt_on_unlabeled and pooled is not None else list(train.texts)
+            if corpus_cache is not None and family.convex:
                 vectorizer = corpus_cache.vectorizer(model_config, corpus)  # adapted once per corpus, kept on disk
             else:
                 vectorizer = family.build_vectorizer(model_config, corpus)
         classifier = family.build_classifier(model_config, vectorizer)
     family.compile_classifier(classifier, model_config)
     if family.convex:
-        corpus = sorted({*train.texts, *unlabeled_texts})
+        assert pooled is not None and corpus_cache is not None
         order = sorted(range(len(train)), key=lambda i: (train.texts[i], train.labels[i]))  # the fit is order-sensitive
         train = LabeledData([train.texts[i] for i in order], [train.labels[i] for i in order])
         return _solve_round(
-            family, vectorizer, classifier, train, val, test, corpus, model_config, training, started,
-            corpus_cache or linear.CorpusCache(), on_epoch,
+            family, vectorizer, classifier, train, val, test, pooled, model_config, training, started,
+            corpus_cache, on_epoch,
         )
 
     work_dir.mkdir(parents=True, exist_ok=True)
