@@ -202,6 +202,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             linear_c=float(env.get("ALLOOP_LINEAR_C", m.linear_c)),
             linear_lsa_components=int(env.get("ALLOOP_LSA_COMPONENTS", m.linear_lsa_components)),
             linear_lsa_pivot=int(env.get("ALLOOP_LSA_PIVOT", m.linear_lsa_pivot)),
+            linear_nb_scale=float(env.get("ALLOOP_NB_SCALE", m.linear_nb_scale)),
         ),
         training=TrainingConfig(
             epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),

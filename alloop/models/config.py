@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-
 
 FAMILY_NAMES = ("bilstm", "linear")
 POOL_ADAPTED_FAMILIES = ("linear",)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
@@ -27,6 +27,7 @@ class ModelConfig:
     linear_c: float = 32.0  # inverse L2 strength of the logistic fit
     linear_lsa_components: int = 300
     linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
+    linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -36,6 +37,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_c <= 0 or self.linear_lsa_pivot <= 0:
             raise ValueError("linear_max_tokens, ngrams, linear_c and linear_lsa_pivot must be positive")
+        if not (self.linear_nb_scale >= 0 and math.isfinite(self.linear_nb_scale)):
+            raise ValueError(f"linear_nb_scale must be 0 (no naive-Bayes block) or more, got {self.linear_nb_scale}")
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
         if self.family not in FAMILY_NAMES:

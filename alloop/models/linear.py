@@ -10,12 +10,15 @@ Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
   move along the corpus' main directions instead of along single bigrams: +3 to +5 points below 1,000 labels.
   The LSA block's weight ``w = min(1, sqrt(pivot / labels))`` fades as labels accumulate, because with 10,000
   labels the bigrams alone are better (a fixed ``w = 1`` costs 0.5 point there).
+- *A naive-Bayes-scaled copy of the TF-IDF block* (:func:`nb_importance`): columns the labels call discriminative
+  are penalized less. Measured with least-confidence over 3 seeds: +0.3 point at 10,000 labels (91.6% against
+  91.3%) and 92.2% against 91.5% on all 40,000, no change below 2,000 labels.
 - *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum,
   and 200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
 
 The served version stays a plain ``text -> counts -> TF-IDF -> Dense`` Keras model: the LSA term is linear in the
-TF-IDF vector (``lsa = tfidf @ basis``), so its weights fold into the Dense kernel (``kernel = a + w * basis @ b``)
-and the basis never ships with a version. It lives only in the trainer, cached per vocabulary, and spans the
+TF-IDF vector (``lsa = tfidf @ basis``) and the scaled copy is too, so their weights fold into the Dense kernel
+(``kernel = a + s * importance * c + w * basis @ b``) and the basis never ships with a version. It lives only in the trainer, cached per vocabulary, and spans the
 100,000 most frequent of the (default 250,000) tokens: the rarer ones carry no corpus structure worth 300 floats each.
 """
 
@@ -349,10 +352,34 @@ def lsa_weight(labels: int, pivot: int) -> float:
     return min(1.0, math.sqrt(pivot / max(1, labels)))
 
 
+NB_SMOOTHING = 1.0  # the add-one of a naive-Bayes log-count ratio, here on TF-IDF mass rather than counts
+
+
+def nb_importance(x: sp.csr_matrix, y: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """How strongly each column separates the labelled classes: the largest one-vs-rest naive-Bayes log-count ratio.
+
+    Why: with one L2 penalty for every column, a bigram seen in three reviews of one class is held back as hard as
+    one seen in three hundred. Scaling a copy of the TF-IDF block by this importance lowers the penalty on columns
+    the labels already call discriminative (Wang & Manning's NBSVM, 2012); the plain block stays, so a column the
+    ratio misjudges at a few hundred labels is still learnable. On two classes this is ``|log r|`` of NBSVM (the
+    fit picks the sign), and the model measured 92.2% on all 40,000 IMDB labels against 91.5% without it.
+    """
+    classes = np.unique(y)
+    mass = np.vstack([np.asarray(x[y == c].sum(axis=0)).ravel() for c in classes]) + NB_SMOOTHING  # (classes, V)
+    total = mass.sum(axis=0)
+    importance = np.zeros(x.shape[1])
+    for i in range(len(classes)):
+        rest = total - mass[i] - NB_SMOOTHING * (len(classes) - 2)  # the other classes' mass, smoothed once
+        ratio = np.log(mass[i] / mass[i].sum()) - np.log(rest / rest.sum())
+        np.maximum(importance, np.abs(ratio), out=importance)
+    return importance
+
+
 def solve(
     counts: sp.csr_matrix, labels: Sequence[int], stats: CorpusStats, config: ModelConfig, seed: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
-    """The Dense layer's (kernel, bias) for labelled rows, and the fit's training log-loss: L2 logistic regression on ``[tfidf, w * lsa]``, folded.
+    """The Dense layer's (kernel, bias) for labelled rows, and the fit's training log-loss: L2 logistic regression on
+    ``[tfidf, s * importance * tfidf, w * lsa]``, folded into one kernel over the TF-IDF columns.
 
     Binary problems give a one-column kernel for the sigmoid output; N-way ones a multinomial fit whose columns
     follow the class indices (a class with no label yet gets a zero column and a very negative bias).
@@ -370,8 +397,11 @@ def solve(
             "least two classes"
         )
     x = tfidf(counts, stats.idf)
+    vocabulary = x.shape[1]
     w = lsa_weight(len(y), config.linear_lsa_pivot)
-    features = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
+    scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
+    blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [sp.csr_matrix(stats.project(x) * w)]
+    features = sp.hstack(blocks, format="csr")
     binary = config.n_classes == 2
     # liblinear (binary) penalizes the intercept like a weight, L-BFGS (N-way) does not; with C = 32 and a few
     # hundred labels the difference is far below what the benchmark can see, so each problem gets its usual solver.
@@ -381,9 +411,10 @@ def solve(
     model.fit(features, y)
     fitted = np.clip(model.predict_proba(features)[np.arange(len(y)), np.searchsorted(model.classes_, y)], 1e-7, 1.0)
     train_loss = float(-np.mean(np.log(fitted)))
-    vocabulary = x.shape[1]
-    coef = model.coef_.astype(np.float64)  # (1, V + k) binary, (len(present), V + k) otherwise
-    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, vocabulary:])
+    coef = model.coef_.astype(np.float64)  # (1, columns) binary, (len(present), columns) otherwise
+    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, features.shape[1] - stats.basis.shape[1]:])
+    if scale is not None:
+        folded += coef[:, vocabulary : 2 * vocabulary] * scale
     if binary:
         return folded.T.astype(np.float32), model.intercept_.astype(np.float32), train_loss
     kernel = np.zeros((vocabulary, config.n_classes), dtype=np.float32)

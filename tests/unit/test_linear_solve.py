@@ -1,5 +1,5 @@
 """The linear family's maths: sublinear TF-IDF as scikit-learn computes it, the LSA schedule, and the fold of the
-LSA block into one Dense kernel (the served model must score exactly what the fit optimized)."""
+LSA and naive-Bayes blocks into one Dense kernel (the served model must score exactly what the fit optimized)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
 from alloop.models.config import ModelConfig
-from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, solve, tfidf
+from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, solve, tfidf
 
 
 def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matrix:
@@ -74,17 +74,24 @@ def test_lsa_weight_fades_with_labels():
     assert lsa_weight(0, 1000) == 1.0
 
 
-@pytest.mark.parametrize("labels", [100, 4000])  # LSA weight 1 and 0.5: the fold must hold for any weight
-def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels):
+def augment(x: sp.csr_matrix, y: np.ndarray, stats, nb_scale: float, w: float) -> sp.csr_matrix:
+    """The fit's design matrix, written out independently of solve()."""
+    blocks = [x] + ([x @ sp.diags(nb_scale * nb_importance(x, y))] if nb_scale else [])
+    return sp.hstack([*blocks, sp.csr_matrix(stats.project(x) * w)], format="csr")
+
+
+# LSA weight 1 and 0.5, with and without the naive-Bayes block: the fold must hold for any weights
+@pytest.mark.parametrize(("labels", "nb_scale"), [(100, 0.0), (4000, 0.0), (100, 2.0), (4000, 3.0)])
+def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels, nb_scale):
     from sklearn.linear_model import LogisticRegression
 
     counts, y = separable(labels)
     stats = corpus_stats(counts, components=6, seed=0)
-    config = ModelConfig(family="linear", linear_c=4.0, linear_lsa_pivot=1000)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_lsa_pivot=1000, linear_nb_scale=nb_scale)
     kernel, bias, loss = solve(counts, y, stats, config, seed=0)
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), 1000)
-    augmented = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
+    augmented = augment(x, y, stats, nb_scale, w)
     reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
@@ -113,7 +120,7 @@ def test_multiclass_columns_follow_class_indices_and_absent_classes_stay_improba
     from sklearn.linear_model import LogisticRegression
 
     w = lsa_weight(len(y), 1000)
-    augmented = sp.hstack([x, sp.csr_matrix(stats.project(x) * w)], format="csr")
+    augmented = augment(x, y, stats, ModelConfig().linear_nb_scale, w)
     reference = LogisticRegression(C=4.0, solver="lbfgs", max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(logits[:, [0, 1, 3]], reference.decision_function(augmented), rtol=1e-3, atol=1e-3)
 
@@ -147,3 +154,31 @@ def test_the_lsa_basis_spans_only_the_most_frequent_columns(monkeypatch):
     assert kernel.shape == (40, 1)  # the fold still covers the whole vocabulary
     logits = np.asarray(tfidf(counts, stats.idf) @ kernel).ravel() + bias[0]
     assert ((logits > 0) == y).mean() > 0.95
+
+
+def test_nb_importance_on_two_classes_is_the_nbsvm_log_count_ratio():
+    counts, y = separable(80)
+    x = tfidf(counts, corpus_stats(counts, components=4, seed=0).idf)
+    p = 1.0 + np.asarray(x[y == 1].sum(axis=0)).ravel()
+    q = 1.0 + np.asarray(x[y == 0].sum(axis=0)).ravel()
+    np.testing.assert_allclose(nb_importance(x, y), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())), rtol=1e-5)
+    # The planted tokens (1: class 0, 2: class 1) are the most discriminative columns.
+    assert set(np.argsort(-nb_importance(x, y))[:2].tolist()) == {1, 2}
+
+
+def test_nb_importance_on_more_classes_takes_each_columns_strongest_one_vs_rest_ratio():
+    x = sp.csr_matrix(np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]]))
+    y = np.array([0, 1, 2])
+    importance = nb_importance(x, y)
+    # Column 0 is all class 0's: its one-vs-rest ratio for class 0 is log((2 / 4.5) / (1 / 5.5)) (add-one, once).
+    assert importance[0] == pytest.approx(np.log((2 / 4.5) / (1 / 5.5)))
+    assert importance[0] == pytest.approx(importance[1])  # column 1 is class 1's alone, by symmetry
+    assert importance[2] < importance[0]  # spread over every class: the least discriminative
+    assert np.all(importance >= 0)
+
+
+def test_nb_scale_must_be_a_non_negative_number():
+    with pytest.raises(ValueError, match="linear_nb_scale must be 0"):
+        ModelConfig(family="linear", linear_nb_scale=-1.0)
+    with pytest.raises(ValueError, match="linear_nb_scale must be 0"):
+        ModelConfig(family="linear", linear_nb_scale=float("nan"))
