@@ -18,8 +18,9 @@ Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
 
 The served version stays a plain ``text -> counts -> TF-IDF -> Dense`` Keras model: the LSA term is linear in the
 TF-IDF vector (``lsa = tfidf @ basis``) and the scaled copy is too, so their weights fold into the Dense kernel
-(``kernel = a + s * importance * c + w * basis @ b``) and the basis never ships with a version. It lives only in the trainer, cached per vocabulary, and spans the
-100,000 most frequent of the (default 250,000) tokens: the rarer ones carry no corpus structure worth 300 floats each.
+(``kernel = a + s * importance * c + w * basis @ b``) and the basis never ships with a version. It lives only in
+the trainer, cached per vocabulary, and spans the 100,000 most frequent of the (default 250,000) tokens: the rarer
+ones carry no corpus structure worth 300 floats each.
 """
 
 from __future__ import annotations
@@ -365,7 +366,7 @@ def nb_importance(x: sp.csr_matrix, y: npt.NDArray[np.int64]) -> npt.NDArray[np.
     fit picks the sign), and the model measured 92.2% on all 40,000 IMDB labels against 91.5% without it.
     """
     classes = np.unique(y)
-    mass = np.vstack([np.asarray(x[y == c].sum(axis=0)).ravel() for c in classes]) + NB_SMOOTHING  # (classes, V)
+    mass = np.vstack([np.asarray(x[y == c].sum(axis=0), dtype=np.float64).ravel() for c in classes]) + NB_SMOOTHING
     total = mass.sum(axis=0)
     importance = np.zeros(x.shape[1])
     for i in range(len(classes)):

@@ -159,9 +159,9 @@ def test_the_lsa_basis_spans_only_the_most_frequent_columns(monkeypatch):
 def test_nb_importance_on_two_classes_is_the_nbsvm_log_count_ratio():
     counts, y = separable(80)
     x = tfidf(counts, corpus_stats(counts, components=4, seed=0).idf)
-    p = 1.0 + np.asarray(x[y == 1].sum(axis=0)).ravel()
-    q = 1.0 + np.asarray(x[y == 0].sum(axis=0)).ravel()
-    np.testing.assert_allclose(nb_importance(x, y), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())), rtol=1e-5)
+    p = 1.0 + np.asarray(x[y == 1].sum(axis=0), dtype=np.float64).ravel()
+    q = 1.0 + np.asarray(x[y == 0].sum(axis=0), dtype=np.float64).ravel()
+    np.testing.assert_allclose(nb_importance(x, y), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())), rtol=1e-10)
     # The planted tokens (1: class 0, 2: class 1) are the most discriminative columns.
     assert set(np.argsort(-nb_importance(x, y))[:2].tolist()) == {1, 2}
 
@@ -175,6 +175,29 @@ def test_nb_importance_on_more_classes_takes_each_columns_strongest_one_vs_rest_
     assert importance[0] == pytest.approx(importance[1])  # column 1 is class 1's alone, by symmetry
     assert importance[2] < importance[0]  # spread over every class: the least discriminative
     assert np.all(importance >= 0)
+
+
+def test_the_fold_holds_with_the_naive_bayes_block_and_no_lsa():
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(120)
+    stats = corpus_stats(counts, components=0, seed=0)
+    assert stats.basis.shape[1] == 0
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0), seed=0)
+    x = tfidf(counts, stats.idf)
+    augmented = sp.hstack([x, x @ sp.diags(2.0 * nb_importance(x, y))], format="csr")
+    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_the_environment_sets_the_nb_scale_and_refuses_a_negative_one():
+    from alloop.config import trainer_from_env
+
+    assert trainer_from_env({}).model.linear_nb_scale == 2.0
+    assert trainer_from_env({"ALLOOP_NB_SCALE": "0"}).model.linear_nb_scale == 0.0
+    with pytest.raises(ValueError, match="linear_nb_scale"):
+        trainer_from_env({"ALLOOP_NB_SCALE": "-0.5"})
 
 
 def test_nb_scale_must_be_a_non_negative_number():
