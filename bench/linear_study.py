@@ -1,0 +1,142 @@
+"""In-process learning curves of the ``linear`` family, for choosing its settings (not the services' benchmark).
+
+    python -m bench.linear_study                                  # NB block on vs off, least-confidence, 3 seeds
+    python -m bench.linear_study --variant base:linear_nb_scale=0 --variant pivot3k:linear_lsa_pivot=3000
+    python -m bench.linear_study --seeds 1 --max-labels 2000      # a few minutes
+
+Why a second harness: bench/label_efficiency.py measures the product through its running services, which is what
+the results must come from, but takes an hour for one setting. Choosing a setting needs many curves: this one
+calls :func:`alloop.models.linear.solve` directly on count vectors tokenized once per seed, on the same splits,
+initial sets and rounds as the benchmark, ranking by least-confidence (ties by position) or drawing at random.
+Its numbers land within about 0.1 point of the services' (the selection breaks ties differently), so a setting
+chosen here is then measured by bench/label_efficiency.py. Output: ``bench/results/linear_study.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.label_efficiency import PLANS, ROOT
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_VARIANTS = ("base:linear_nb_scale=0", "nb:")
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``name:field=value,field=value`` over ModelConfig's linear fields; types follow the field's default."""
+    from alloop.models.config import ModelConfig  # noqa: PLC0415
+
+    name, _, assignments = text.partition(":")
+    types = {f.name: type(getattr(ModelConfig(), f.name)) for f in fields(ModelConfig)}
+    overrides: dict[str, Any] = {}
+    for item in filter(None, assignments.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types:
+            raise SystemExit(f"--variant {text!r}: {key!r} is not a ModelConfig field")
+        overrides[key] = types[key](value)
+    return name or "default", overrides
+
+
+def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
+    from alloop.data import read_records  # noqa: PLC0415
+    from alloop.data.prepare import prepare  # noqa: PLC0415
+    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models.config import ModelConfig  # noqa: PLC0415
+
+    plan = PLANS["linear"]
+    data = prepare(workdir / "data" / f"linear-{seed}-all", source="npm", cache_dir=cache_dir, val_per_class=2500,
+                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=seed, log=lambda _m: None)
+    records = {name: read_records(data / f"{name}.jsonl", require_label=True) for name in ("initial", "pool", "test")}
+    candidates = records["initial"] + records["pool"]
+    corpus = sorted({r.text for r in candidates})
+    cache = linear.CorpusCache(workdir / "corpus-cache")  # shared with bench/label_efficiency.py's runs
+    vectorizer = cache.vectorizer(ModelConfig(family="linear"), corpus)
+    config = ModelConfig(family="linear")
+    return {
+        "counts": cache.counts(vectorizer, [r.text for r in candidates]),
+        "labels": np.array([int(r.label) for r in candidates]),
+        "test": cache.counts(vectorizer, [r.text for r in records["test"]]),
+        "test_labels": np.array([int(r.label) for r in records["test"]]),
+        "stats": cache.stats(vectorizer, corpus, config.linear_lsa_components, seed),
+        "initial": len(records["initial"]),
+    }
+
+
+def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int) -> dict[int, float]:
+    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models.config import ModelConfig  # noqa: PLC0415
+
+    config = replace(ModelConfig(family="linear"), **overrides)
+    rng = np.random.default_rng(seed)
+    labelled = np.zeros(len(data["labels"]), dtype=bool)
+    labelled[: data["initial"]] = True
+    accuracy: dict[int, float] = {}
+    for i, budget in enumerate(budgets):
+        rows = np.flatnonzero(labelled)
+        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed)
+        predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
+        accuracy[budget] = float((predicted == data["test_labels"]).mean())
+        if i + 1 == len(budgets):
+            break
+        pool = np.flatnonzero(~labelled)
+        wanted = budgets[i + 1] - int(labelled.sum())
+        if strategy == "random":
+            chosen = rng.choice(pool, wanted, replace=False)
+        else:
+            probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
+            chosen = pool[np.argsort(probs.max(axis=1), kind="stable")[:wanted]]
+        labelled[chosen] = True
+    kernel, bias, _ = linear.solve(data["counts"], data["labels"], data["stats"], config, seed)
+    accuracy[len(data["labels"])] = float(
+        (linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1) == data["test_labels"]).mean()
+    )
+    return accuracy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", default=None,
+                        help="name:field=value,... over ModelConfig (default: the NB block off and on)")
+    parser.add_argument("--strategy", choices=("least_confidence", "random"), default="least_confidence")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--max-labels", type=int, default=10_000)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
+    parser.add_argument("--out", type=Path, default=RESULTS / "linear_study.json")
+    args = parser.parse_args(argv)
+    variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    plan = PLANS["linear"]  # its budgets are the rounds after the initial set, which is labelled first
+    budgets = [plan.initial_per_class * 2, *(b for b in plan.budgets if b <= args.max_labels)]
+    started = time.monotonic()
+    runs: dict[str, list[dict[int, float]]] = {name: [] for name, _ in variants}
+    for seed in range(args.seeds):
+        data = seed_features(seed, args.workdir, args.cache_dir)
+        for name, overrides in variants:
+            runs[name].append(curve(data, overrides, args.strategy, budgets, seed))
+            print(f"{name}/seed {seed}: " + " ".join(f"{n}:{a:.4f}" for n, a in runs[name][-1].items()), flush=True)
+    summary = {name: {str(n): float(np.mean([r[n] for r in rs])) for n in rs[0]} for name, rs in runs.items()}
+    result = {
+        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "strategy": args.strategy, "seeds": args.seeds, "budgets": budgets,
+        "variants": dict(variants), "wall_seconds": round(time.monotonic() - started, 1),
+        "mean_accuracy": summary,  # the last key of each is every candidate: the variant's full-data accuracy
+        "runs": {name: [{str(n): a for n, a in r.items()} for r in rs] for name, rs in runs.items()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
