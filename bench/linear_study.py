@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.label_efficiency import PLANS, ROOT
+from bench.label_efficiency import PLANS, ROOT, prepare_run_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_VARIANTS = ("base:linear_nb_scale=0", "nb:")
@@ -49,19 +49,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
     from alloop.data import read_records  # noqa: PLC0415
-    from alloop.data.prepare import prepare  # noqa: PLC0415
     from alloop.models import linear  # noqa: PLC0415
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
-    plan = PLANS["linear"]
-    data = prepare(workdir / "data" / f"linear-{seed}-all", source="npm", cache_dir=cache_dir, val_per_class=2500,
-                   test_per_class=2500, initial_per_class=plan.initial_per_class, seed=seed, log=lambda _m: None)
+    data = prepare_run_data(PLANS["linear"], seed, workdir, cache_dir, None, None)  # the benchmark's own splits
     records = {name: read_records(data / f"{name}.jsonl", require_label=True) for name in ("initial", "pool", "test")}
     candidates = records["initial"] + records["pool"]
     corpus = sorted({r.text for r in candidates})
     cache = linear.CorpusCache(workdir / "corpus-cache")  # shared with bench/label_efficiency.py's runs
-    vectorizer = cache.vectorizer(ModelConfig(family="linear"), corpus)
     config = ModelConfig(family="linear")
+    vectorizer = cache.vectorizer(config, corpus)
     return {
         "counts": cache.counts(vectorizer, [r.text for r in candidates]),
         "labels": np.array([int(r.label) for r in candidates]),
@@ -77,15 +74,22 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
     config = replace(ModelConfig(family="linear"), **overrides)
+
+    def fit(rows: Any) -> tuple[Any, Any]:
+        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed)
+        return kernel, bias
+
+    def test_accuracy(kernel: Any, bias: Any) -> float:
+        predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
+        return float((predicted == data["test_labels"]).mean())
+
     rng = np.random.default_rng(seed)
     labelled = np.zeros(len(data["labels"]), dtype=bool)
     labelled[: data["initial"]] = True
     accuracy: dict[int, float] = {}
     for i, budget in enumerate(budgets):
-        rows = np.flatnonzero(labelled)
-        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed)
-        predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
-        accuracy[budget] = float((predicted == data["test_labels"]).mean())
+        kernel, bias = fit(np.flatnonzero(labelled))
+        accuracy[budget] = test_accuracy(kernel, bias)
         if i + 1 == len(budgets):
             break
         pool = np.flatnonzero(~labelled)
@@ -96,10 +100,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
             probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
             chosen = pool[np.argsort(probs.max(axis=1), kind="stable")[:wanted]]
         labelled[chosen] = True
-    kernel, bias, _ = linear.solve(data["counts"], data["labels"], data["stats"], config, seed)
-    accuracy[len(data["labels"])] = float(
-        (linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1) == data["test_labels"]).mean()
-    )
+    accuracy[len(data["labels"])] = test_accuracy(*fit(np.arange(len(data["labels"]))))
     return accuracy
 
 
