@@ -1,8 +1,9 @@
 """Label efficiency, measured through the running services: learning curves per model family and strategy.
 
 Each curve is a real run: an embedded Redis, the trainer and the query service as processes, and the simulated
-oracle answering queried items with IMDB's true labels (clients/oracle.py), on the seed's balanced splits (same
-validation and test reviews everywhere; the candidates are the other 40,000). Full-data accuracy is measured in the
+oracle answering queried items with IMDB's true labels (clients/oracle.py), on the seed's balanced splits (the
+same 5,000 validation and 5,000 test reviews for every curve, seed, family and peer: SPLIT_SEED; the candidates are
+the other 40,000, and a curve's seed draws which of them start labelled). Full-data accuracy is measured in the
 same run by training each family once on every candidate. Results: bench/results/label_efficiency.json and .png.
 
     python -m bench.label_efficiency --quick     # linear family, 3 strategies, 1 seed, up to 2,000 labels
@@ -120,15 +121,23 @@ def corpus_sizes(path: Path, classes: tuple[str, ...] | None = None) -> Corpus:
     return Corpus(path, tuple(names), val, test)
 
 
+SPLIT_SEED = 0
+"""Draws val, test and the candidates of every run. A curve's seed draws only its initial labelled set (and seeds its
+training), so seeds differ in where they start, not in what they are scored on, and the full-data model and the
+peers, which use seed 0's files, see the same test set and candidates as every curve."""
+
+
 def prepare_run_data(plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_limit: int | None,
                      corpus: Corpus | None) -> Path:
-    name = f"{plan.name}-{seed}-{pool_limit or 'all'}" + (f"-{corpus.path.stem}" if corpus else "")
+    name = f"{plan.name}-split{SPLIT_SEED}-initial{seed}-{pool_limit or 'all'}" + (f"-{corpus.path.stem}" if corpus else "")
     if corpus is None:
         return prepare(work / "data" / name, source="npm", cache_dir=cache, val_per_class=2500, test_per_class=2500,
-                       initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit, log=lambda _m: None)
+                       initial_per_class=plan.initial_per_class, seed=SPLIT_SEED, initial_seed=seed,
+                       pool_limit=pool_limit, log=lambda _m: None)
     return prepare(work / "data" / name, source="file", path=corpus.path, classes=corpus.classes,
                    val_per_class=corpus.val_per_class, test_per_class=corpus.test_per_class,
-                   initial_per_class=plan.initial_per_class, seed=seed, pool_limit=pool_limit, log=lambda _m: None)
+                   initial_per_class=plan.initial_per_class, seed=SPLIT_SEED, initial_seed=seed,
+                   pool_limit=pool_limit, log=lambda _m: None)
 
 
 def run_curve(

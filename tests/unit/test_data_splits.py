@@ -52,6 +52,32 @@ def test_same_seed_same_splits_other_seed_differs() -> None:
     assert set(ids(first, "val")) != set(ids(other, "val"))
 
 
+def test_initial_seed_redraws_only_the_initial_set() -> None:
+    records = corpus([60, 80])
+    base = split(records, seed=3, initial_seed=0)
+    other = split(records, seed=3, initial_seed=1)
+    assert base == split(records, seed=3, initial_seed=0)
+    for name in ("val", "test"):  # the same records in the same order: one test set for every initial draw
+        assert ids(base, name) == ids(other, name) == ids(split(records, seed=3), name)
+    candidates = set(ids(base, "initial")) | set(ids(base, "pool"))
+    assert candidates == set(ids(other, "initial")) | set(ids(other, "pool"))
+    assert ids(base, "initial") != ids(other, "initial")
+    assert base.class_counts()["initial"] == other.class_counts()["initial"] == [5, 5]
+    # Another split seed still moves the held-out records.
+    assert set(ids(split(records, seed=4, initial_seed=0), "test")) != set(ids(base, "test"))
+
+
+def test_initial_seed_with_a_pool_cap_keeps_the_candidates() -> None:
+    records = corpus([40, 40])
+    draws = [split(records, seed=0, initial_seed=k, pool_limit=10) for k in range(4)]
+    candidate_sets = {frozenset(ids(d, "initial")) | frozenset(ids(d, "pool")) for d in draws}
+    assert len(candidate_sets) == 1  # 10 initial + 10 pool, whichever of them start labelled
+    assert len(next(iter(candidate_sets))) == 20
+    assert len({tuple(ids(d, "initial")) for d in draws}) == 4
+    assert all(d.class_counts()["pool"] == [5, 5] for d in draws)
+    assert {tuple(ids(d, "test")) for d in draws} == {tuple(ids(split(records, seed=0), "test"))}
+
+
 def test_pool_limit_keeps_proportions_and_leaves_other_splits_alone() -> None:
     records = corpus([22, 32, 42], prefix="p")  # 10, 20 and 30 left for the pool
     classes = ("x", "y", "z")
@@ -97,6 +123,8 @@ def test_bad_input_is_refused() -> None:
         split(corpus([20, 20]), val_per_class=-1)
     with pytest.raises(ValueError, match="pool_limit must be a non-negative integer"):
         split(corpus([20, 20]), pool_limit=-5)
+    with pytest.raises(ValueError, match="initial_seed must be a non-negative integer"):
+        split(corpus([20, 20]), initial_seed=-1)
     with pytest.raises(ValueError, match="class names must be unique"):
         split(corpus([20, 20]), classes=("a", "a"))
 

@@ -61,6 +61,15 @@ def test_cli_prepares_a_jsonl_corpus_end_to_end(tmp_path: Path, capsys: pytest.C
     assert "wrote" in capsys.readouterr().out
     assert sum(read_manifest(out)["class_counts"]["pool"]) == 20
 
+    # --initial-seed redraws the initial set only, and is part of what the manifest vouches for.
+    before = load_prepared(out)
+    assert main([*argv[:-1], "4", "--initial-seed", "1"]) == 0
+    assert "wrote" in capsys.readouterr().out and read_manifest(out)["initial_seed"] == 1
+    after = load_prepared(out)
+    assert after.test == before.test and after.val == before.val
+    assert {r.id for r in after.initial} != {r.id for r in before.initial}
+    assert {r.id for r in [*after.initial, *after.pool]} == {r.id for r in [*before.initial, *before.pool]}
+
 
 def test_explicit_classes_fix_the_label_order(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl", {"spam": 12, "ham": 12})
