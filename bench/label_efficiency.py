@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
         "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
                    "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",
+        "splits": {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
+                   "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, the peers"},
         "wall_seconds": round(time.monotonic() - started, 1),
         "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
                            "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},

@@ -94,8 +94,9 @@ def prepare(
         "initial_per_class": initial_per_class,
         "pool_limit": pool_limit,
         "seed": seed,
-        "initial_seed": initial_seed,
     }
+    if initial_seed is not None:  # only when given: directories prepared before the option existed stay valid
+        params["initial_seed"] = initial_seed
 
     manifest_path = out / MANIFEST_NAME
     existing = read_json_object(manifest_path)
@@ -115,7 +116,7 @@ def prepare(
         "path": str(source_path) if source_path is not None else None,
         "classes": list(splits.classes),
         "seed": seed,
-        "initial_seed": initial_seed,
+        "initial_seed": initial_seed,  # null: seed drew every split
         "sizes": splits.sizes(),
         "class_counts": splits.class_counts(),
         "files": {name: f"{name}.jsonl" for name in SPLIT_NAMES},
@@ -173,7 +174,7 @@ def _make_splits(
         "initial_per_class": params["initial_per_class"],
         "pool_limit": params["pool_limit"],
         "seed": params["seed"],
-        "initial_seed": params["initial_seed"],
+        "initial_seed": params.get("initial_seed"),
     }
     if source == "file":
         corpus = _required(path, source)
@@ -239,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-per-class", type=_non_negative, default=SEED_TEST_PER_CLASS)
     parser.add_argument("--initial-per-class", type=_non_negative, default=SEED_INITIAL_PER_CLASS)
     parser.add_argument("--pool-limit", type=_non_negative, default=None, help="cap on the pool size (default: none)")
-    parser.add_argument("--seed", type=int, default=0, help="draws every split (default: %(default)s)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="draws every split; with --initial-seed, val, test and the candidates (default: %(default)s)",
+    )
     parser.add_argument(
         "--initial-seed",
         type=_non_negative,

@@ -4,14 +4,16 @@ This is the protocol of the Keras example "Review Classification using Active Le
 then per class 2,500 validation, 2,500 test and 7,500 initial reviews, the remaining 25,000 forming the pool),
 generalised to any number of classes and with a seeded shuffle in place of the data set's fixed order.
 
-All random draws come from one ``numpy.random.default_rng(seed)`` in a fixed order: the per-class shuffles first,
-then the split shuffles, the pool's last. So ``initial``, ``val`` and ``test`` do not depend on ``pool_limit``,
-and a demo with a capped pool is evaluated on exactly the records the full run uses.
+Without ``initial_seed``, all random draws come from one ``numpy.random.default_rng(seed)`` in a fixed order: the
+per-class shuffles first, then the split shuffles, the pool's last. So ``initial``, ``val`` and ``test`` do not
+depend on ``pool_limit``, and a demo with a capped pool is evaluated on exactly the records the full run uses.
 
 ``initial_seed`` separates two questions a seed answers: which records are held out (``val``, ``test`` and the
-candidates, fixed by ``seed``) and which candidates start labelled (drawn by ``initial_seed``). Repeating an
-experiment over initial draws must not also change the test set, or a spread between seeds measures the test
-set as much as the method; with ``initial_seed`` every draw shares ``val``, ``test`` and ``initial + pool``.
+candidates ``initial + pool``, all fixed by ``seed`` and ``pool_limit``) and which candidates start labelled (drawn
+by a second generator seeded from both seeds). Repeating an experiment over initial draws must not also change the
+test set, or a spread between seeds measures the test set as much as the method. The price: with ``initial_seed``
+the initial set is drawn from the capped candidates, so it does depend on ``pool_limit`` (``val`` and ``test``
+still do not).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from alloop.data.records import IMDB_CLASSES, Record, Splits
 SEED_VAL_PER_CLASS = 2_500
 SEED_TEST_PER_CLASS = 2_500
 SEED_INITIAL_PER_CLASS = 7_500
+_INITIAL_STREAM = 1  # keeps the initial draw's generator apart from default_rng(seed) even when the seeds are equal
 
 
 def balanced_splits(
@@ -71,7 +74,7 @@ def balanced_splits(
     shuffled = [[members[i] for i in rng.permutation(len(members))] for members in by_class]
     if initial_seed is not None:
         shuffled = _redraw_initial(shuffled, val_per_class + test_per_class, initial_per_class, pool_limit,
-                                   np.random.default_rng(initial_seed))
+                                   np.random.default_rng([seed, initial_seed, _INITIAL_STREAM]))
     cuts = np.cumsum([0, val_per_class, test_per_class, initial_per_class])
     val, test, initial = (
         [record for members in shuffled for record in members[cuts[k] : cuts[k + 1]]] for k in range(3)
@@ -102,7 +105,8 @@ def _redraw_initial(
     for members, quota in zip(shuffled, quotas, strict=True):
         end = held_out + initial + quota
         candidates = members[held_out:end]
-        redrawn.append([*members[:held_out], *(candidates[i] for i in rng.permutation(len(candidates))), *members[end:]])
+        reordered = [candidates[i] for i in rng.permutation(len(candidates))]
+        redrawn.append([*members[:held_out], *reordered, *members[end:]])
     return redrawn
 
 

@@ -50,12 +50,14 @@ def test_curve_seeds_share_the_test_set_and_candidates(tmp_path):
 
     corpus = label_efficiency.corpus_sizes(write_corpus(tmp_path / "c.jsonl", 100))
     plan = replace(label_efficiency.PLANS["linear"], initial_per_class=5)
-    splits = [load_prepared(label_efficiency.prepare_run_data(plan, seed, tmp_path / "work", tmp_path / "cache",
-                                                               None, corpus)) for seed in range(3)]
-    assert all(s.test == splits[0].test and s.val == splits[0].val for s in splits)
-    candidates = [{r.id for r in [*s.initial, *s.pool]} for s in splits]
-    assert candidates[0] == candidates[1] == candidates[2]
-    assert len({frozenset(r.id for r in s.initial) for s in splits}) == 3
+    for pool_limit in (None, 60):  # all candidates, and --quick's capped ones
+        splits = [load_prepared(label_efficiency.prepare_run_data(plan, seed, tmp_path / "work", tmp_path / "cache",
+                                                                   pool_limit, corpus)) for seed in range(3)]
+        assert all(s.test == splits[0].test and s.val == splits[0].val for s in splits)
+        candidates = [{r.id for r in [*s.initial, *s.pool]} for s in splits]
+        assert candidates[0] == candidates[1] == candidates[2]
+        assert len(candidates[0]) == 15 + (pool_limit or 300 - 15 - 90)
+        assert len({frozenset(r.id for r in s.initial) for s in splits}) == 3
 
 
 def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):

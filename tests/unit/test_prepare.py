@@ -69,6 +69,15 @@ def test_cli_prepares_a_jsonl_corpus_end_to_end(tmp_path: Path, capsys: pytest.C
     assert after.test == before.test and after.val == before.val
     assert {r.id for r in after.initial} != {r.id for r in before.initial}
     assert {r.id for r in [*after.initial, *after.pool]} == {r.id for r in [*before.initial, *before.pool]}
+    assert main([*argv[:-1], "4", "--initial-seed", "1"]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert main([*argv[:-1], "4"]) == 0  # back to one seed for everything: redone, as before the option existed
+    assert "wrote" in capsys.readouterr().out and read_manifest(out)["initial_seed"] is None
+    assert "initial_seed" not in read_manifest(out)["params"]
+    assert load_prepared(out) == before
+    with pytest.raises(SystemExit):
+        main([*argv, "--initial-seed", "-1"])
+    assert "expected a number >= 0" in capsys.readouterr().err
 
 
 def test_explicit_classes_fix_the_label_order(tmp_path: Path) -> None:
