@@ -201,6 +201,45 @@ def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dic
     }
 
 
+def reusable(previous: dict[str, Any], family: str, strategy: str, seed: int, budgets: list[int]) -> dict[str, Any] | None:
+    """The run of ``previous`` (a results or partial file) that this run would repeat, if any: same family,
+    strategy and seed, and the same rounds after the initial one. A file recording another split protocol, corpus
+    or candidate cap is refused as a whole by :func:`check_resumable`."""
+    for run in previous.get("runs", []):
+        labels = [point["labels"] for point in run["curve"]]
+        if (run["family"], run["strategy"], run["seed"]) == (family, strategy, seed) and labels[1:] == budgets:
+            return run
+    return None
+
+
+def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Corpus | None,
+                    assume_same_splits: bool = False) -> None:
+    """Refuse to mix runs measured on other splits: the file must record this run's protocol. Files from before
+    the benchmark recorded it (commit 30a2bd7 and earlier) pass only with ``assume_same_splits``, the operator's word;
+    files from before the split fix (c6ae950) drew a test set per curve seed and must not be resumed at all."""
+    expected = {"pool_limit": pool_limit, "splits": _split_protocol(), "corpus": _corpus_entry(corpus)}
+    missing = [key for key in expected if key not in previous]
+    if missing and not assume_same_splits:
+        raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}; if it was written by this "
+                         "version's splits (commit c6ae950 or later) add --assume-same-splits, else run afresh")
+    for key, value in expected.items():
+        if key in previous and previous[key] != value:
+            raise SystemExit(f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
+                             "its runs were measured on other data and cannot be mixed with this run's")
+
+
+def _split_protocol() -> dict[str, Any]:
+    return {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
+            "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, the peers"}
+
+
+def _corpus_entry(corpus: Corpus | None) -> Any:
+    if corpus is None:
+        return "imdb (seed splits)"
+    return {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
+            "test_per_class": corpus.test_per_class}
+
+
 def first_reaching(curve: dict[int, dict[str, float]], target: float) -> int | None:
     return next((n for n, p in sorted(curve.items()) if p["mean"] >= target), None)
 
@@ -387,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial-per-class", type=int, default=None,
                         help="initial labels per class (default: 100 for linear, 500 for bilstm)")
     parser.add_argument("--budgets", default=None, help="comma list of label totals, one round each (default: the plan's)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="a results or .partial.json file of a stopped run on the same splits: its full-data "
+                             "models and its curves with the same family, strategy, seed and rounds are reused")
+    parser.add_argument("--assume-same-splits", action="store_true",
+                        help="--resume a file that does not record its splits (written before it did), on your word")
     parser.add_argument("--report", type=Path, default=None, help="print a results file's table (markdown) and exit")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
@@ -417,25 +461,43 @@ def main(argv: list[str] | None = None) -> int:
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
+    previous: dict[str, Any] = {}
+    if args.resume:
+        previous = json.loads(args.resume.read_text())
+        check_resumable(previous, pool_limit, corpus, args.assume_same_splits)
     started = time.monotonic()
-    runs, full = [], {}
+    runs: list[dict[str, Any]] = []
+    full: dict[str, Any] = {}
+    reused: list[str] = []
+    reused_seconds = 0.0
+    context = {"pool_limit": pool_limit, "splits": _split_protocol(), "corpus": _corpus_entry(corpus)}
+    partial = args.out.with_suffix(".partial.json")
     for fam in families:
         plan = plans[fam]
         budgets = [b for b in plan.budgets if b <= max_labels]
         if not args.no_full:
-            full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit, corpus)
+            if fam in previous.get("full_data", {}):
+                full[fam] = previous["full_data"][fam]
+                reused.append(f"{fam}/full_data")
+                reused_seconds += full[fam].get("seconds", 0.0)
+            else:
+                full[fam] = full_data_accuracy(plan, args.workdir, args.cache_dir, pool_limit, corpus)
             print(f"{fam}: full data {full[fam]}", flush=True)
         for seed in range(seeds_for[fam]):
             for strategy in strategies_for[fam]:
+                if (earlier := reusable(previous, fam, strategy, seed, budgets)) is not None:
+                    runs.append(earlier)
+                    reused.append(f"{fam}/{strategy}/{seed}")
+                    reused_seconds += earlier.get("seconds", 0.0)
+                    continue
                 t0 = time.monotonic()
                 curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit, corpus)
                 runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
                              "seconds": round(time.monotonic() - t0, 1)})
                 print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
-                # A run of an hour or more keeps what it has measured so far, in case it is stopped.
-                partial = args.out.with_suffix(".partial.json")
+                # A run of an hour or more keeps what it has measured so far, to be resumed (--resume) if stopped.
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_text(json.dumps({"full_data": full, "runs": runs}, indent=2))
+                partial.write_text(json.dumps({**context, "full_data": full, "runs": runs}, indent=2))
     curves = mean_curves(runs)
     peer_result = None
     if not args.no_peers and "linear" in families:
@@ -449,11 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
         "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
         "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
-        "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
-                   "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",
-        "splits": {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
-                   "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, the peers"},
-        "wall_seconds": round(time.monotonic() - started, 1),
+        "corpus": _corpus_entry(corpus),
+        "splits": _split_protocol(),
+        "wall_seconds": round(time.monotonic() - started, 1),  # this invocation only; see "resumed"
+        # What was reused and what measuring it took then: wall_seconds + reused_seconds is about the whole run.
+        "resumed": {"from": str(args.resume), "reused": reused, "reused_seconds": round(reused_seconds, 1),
+                    "assumed_same_splits": args.assume_same_splits}
+        if args.resume else None,
         "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
                            "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},
         "full_data": full,

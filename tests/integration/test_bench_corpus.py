@@ -62,13 +62,14 @@ def test_curve_seeds_share_the_test_set_and_candidates(tmp_path):
 
 def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     out = tmp_path / "result.json"
-    code = label_efficiency.main([
+    argv = [
         "--corpus", str(write_corpus(tmp_path / "corpus.jsonl", 80)),
         "--families", "linear", "--strategies", "random,kmeans_diversity", "--seeds", "1",
         "--initial-per-class", "4", "--budgets", "24,36", "--workdir", str(tmp_path / "work"),
-        "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-    ])
-    assert code == 0
+        "--cache-dir", str(tmp_path / "cache"),
+    ]
+    assert label_efficiency.main([*argv, "--out", str(out)]) == 0
+    assert not out.with_suffix(".partial.json").exists()
     result = json.loads(out.read_text())
     assert result["corpus"]["classes"] == ["arts", "science", "sports"]
     for strategy in ("random", "kmeans_diversity"):
@@ -80,3 +81,17 @@ def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     assert set(result["peers"]["peers"]) >= {"small_text_breaking_ties", "modal_uncertainty"}
     assert set(result["peer_margin"]) == set()  # 500+ labels: beyond this corpus, so no margin is claimed
     assert (tmp_path / "result.png").stat().st_size > 1000
+    assert result["splits"]["split_seed"] == 0 and result["resumed"] is None
+
+    # Resumed from its own results with one more seed: the first seed's curves and the full-data model are reused,
+    # only seed 1 runs.
+    again = tmp_path / "again.json"
+    assert label_efficiency.main([*argv, "--seeds", "2", "--resume", str(out), "--out", str(again)]) == 0
+    resumed = json.loads(again.read_text())
+    assert sorted(resumed["resumed"]["reused"]) == ["linear/full_data", "linear/kmeans_diversity/0", "linear/random/0"]
+    assert resumed["full_data"] == result["full_data"]
+    assert [r for r in resumed["runs"] if r["seed"] == 0] == result["runs"]
+    assert sorted((r["strategy"], r["seed"]) for r in resumed["runs"] if r["seed"] == 1) == [
+        ("kmeans_diversity", 1), ("random", 1)]
+    with pytest.raises(SystemExit, match="pool_limit"):  # other candidates: refused before anything runs
+        label_efficiency.main([*argv, "--pool-limit", "50", "--resume", str(out), "--out", str(tmp_path / "x.json")])

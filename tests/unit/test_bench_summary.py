@@ -65,3 +65,36 @@ def test_report_interpolates_each_curve_and_leaves_the_outside_blank():
     assert lines[0].startswith("| labels | 200 | 500 | 1,000 | 2,000 | 5,000 |")
     assert lines[2] == "| alloop `linear` / random (1 seed) | 80.0 | 81.5 | 84.0 | 88.0 |  |  |  | 91.5 |"
     assert lines[3] == "| peer: st | 70.0 | 80.0 |  |  |  |  |  |  |"
+
+
+def test_resume_reuses_only_the_same_family_strategy_seed_and_rounds():
+    from bench.label_efficiency import reusable
+
+    earlier = run("linear", "random", 1, [(200, 0.8), (400, 0.82), (600, 0.84)])
+    previous = {"runs": [run("linear", "random", 0, [(200, 0.8), (400, 0.83)]), earlier]}
+    assert reusable(previous, "linear", "random", 1, [400, 600]) is earlier
+    assert reusable(previous, "linear", "random", 1, [400, 600, 800]) is None  # other rounds
+    assert reusable(previous, "linear", "random", 2, [400, 600]) is None
+    assert reusable(previous, "bilstm", "random", 1, [400, 600]) is None
+    assert reusable(previous, "linear", "least_confidence", 1, [400, 600]) is None
+    assert reusable({}, "linear", "random", 1, [400, 600]) is None
+
+
+def test_resume_refuses_files_from_other_splits():
+    import pytest
+
+    from bench.label_efficiency import _corpus_entry, _split_protocol, check_resumable
+
+    same = {"pool_limit": None, "splits": _split_protocol(), "corpus": _corpus_entry(None), "runs": []}
+    check_resumable(same, None, None)
+    with pytest.raises(SystemExit, match="pool_limit"):
+        check_resumable(same, 10_000, None)
+    with pytest.raises(SystemExit, match="splits"):
+        check_resumable({**same, "splits": {"split_seed": 1}}, None, None)
+    # The results written before the split fix record no protocol: refused unless the operator vouches for them.
+    before_fix = {"pool_limit": None, "corpus": "imdb (seed splits)", "runs": []}
+    with pytest.raises(SystemExit, match="does not record its splits"):
+        check_resumable(before_fix, None, None)
+    check_resumable(before_fix, None, None, assume_same_splits=True)
+    with pytest.raises(SystemExit, match="pool_limit"):  # what a file does record must still match
+        check_resumable(before_fix, 10_000, None, assume_same_splits=True)
