@@ -129,7 +129,8 @@ peers, which use seed 0's files, see the same test set and candidates as every c
 
 def prepare_run_data(plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_limit: int | None,
                      corpus: Corpus | None) -> Path:
-    name = f"{plan.name}-split{SPLIT_SEED}-initial{seed}-{pool_limit or 'all'}" + (f"-{corpus.path.stem}" if corpus else "")
+    name = f"{plan.name}-split{SPLIT_SEED}-initial{seed}-{pool_limit or 'all'}"
+    name += f"-{corpus.path.stem}" if corpus else ""
     if corpus is None:
         return prepare(work / "data" / name, source="npm", cache_dir=cache, val_per_class=2500, test_per_class=2500,
                        initial_per_class=plan.initial_per_class, seed=SPLIT_SEED, initial_seed=seed,
@@ -201,7 +202,9 @@ def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dic
     }
 
 
-def reusable(previous: dict[str, Any], family: str, strategy: str, seed: int, budgets: list[int]) -> dict[str, Any] | None:
+def reusable(
+    previous: dict[str, Any], family: str, strategy: str, seed: int, budgets: list[int]
+) -> dict[str, Any] | None:
     """The run of ``previous`` (a results or partial file) that this run would repeat, if any: same family,
     strategy and seed, and the same rounds after the initial one. A file recording another split protocol, corpus
     or candidate cap is refused as a whole by :func:`check_resumable`."""
@@ -217,7 +220,7 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
     """Refuse to mix runs measured on other splits: the file must record this run's protocol. Files from before
     the benchmark recorded it (commit 30a2bd7 and earlier) pass only with ``assume_same_splits``, the operator's word;
     files from before the split fix (c6ae950) drew a test set per curve seed and must not be resumed at all."""
-    expected = {"pool_limit": pool_limit, "splits": _split_protocol(), "corpus": _corpus_entry(corpus)}
+    expected = _protocol(pool_limit, corpus)
     missing = [key for key in expected if key not in previous]
     if missing and not assume_same_splits:
         raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}; if it was written by this "
@@ -228,16 +231,17 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
                              "its runs were measured on other data and cannot be mixed with this run's")
 
 
-def _split_protocol() -> dict[str, Any]:
-    return {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
-            "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, the peers"}
-
-
-def _corpus_entry(corpus: Corpus | None) -> Any:
-    if corpus is None:
-        return "imdb (seed splits)"
-    return {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
-            "test_per_class": corpus.test_per_class}
+def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
+    """What a run's measurements depend on besides its plan: written into results and partial files, and compared
+    by :func:`check_resumable`."""
+    return {
+        "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
+        "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
+                   "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",
+        "splits": {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
+                   "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, "
+                             "the peers"},
+    }
 
 
 def first_reaching(curve: dict[int, dict[str, float]], target: float) -> int | None:
@@ -470,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     full: dict[str, Any] = {}
     reused: list[str] = []
     reused_seconds = 0.0
-    context = {"pool_limit": pool_limit, "splits": _split_protocol(), "corpus": _corpus_entry(corpus)}
+    context = _protocol(pool_limit, corpus)
     partial = args.out.with_suffix(".partial.json")
     for fam in families:
         plan = plans[fam]
@@ -510,9 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
         "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
-        "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
-        "corpus": _corpus_entry(corpus),
-        "splits": _split_protocol(),
+        **context,
         "wall_seconds": round(time.monotonic() - started, 1),  # this invocation only; see "resumed"
         # What was reused and what measuring it took then: wall_seconds + reused_seconds is about the whole run.
         "resumed": {"from": str(args.resume), "reused": reused, "reused_seconds": round(reused_seconds, 1),

@@ -70,18 +70,17 @@ def balanced_splits(
                 "lower the per-class sizes or add data"
             )
 
+    quotas = _pool_quotas([len(members) - needed for members in by_class], pool_limit)
     rng = np.random.default_rng(seed)
     shuffled = [[members[i] for i in rng.permutation(len(members))] for members in by_class]
     if initial_seed is not None:
-        shuffled = _redraw_initial(shuffled, val_per_class + test_per_class, initial_per_class, pool_limit,
+        shuffled = _redraw_initial(shuffled, val_per_class + test_per_class, initial_per_class, quotas,
                                    np.random.default_rng([seed, initial_seed, _INITIAL_STREAM]))
     cuts = np.cumsum([0, val_per_class, test_per_class, initial_per_class])
     val, test, initial = (
         [record for members in shuffled for record in members[cuts[k] : cuts[k + 1]]] for k in range(3)
     )
-    rests = [members[needed:] for members in shuffled]
-    quotas = _pool_quotas([len(rest) for rest in rests], pool_limit)
-    pool = [record for rest, quota in zip(rests, quotas, strict=True) for record in rest[:quota]]
+    pool = [record for members, quota in zip(shuffled, quotas, strict=True) for record in members[needed:][:quota]]
 
     return Splits(
         initial=_shuffle(initial, rng),
@@ -93,14 +92,13 @@ def balanced_splits(
 
 
 def _redraw_initial(
-    shuffled: list[list[Record]], held_out: int, initial: int, pool_limit: int | None, rng: np.random.Generator
+    shuffled: list[list[Record]], held_out: int, initial: int, quotas: list[int], rng: np.random.Generator
 ) -> list[list[Record]]:
     """Per class, reorder the candidates (what follows the ``held_out`` val and test records) with ``rng``.
 
-    The candidates are the records ``seed`` alone would have given to ``initial`` and the (capped) pool, so the
-    reorder changes which of them start labelled and nothing else; records past the cap stay where they were.
+    The candidates are the records ``seed`` alone would have given to ``initial`` and the pool (``quotas`` per
+    class), so the reorder changes which of them start labelled and nothing else; records past the cap stay put.
     """
-    quotas = _pool_quotas([len(members) - held_out - initial for members in shuffled], pool_limit)
     redrawn = []
     for members, quota in zip(shuffled, quotas, strict=True):
         end = held_out + initial + quota

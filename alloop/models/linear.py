@@ -11,9 +11,9 @@ Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
   The LSA block's weight ``w = min(1, sqrt(pivot / labels))`` fades as labels accumulate, because with 10,000
   labels the bigrams alone are better (a fixed ``w = 1`` costs 0.5 point there).
 - *A naive-Bayes-scaled copy of the TF-IDF block* (:func:`nb_importance`): columns the labels call discriminative
-  are penalized less. Measured with least-confidence over 3 seeds (bench/linear_study.py): 91.5% against 91.3% at
-  10,000 labels, 92.4% against 91.8% on all 40,000, level below 2,000 labels; through the services, 91.8% at
-  10,000 labels (bench/results/label_efficiency_linear.json).
+  are penalized less. Measured with least-confidence over 3 seeds on one test set (bench/linear_study.py): 91.4%
+  against 91.3% at 10,000 labels, 92.3% against 91.4% on all 40,000, level below 2,000 labels; through the
+  services, 91.5% at 10,000 labels (bench/results/label_efficiency_linear.json).
 - *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum,
   and 200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
 

@@ -83,9 +83,9 @@ def test_resume_reuses_only_the_same_family_strategy_seed_and_rounds():
 def test_resume_refuses_files_from_other_splits():
     import pytest
 
-    from bench.label_efficiency import _corpus_entry, _split_protocol, check_resumable
+    from bench.label_efficiency import _protocol, check_resumable
 
-    same = {"pool_limit": None, "splits": _split_protocol(), "corpus": _corpus_entry(None), "runs": []}
+    same = {**_protocol(None, None), "runs": []}
     check_resumable(same, None, None)
     with pytest.raises(SystemExit, match="pool_limit"):
         check_resumable(same, 10_000, None)
