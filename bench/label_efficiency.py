@@ -13,6 +13,7 @@ Which strategies run for which family, and why some do not, is in PLANS and land
 binary least-confidence, margin and entropy rank items identically (tests/unit/test_strategies.py), so one of
 them runs; BALD needs dropout, which the linear family has not (every item scores 0); the BiLSTM runs one seed,
 its curves costing about 12 minutes each on 2 cores, and BALD scores a random MC_CANDIDATES of the pool per round.
+The linear family's two diversity strategies run one seed each (``seed_caps``, SEED_CAPPED), for time.
 """
 
 from __future__ import annotations
@@ -49,12 +50,21 @@ class FamilyPlan:
     strategies: tuple[str, ...] = ()  # what the full benchmark runs for this family
     seeds: int = 3
     skipped: dict[str, str] = field(default_factory=dict)  # strategy -> why the full benchmark leaves it out
+    seed_caps: dict[str, int] = field(default_factory=dict)  # strategy -> fewer seeds than ``seeds`` (SEED_CAPPED)
 
 
 MC_CANDIDATES = 5000
 """Items an MC-dropout strategy scores per round (a random sample of the pool, as Gal et al. 2017 did): 10 passes
 over all 39,000 would be the cost of scoring the pool ten times every round."""
 BINARY_SAME_RANKING = "binary: ranks items exactly as least_confidence does (tests/unit/test_strategies.py)"
+SEED_CAPPED = ("time: the k-center and k-means batches cost ~8 min a curve on 2 cores against ~5 for least-confidence, "
+               "and their 3-seed curves were level with it (bench/results/label_efficiency_linear.json, 321ef63); "
+               "one seed each keeps the whole benchmark under 2 hours")
+
+
+def strategy_seeds(plan: FamilyPlan, strategies: list[str], seeds: int, asked: bool) -> dict[str, int]:
+    """Seeds per strategy: the plan's caps apply to its default seed count, not to a ``--seeds`` someone asked for."""
+    return {s: seeds if asked else min(seeds, plan.seed_caps.get(s, seeds)) for s in strategies}
 
 
 def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coarse_step: int) -> list[int]:
@@ -68,6 +78,7 @@ PLANS = {
         # Past 10,000 by two rounds, to say where the curve meets the full-data line if it has not by then.
         "linear", 100, [*_budgets(200, 2000, 200, 10_000, 1000), 12_000, 15_000], {"ALLOOP_MODEL_FAMILY": "linear"},
         strategies=("random", "least_confidence", "class_balanced", "diversity", "kmeans_diversity"), seeds=3,
+        seed_caps={"diversity": 1, "kmeans_diversity": 1},
         skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
                  "bald": "linear has no dropout: its MC passes agree and BALD is 0 for every item"},
     ),
@@ -215,20 +226,20 @@ def reusable(
     return None
 
 
-def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Corpus | None,
-                    assume_same_splits: bool = False) -> None:
-    """Refuse to mix runs measured on other splits: the file must record this run's protocol. Files from before
-    the benchmark recorded it (commit 30a2bd7 and earlier) pass only with ``assume_same_splits``, the operator's word;
-    files from before the split fix (c6ae950) drew a test set per curve seed and must not be resumed at all."""
+def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Corpus | None) -> None:
+    """Refuse to mix runs measured on other splits or with another model: the file must record this run's protocol.
+    Files written before it recorded the model settings (321ef63 and earlier) measured an older linear model, and
+    files from before the split fix (c6ae950) drew a test set per curve seed: neither can be resumed."""
     expected = _protocol(pool_limit, corpus)
     missing = [key for key in expected if key not in previous]
-    if missing and not assume_same_splits:
-        raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}; if it was written by this "
-                         "version's splits (commit c6ae950 or later) add --assume-same-splits, else run afresh")
+    if missing:
+        raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}: it was written by an older "
+                         "benchmark (321ef63 or earlier, an older linear model); run afresh")
     for key, value in expected.items():
-        if key in previous and previous[key] != value:
+        if previous[key] != value:
             raise SystemExit(f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
-                             "its runs were measured on other data and cannot be mixed with this run's")
+                             "its runs were measured on other data or with another model and cannot be mixed with "
+                             "this run's")
 
 
 def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
@@ -241,7 +252,16 @@ def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
         "splits": {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
                    "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, "
                              "the peers"},
+        "model_defaults": _model_defaults(),
     }
+
+
+def _model_defaults() -> dict[str, Any]:
+    """The model settings the services run with (the plans set only the family and the BiLSTM's epochs): a run
+    measured with other defaults measured another model."""
+    from alloop.models.config import ModelConfig  # noqa: PLC0415
+
+    return {k: v for k, v in ModelConfig().to_dict().items() if k != "family"}
 
 
 def first_reaching(curve: dict[int, dict[str, float]], target: float) -> int | None:
@@ -349,8 +369,9 @@ def report(result: dict[str, Any]) -> str:
     for fam, strategies in result.get("curves", {}).items():
         full = result.get("full_data", {}).get(fam, {}).get("accuracy")
         seeds = result.get("seeds", {})
-        n = seeds.get(fam) if isinstance(seeds, dict) else seeds
+        n_family = seeds.get(fam) if isinstance(seeds, dict) else seeds
         for strategy, curve in strategies.items():
+            n = result.get("seeds_by_strategy", {}).get(fam, {}).get(strategy, n_family)
             lines.append(row(f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
                              {int(k): v["mean"] for k, v in curve.items()}, full))
     for name, entry in ((result.get("peers") or {}).get("peers") or {}).items():
@@ -433,8 +454,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, default=None,
                         help="a results or .partial.json file of a stopped run on the same splits: its full-data "
                              "models and its curves with the same family, strategy, seed and rounds are reused")
-    parser.add_argument("--assume-same-splits", action="store_true",
-                        help="--resume a file that does not record its splits (written before it did), on your word")
     parser.add_argument("--report", type=Path, default=None, help="print a results file's table (markdown) and exit")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
@@ -461,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     if corpus is not None and len(corpus.classes) > 2 and chosen is None:
         for fam in families:  # with three classes or more, margin and entropy rank differently from least-confidence
             strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
+    seeds_by_strategy = {fam: strategy_seeds(PLANS[fam], strategies_for[fam], seeds_for[fam], args.seeds is not None)
+                         for fam in families}
     skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families}
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
@@ -468,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     previous: dict[str, Any] = {}
     if args.resume:
         previous = json.loads(args.resume.read_text())
-        check_resumable(previous, pool_limit, corpus, args.assume_same_splits)
+        check_resumable(previous, pool_limit, corpus)
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
     full: dict[str, Any] = {}
@@ -489,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fam}: full data {full[fam]}", flush=True)
         for seed in range(seeds_for[fam]):
             for strategy in strategies_for[fam]:
+                if seed >= seeds_by_strategy[fam][strategy]:
+                    continue
                 if (earlier := reusable(previous, fam, strategy, seed, budgets)) is not None:
                     runs.append(earlier)
                     reused.append(f"{fam}/{strategy}/{seed}")
@@ -513,12 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
         "quick": args.quick,
         "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
+        "seeds_by_strategy": seeds_by_strategy,
+        "seed_capped": {fam: {s: SEED_CAPPED for s, n in by.items() if n < seeds_for[fam]} for fam, by in seeds_by_strategy.items()},
         "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
         **context,
         "wall_seconds": round(time.monotonic() - started, 1),  # this invocation only; see "resumed"
         # What was reused and what measuring it took then: wall_seconds + reused_seconds is about the whole run.
-        "resumed": {"from": str(args.resume), "reused": reused, "reused_seconds": round(reused_seconds, 1),
-                    "assumed_same_splits": args.assume_same_splits}
+        "resumed": {"from": str(args.resume), "reused": reused, "reused_seconds": round(reused_seconds, 1)}
         if args.resume else None,
         "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
                            "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},

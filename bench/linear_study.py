@@ -1,6 +1,6 @@
 """In-process learning curves of the ``linear`` family, for choosing its settings (not the services' benchmark).
 
-    python -m bench.linear_study                                  # NB block on vs off, least-confidence, 3 seeds
+    python -m bench.linear_study                                  # NB importance from labels only vs with the pool
     python -m bench.linear_study --variant base:linear_nb_scale=0 --variant pivot3k:linear_lsa_pivot=3000
     python -m bench.linear_study --seeds 1 --max-labels 2000      # a few minutes
 
@@ -29,7 +29,7 @@ import numpy as np
 from bench.label_efficiency import PLANS, ROOT, prepare_run_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_VARIANTS = ("base:linear_nb_scale=0", "nb:")
+DEFAULT_VARIANTS = ("base:linear_nb_scale=0", "nb-labels:linear_nb_unlabeled=0", "nb-pool:")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -76,7 +76,8 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
     config = replace(ModelConfig(family="linear"), **overrides)
 
     def fit(rows: Any) -> tuple[Any, Any]:
-        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed)
+        corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
+        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus)
         return kernel, bias
 
     def test_accuracy(kernel: Any, bias: Any) -> float:
@@ -107,7 +108,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=None,
-                        help="name:field=value,... over ModelConfig (default: the NB block off and on)")
+                        help="name:field=value,... over ModelConfig (default: no NB block, NB from labels, NB with the pool)")
     parser.add_argument("--strategy", choices=("least_confidence", "random"), default="least_confidence")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-labels", type=int, default=10_000)

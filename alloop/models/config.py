@@ -28,6 +28,7 @@ class ModelConfig:
     linear_lsa_components: int = 300
     linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
     linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
+    linear_nb_unlabeled: float = 1.0  # weight of the pools' predicted class mass in that importance; 0: labels only
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -39,6 +40,10 @@ class ModelConfig:
             raise ValueError("linear_max_tokens, ngrams, linear_c and linear_lsa_pivot must be positive")
         if not (self.linear_nb_scale >= 0 and math.isfinite(self.linear_nb_scale)):
             raise ValueError(f"linear_nb_scale must be 0 (no naive-Bayes block) or more, got {self.linear_nb_scale}")
+        if not (self.linear_nb_unlabeled >= 0 and math.isfinite(self.linear_nb_unlabeled)):
+            raise ValueError(
+                f"linear_nb_unlabeled must be 0 (labels only) or more, got {self.linear_nb_unlabeled}"
+            )
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
         if self.family not in FAMILY_NAMES:

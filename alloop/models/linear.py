@@ -195,7 +195,8 @@ def corpus_stats(counts: sp.csr_matrix, components: int, seed: int) -> CorpusSta
 class CorpusCache:
     """What a pool's text teaches once and the trainer reuses every round while the pool is unchanged: the
     vocabulary (adapting 1-2-grams on 40,000 reviews takes ~30 s), the corpus statistics (the SVD, ~30 s more), and
-    the count vectors of fixed text sets (the validation and test splits, re-vectorized every round otherwise).
+    the count vectors of text sets that come back every round (the validation and test splits, and the corpus
+    itself for the naive-Bayes importance), re-vectorized every round otherwise.
 
     Owned by the trainer and passed in. With a ``directory``, vocabularies and statistics are also kept on disk
     (the :data:`KEEP_ON_DISK` most recently used of each, ~120 MB per statistics file), so a restarted trainer, or a new
@@ -266,7 +267,8 @@ class CorpusCache:
                 path = self._path("stats", name, ".npz")
                 stats = self._read_stats(path, vectorizer.vocabulary_size())
                 if stats is None:
-                    stats = corpus_stats(vectorize(vectorizer, corpus), components, seed)
+                    counts = self._counts.get(key[0])  # the corpus' vectors, when a round has asked for them
+                    stats = corpus_stats(vectorize(vectorizer, corpus) if counts is None else counts, components, seed)
                     self.computed += 1
                     if path is not None:
                         self._write(path, lambda f: np.savez(
@@ -312,13 +314,19 @@ class CorpusCache:
         except OSError as exc:
             log.warning("cannot keep %s on disk: %s", path.name, exc)
 
+    KEEP_COUNTS = 4
+    """Count-vector sets kept in memory, least recently used dropped first: a round asks for three (the corpus,
+    validation, test); a bound keeps a pool that changes under one vocabulary from piling up corpora."""
+
     def counts(self, vectorizer: keras.layers.TextVectorization, texts: Sequence[str]) -> sp.csr_matrix:
         """Count vectors of a text set that comes back every round, keyed by its content."""
         digest = texts_digest(texts)
         with self._lock:
             self._switch(vectorizer)
-            if digest not in self._counts:
-                self._counts[digest] = vectorize(vectorizer, texts)
+            counts = self._counts.pop(digest, None)
+            self._counts[digest] = vectorize(vectorizer, texts) if counts is None else counts  # now the newest
+            while len(self._counts) > self.KEEP_COUNTS:
+                del self._counts[next(iter(self._counts))]
             return self._counts[digest]
 
 
@@ -357,7 +365,12 @@ def lsa_weight(labels: int, pivot: int) -> float:
 NB_SMOOTHING = 1.0  # the add-one of a naive-Bayes log-count ratio, here on TF-IDF mass rather than counts
 
 
-def nb_importance(x: sp.csr_matrix, y: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+def nb_importance(
+    x: sp.csr_matrix,
+    y: npt.NDArray[np.int64],
+    unlabeled: sp.csr_matrix | None = None,
+    predicted: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
     """How strongly each column separates the labelled classes: the largest one-vs-rest naive-Bayes log-count ratio.
 
     Why: with one L2 penalty for every column, a bigram seen in three reviews of one class is held back as hard as
@@ -365,9 +378,17 @@ def nb_importance(x: sp.csr_matrix, y: npt.NDArray[np.int64]) -> npt.NDArray[np.
     the labels already call discriminative (Wang & Manning's NBSVM, 2012); the plain block stays, so a column the
     ratio misjudges at a few hundred labels is still learnable. On two classes this is ``|log r|`` of NBSVM (the
     fit picks the sign), and the model measured 92.2% on all 40,000 IMDB labels against 91.5% without it.
+
+    ``unlabeled`` TF-IDF rows with ``predicted`` class probabilities (columns in the order of ``np.unique(y)``) add
+    their expected class mass: labels that active learning chose sit near the boundary and flatten the ratios, and
+    the pool's predicted mass restores them (bench/linear_study.py, ``linear_nb_unlabeled``).
     """
     classes = np.unique(y)
-    mass = np.vstack([np.asarray(x[y == c].sum(axis=0), dtype=np.float64).ravel() for c in classes]) + NB_SMOOTHING
+    onehot = sp.csr_matrix((y[:, None] == classes[None, :]).astype(np.float64).T)
+    mass = np.asarray((onehot @ x).todense(), dtype=np.float64)
+    if unlabeled is not None and predicted is not None:
+        mass += np.asarray((sp.csr_matrix(np.asarray(predicted, dtype=np.float64).T) @ unlabeled).todense())
+    mass += NB_SMOOTHING
     total = mass.sum(axis=0)
     importance = np.zeros(x.shape[1])
     for i in range(len(classes)):
@@ -377,17 +398,29 @@ def nb_importance(x: sp.csr_matrix, y: npt.NDArray[np.int64]) -> npt.NDArray[np.
     return importance
 
 
+def uses_corpus(config: ModelConfig) -> bool:
+    """Whether :func:`solve` has a use for the corpus' count vectors."""
+    return config.linear_nb_scale > 0 and config.linear_nb_unlabeled > 0
+
+
 def solve(
-    counts: sp.csr_matrix, labels: Sequence[int], stats: CorpusStats, config: ModelConfig, seed: int
+    counts: sp.csr_matrix,
+    labels: Sequence[int],
+    stats: CorpusStats,
+    config: ModelConfig,
+    seed: int,
+    corpus: sp.csr_matrix | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """The Dense layer's (kernel, bias) for labelled rows, and the fit's training log-loss: L2 logistic regression on
     ``[tfidf, s * importance * tfidf, w * lsa]``, folded into one kernel over the TF-IDF columns.
 
-    Binary problems give a one-column kernel for the sigmoid output; N-way ones a multinomial fit whose columns
-    follow the class indices (a class with no label yet gets a zero column and a very negative bias).
+    ``corpus`` (count vectors of the pools' text) lets the naive-Bayes importance count the corpus' predicted class
+    mass too (``config.linear_nb_unlabeled``): a first fit on the labels alone predicts it, and a second fit, the one
+    returned, uses the importance it gives. Labelled rows may be in the corpus: their fitted probabilities are near
+    their labels, so they only count a little more. Binary problems give a one-column kernel for the sigmoid
+    output; N-way ones a multinomial fit whose columns follow the class indices (a class with no label yet gets a
+    zero column and a very negative bias).
     """
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
     y = np.asarray(labels, dtype=np.int64)
     present = np.unique(y)
     outside = present[(present < 0) | (present >= config.n_classes)]
@@ -399,32 +432,62 @@ def solve(
             "least two classes"
         )
     x = tfidf(counts, stats.idf)
-    vocabulary = x.shape[1]
     w = lsa_weight(len(y), config.linear_lsa_pivot)
+    lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
-    blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [sp.csr_matrix(stats.project(x) * w)]
+    folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
+    if scale is not None and corpus is not None and corpus.shape[0] and uses_corpus(config):
+        pool = tfidf(corpus, stats.idf)
+        logits = np.asarray(pool @ folded.T, dtype=np.float64) + intercept  # over the present classes, in order
+        if logits.shape[1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            predicted = np.stack([1.0 - positive, positive], axis=1)
+        else:
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            predicted = shifted / shifted.sum(axis=1, keepdims=True)
+        scale = config.linear_nb_scale * nb_importance(x, y, pool, config.linear_nb_unlabeled * predicted)
+        folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
+    vocabulary = x.shape[1]
+    if config.n_classes == 2:
+        return folded.T.astype(np.float32), intercept.astype(np.float32), train_loss
+    kernel = np.zeros((vocabulary, config.n_classes), dtype=np.float32)
+    bias = np.full(config.n_classes, _ABSENT_CLASS_BIAS, dtype=np.float32)
+    if len(folded) == 1:  # two classes seen so far: one logit for the second against the first
+        kernel[:, present[1]] = folded[0]
+        bias[present] = [0.0, float(intercept[0])]
+    else:
+        kernel[:, present] = folded.T
+        bias[present] = intercept
+    return kernel, bias, train_loss
+
+
+def _fit(
+    x: sp.csr_matrix,
+    y: npt.NDArray[np.int64],
+    lsa: sp.csr_matrix,
+    w: float,
+    scale: npt.NDArray[np.float64] | None,
+    stats: CorpusStats,
+    config: ModelConfig,
+    seed: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """One logistic fit on ``[x, scale * x, lsa]``, folded onto the TF-IDF columns: (weights, intercepts, loss),
+    one row per logit over the present classes (one row for two classes)."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    vocabulary = x.shape[1]
+    blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [lsa]
     features = sp.hstack(blocks, format="csr")
-    binary = config.n_classes == 2
     # liblinear (binary) penalizes the intercept like a weight, L-BFGS (N-way) does not; with C = 32 and a few
     # hundred labels the difference is far below what the benchmark can see, so each problem gets its usual solver.
     model = LogisticRegression(
-        C=config.linear_c, solver="liblinear" if binary else "lbfgs", max_iter=2000, random_state=seed
+        C=config.linear_c, solver="liblinear" if config.n_classes == 2 else "lbfgs", max_iter=2000, random_state=seed
     )
     model.fit(features, y)
     fitted = np.clip(model.predict_proba(features)[np.arange(len(y)), np.searchsorted(model.classes_, y)], 1e-7, 1.0)
     train_loss = float(-np.mean(np.log(fitted)))
-    coef = model.coef_.astype(np.float64)  # (1, columns) binary, (len(present), columns) otherwise
+    coef = model.coef_.astype(np.float64)  # (1, columns) for two present classes, (len(present), columns) otherwise
     folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, features.shape[1] - stats.basis.shape[1]:])
     if scale is not None:
         folded += coef[:, vocabulary : 2 * vocabulary] * scale
-    if binary:
-        return folded.T.astype(np.float32), model.intercept_.astype(np.float32), train_loss
-    kernel = np.zeros((vocabulary, config.n_classes), dtype=np.float32)
-    bias = np.full(config.n_classes, _ABSENT_CLASS_BIAS, dtype=np.float32)
-    if len(coef) == 1:  # two classes seen so far: one logit for the second against the first
-        kernel[:, present[1]] = folded[0]
-        bias[present] = [0.0, float(model.intercept_[0])]
-    else:
-        kernel[:, model.classes_] = folded.T
-        bias[model.classes_] = model.intercept_
-    return kernel, bias, train_loss
+    return folded, model.intercept_.astype(np.float64), train_loss

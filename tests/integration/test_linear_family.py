@@ -177,3 +177,29 @@ def test_corpus_cache_on_disk_gives_a_new_process_the_same_vocabulary_and_statis
     os.utime(killed, (old, old))
     linear.CorpusCache(tmp_path / "cache")
     assert not killed.exists() and writing.exists()
+
+
+def test_corpus_cache_keeps_a_few_count_sets_and_its_statistics_reuse_the_corpus_counts(monkeypatch):
+    corpus = sorted({*data(120, 1, "tr").texts, *data(60, 4, "pool").texts})
+    cache = linear.CorpusCache()
+    vectorizer = cache.vectorizer(LINEAR, corpus)
+    calls: list[int] = []
+    real = linear.vectorize
+    monkeypatch.setattr(linear, "vectorize", lambda v, texts: calls.append(len(texts)) or real(v, texts))
+
+    counts = cache.counts(vectorizer, corpus)
+    cache.stats(vectorizer, corpus, LINEAR.linear_lsa_components, 0)
+    assert calls == [len(corpus)]  # the statistics took the corpus' counts, not a second tokenization
+    assert cache.counts(vectorizer, corpus) is counts
+
+    others = [[f"text set {n} review"] for n in range(linear.CorpusCache.KEEP_COUNTS)]
+    for texts in others[:-1]:
+        cache.counts(vectorizer, texts)
+    assert cache.counts(vectorizer, corpus) is counts  # used again: now the newest
+    cache.counts(vectorizer, others[-1])  # one set over the bound: the least recently used (others[0]) goes
+    assert cache.counts(vectorizer, corpus) is counts
+    tokenized = len(calls)
+    cache.counts(vectorizer, others[1])
+    assert len(calls) == tokenized  # kept
+    cache.counts(vectorizer, others[0])
+    assert len(calls) == tokenized + 1  # dropped, tokenized again

@@ -80,7 +80,7 @@ def test_resume_reuses_only_the_same_family_strategy_seed_and_rounds():
     assert reusable({}, "linear", "random", 1, [400, 600]) is None
 
 
-def test_resume_refuses_files_from_other_splits():
+def test_resume_refuses_files_from_other_splits_or_another_model():
     import pytest
 
     from bench.label_efficiency import _protocol, check_resumable
@@ -91,10 +91,29 @@ def test_resume_refuses_files_from_other_splits():
         check_resumable(same, 10_000, None)
     with pytest.raises(SystemExit, match="splits"):
         check_resumable({**same, "splits": {"split_seed": 1}}, None, None)
-    # The results written before the split fix record no protocol: refused unless the operator vouches for them.
-    before_fix = {"pool_limit": None, "corpus": "imdb (seed splits)", "runs": []}
-    with pytest.raises(SystemExit, match="does not record its splits"):
-        check_resumable(before_fix, None, None)
-    check_resumable(before_fix, None, None, assume_same_splits=True)
-    with pytest.raises(SystemExit, match="pool_limit"):  # what a file does record must still match
-        check_resumable(before_fix, 10_000, None, assume_same_splits=True)
+    with pytest.raises(SystemExit, match="model_defaults"):
+        check_resumable({**same, "model_defaults": {**same["model_defaults"], "linear_nb_unlabeled": 0.0}}, None, None)
+    # Older files record no model settings (and the oldest no splits): their runs measured another model.
+    for older in ({k: v for k, v in same.items() if k != "model_defaults"}, {"pool_limit": None, "runs": []}):
+        with pytest.raises(SystemExit, match="older benchmark"):
+            check_resumable(older, None, None)
+
+
+def test_the_plans_seed_caps_apply_to_its_default_seeds_only():
+    from bench.label_efficiency import PLANS, strategy_seeds
+
+    plan = PLANS["linear"]
+    strategies = list(plan.strategies)
+    default = strategy_seeds(plan, strategies, plan.seeds, asked=False)
+    assert default == {"random": 3, "least_confidence": 3, "class_balanced": 3, "diversity": 1, "kmeans_diversity": 1}
+    assert set(strategy_seeds(plan, strategies, 2, asked=True).values()) == {2}  # --seeds 2: every strategy
+    assert strategy_seeds(plan, ["kmeans_diversity"], 1, asked=False) == {"kmeans_diversity": 1}
+
+
+def test_report_names_each_strategys_own_seed_count():
+    from bench.label_efficiency import report
+
+    curve = {"200": {"mean": 0.8}, "1000": {"mean": 0.88}}
+    table = report({"curves": {"linear": {"random": curve, "diversity": curve}}, "seeds": {"linear": 3},
+                    "seeds_by_strategy": {"linear": {"random": 3, "diversity": 1}}})
+    assert "`linear` / random (3 seeds)" in table and "`linear` / diversity (1 seed)" in table

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
 from alloop.models.config import ModelConfig
-from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, solve, tfidf
+from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, solve, tfidf, uses_corpus
 
 
 def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matrix:
@@ -159,8 +159,9 @@ def test_the_lsa_basis_spans_only_the_most_frequent_columns(monkeypatch):
 def test_nb_importance_on_two_classes_is_the_nbsvm_log_count_ratio():
     counts, y = separable(80)
     x = tfidf(counts, corpus_stats(counts, components=4, seed=0).idf)
-    p = 1.0 + np.asarray(x[y == 1].sum(axis=0), dtype=np.float64).ravel()
-    q = 1.0 + np.asarray(x[y == 0].sum(axis=0), dtype=np.float64).ravel()
+    x64 = x.astype(np.float64)  # the class mass is summed in float64
+    p = 1.0 + np.asarray(x64[y == 1].sum(axis=0)).ravel()
+    q = 1.0 + np.asarray(x64[y == 0].sum(axis=0)).ravel()
     np.testing.assert_allclose(nb_importance(x, y), np.abs(np.log(p / p.sum()) - np.log(q / q.sum())), rtol=1e-10)
     # The planted tokens (1: class 0, 2: class 1) are the most discriminative columns.
     assert set(np.argsort(-nb_importance(x, y))[:2].tolist()) == {1, 2}
@@ -205,3 +206,74 @@ def test_nb_scale_must_be_a_non_negative_number():
         ModelConfig(family="linear", linear_nb_scale=-1.0)
     with pytest.raises(ValueError, match="linear_nb_scale must be 0"):
         ModelConfig(family="linear", linear_nb_scale=float("nan"))
+
+
+def test_nb_importance_adds_the_unlabeled_rows_predicted_class_mass():
+    x = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    y = np.array([0, 1])
+    unlabeled = sp.csr_matrix(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    predicted = np.array([[0.75, 0.25], [0.5, 0.5]])
+    # Class 0's mass: [1 + 1.5, 2] + 1; class 1's: [0.5, 1 + 2] + 1 (add-one on each).
+    zero, one = np.array([3.5, 3.0]), np.array([1.5, 4.0])
+    expected = np.abs(np.log(zero / zero.sum()) - np.log(one / one.sum()))
+    np.testing.assert_allclose(nb_importance(x, y, unlabeled, predicted), expected, rtol=1e-12)
+    # No predictions: the labels alone.
+    np.testing.assert_allclose(nb_importance(x, y, unlabeled, None), nb_importance(x, y), rtol=1e-12)
+
+
+def test_with_a_corpus_solve_refits_on_the_importance_its_first_fit_predicts():
+    """Written out independently: fit on the labels, predict the corpus, importance with its mass, fit again."""
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(60, seed=1)
+    corpus, _ = separable(200, seed=2)
+    stats = corpus_stats(corpus, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0, linear_nb_unlabeled=0.5)
+    kernel, bias, _ = solve(counts, y, stats, config, seed=0, corpus=corpus)
+
+    x, pool = tfidf(counts, stats.idf), tfidf(corpus, stats.idf)
+    w = lsa_weight(len(y), config.linear_lsa_pivot)
+    first_kernel, first_bias, _ = solve(counts, y, stats, config, seed=0)  # no corpus: labels only
+    positive = 1.0 / (1.0 + np.exp(-(np.asarray(pool @ first_kernel).ravel() + first_bias[0])))
+    importance = nb_importance(x, y, pool, 0.5 * np.stack([1.0 - positive, positive], axis=1))
+    augmented = sp.hstack([x, x @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(x) * w)], format="csr")
+    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(kernel, first_kernel)  # the corpus changed the fit
+
+
+def test_the_corpus_is_ignored_with_a_zero_weight_or_without_the_nb_block():
+    counts, y = separable(60, seed=1)
+    corpus, _ = separable(200, seed=2)
+    stats = corpus_stats(corpus, components=5, seed=0)
+    for config in (ModelConfig(family="linear", linear_nb_unlabeled=0.0), ModelConfig(family="linear", linear_nb_scale=0.0)):
+        assert not uses_corpus(config)
+        with_corpus, without = solve(counts, y, stats, config, 0, corpus), solve(counts, y, stats, config, 0)
+        np.testing.assert_array_equal(with_corpus[0], without[0])
+    assert uses_corpus(ModelConfig(family="linear"))
+
+
+def test_a_corpus_works_for_n_way_problems_and_classes_without_labels():
+    counts = counts_matrix(90, 40, seed=3).tolil()
+    y = np.arange(90) % 3
+    for i in range(90):
+        counts[i, 1 + y[i]] += 3
+    counts = counts.tocsr()
+    stats = corpus_stats(counts, components=4, seed=0)
+    kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=4), seed=0, corpus=counts)
+    predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
+    assert (predicted == y).mean() > 0.95 and bias[3] < -20  # class 3 has no label: never predicted
+    two = y < 2  # two of four classes so far: one logit, the corpus' mass over those two
+    kernel, bias, _ = solve(counts[two], y[two], stats, ModelConfig(family="linear", n_classes=4), seed=0, corpus=counts)
+    assert ((np.asarray(tfidf(counts[two], stats.idf) @ kernel) + bias).argmax(axis=1) == y[two]).mean() > 0.95
+
+
+def test_nb_unlabeled_weight_comes_from_the_environment_and_must_be_a_non_negative_number():
+    from alloop.config import trainer_from_env
+
+    assert trainer_from_env({}).model.linear_nb_unlabeled == 1.0
+    assert trainer_from_env({"ALLOOP_NB_UNLABELED": "0"}).model.linear_nb_unlabeled == 0.0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="linear_nb_unlabeled must be 0"):
+            ModelConfig(family="linear", linear_nb_unlabeled=bad)
