@@ -94,7 +94,8 @@ PLANS = {
 # The Keras example's protocol: 7,500 + 7,500 initial labels, then three rounds of 5,000 by class-ratio sampling.
 SEED_PROTOCOL = FamilyPlan("bilstm", 7500, [20_000, 25_000, 30_000], PLANS["bilstm"].env)
 SEED_PUBLISHED = {"full_data": {"labels": 40_000, "accuracy": 0.858, "false_negatives": 295, "false_positives": 415},
-                  "ratio_protocol": {"labels": 30_000, "accuracy": 0.854, "false_negatives": 348, "false_positives": 381}}
+                  "ratio_protocol": {"labels": 30_000, "accuracy": 0.854,
+                                     "false_negatives": 348, "false_positives": 381}}
 
 # Binary least-confidence, margin and entropy rank items identically, so the quick run takes one of them.
 QUICK_STRATEGIES = ["random", "least_confidence", "kmeans_diversity"]
@@ -122,7 +123,8 @@ def corpus_sizes(path: Path, classes: tuple[str, ...] | None = None) -> Corpus:
     from alloop.data import infer_classes, read_records  # noqa: PLC0415
 
     names = classes or infer_classes(path)
-    counts = np.bincount([int(r.label) for r in read_records(path, classes=names, require_label=True)],  # type: ignore[arg-type]
+    records = read_records(path, classes=names, require_label=True)
+    counts = np.bincount([int(r.label) for r in records],  # type: ignore[arg-type]
                          minlength=len(names))
     smallest = int(counts.min())
     test = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_TEST_FRACTION))
@@ -142,14 +144,13 @@ def prepare_run_data(plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_
                      corpus: Corpus | None) -> Path:
     name = f"{plan.name}-split{SPLIT_SEED}-initial{seed}-{pool_limit or 'all'}"
     name += f"-{corpus.path.stem}" if corpus else ""
-    if corpus is None:
-        return prepare(work / "data" / name, source="npm", cache_dir=cache, val_per_class=2500, test_per_class=2500,
-                       initial_per_class=plan.initial_per_class, seed=SPLIT_SEED, initial_seed=seed,
-                       pool_limit=pool_limit, log=lambda _m: None)
-    return prepare(work / "data" / name, source="file", path=corpus.path, classes=corpus.classes,
-                   val_per_class=corpus.val_per_class, test_per_class=corpus.test_per_class,
-                   initial_per_class=plan.initial_per_class, seed=SPLIT_SEED, initial_seed=seed,
-                   pool_limit=pool_limit, log=lambda _m: None)
+    source: dict[str, Any] = (
+        {"source": "npm", "val_per_class": 2500, "test_per_class": 2500} if corpus is None else
+        {"source": "file", "path": corpus.path, "classes": corpus.classes, "val_per_class": corpus.val_per_class,
+         "test_per_class": corpus.test_per_class}
+    )
+    return prepare(work / "data" / name, **source, cache_dir=cache, initial_per_class=plan.initial_per_class,
+                   seed=SPLIT_SEED, initial_seed=seed, pool_limit=pool_limit, log=lambda _m: None)
 
 
 def run_curve(
@@ -327,7 +328,9 @@ def _at(curve: dict[int, float], labels: int) -> float | None:
     return float(np.interp(labels, xs, [curve[x] for x in xs]))
 
 
-def compare_with_peers(curves: dict[str, Any], peer_result: dict[str, Any], seed_target: float | None) -> dict[str, Any]:
+def compare_with_peers(
+    curves: dict[str, Any], peer_result: dict[str, Any], seed_target: float | None
+) -> dict[str, Any]:
     ours = [{n: p["mean"] for n, p in c.items()} for st in curves.values() for c in st.values()]
     theirs = {name: {b["labels"]: b["mean"] for b in entry["budgets"]} for name, entry in peer_result["peers"].items()}
     margin = {}
@@ -436,12 +439,14 @@ def _plan(plan: FamilyPlan, initial_per_class: int | None, budgets: str | None) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed-protocol", action="store_true",
-                        help="only the seed's reproduction: full-data BiLSTM and its ratio protocol (15k -> 30k labels)")
+                        help="only the seed's reproduction: full-data BiLSTM and its ratio protocol "
+                             "(15k -> 30k labels)")
     parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
     parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
     parser.add_argument("--strategies", default=None, help="comma list for every family (default: each family's plan)")
     parser.add_argument("--seeds", type=int, default=None, help="default: each family's plan (quick: 1)")
-    parser.add_argument("--max-labels", type=int, default=None, help="cap every plan's budgets (default: none; quick: 2,000)")
+    parser.add_argument("--max-labels", type=int, default=None,
+                        help="cap every plan's budgets (default: none; quick: 2,000)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
@@ -450,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", default=None, help="--corpus class names in label order (default: inferred)")
     parser.add_argument("--initial-per-class", type=int, default=None,
                         help="initial labels per class (default: 100 for linear, 500 for bilstm)")
-    parser.add_argument("--budgets", default=None, help="comma list of label totals, one round each (default: the plan's)")
+    parser.add_argument("--budgets", default=None,
+                        help="comma list of label totals, one round each (default: the plan's)")
     parser.add_argument("--resume", type=Path, default=None,
                         help="a results or .partial.json file of a stopped run on the same splits: its full-data "
                              "models and its curves with the same family, strategy, seed and rounds are reused")
@@ -473,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
 
     families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
-    corpus = corpus_sizes(args.corpus, tuple(args.classes.split(",")) if args.classes else None) if args.corpus else None
+    classes = tuple(args.classes.split(",")) if args.classes else None
+    corpus = corpus_sizes(args.corpus, classes) if args.corpus else None
     chosen = args.strategies.split(",") if args.strategies else (QUICK_STRATEGIES if args.quick else None)
     seeds_for = {fam: args.seeds or (1 if args.quick else PLANS[fam].seeds) for fam in families}
     strategies_for = {fam: list(chosen or PLANS[fam].strategies) for fam in families}
@@ -482,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
     seeds_by_strategy = {fam: strategy_seeds(PLANS[fam], strategies_for[fam], seeds_for[fam], args.seeds is not None)
                          for fam in families}
-    skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families}
+    skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]}
+               for fam in families}
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
@@ -521,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
                 curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit, corpus)
                 runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
                              "seconds": round(time.monotonic() - t0, 1)})
-                print(f"{fam}/{strategy}/seed {seed}: " + " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve), flush=True)
+                points = " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve)
+                print(f"{fam}/{strategy}/seed {seed}: {points}", flush=True)
                 # A run of an hour or more keeps what it has measured so far, to be resumed (--resume) if stopped.
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 partial.write_text(json.dumps({**context, "full_data": full, "runs": runs}, indent=2))
@@ -530,14 +539,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_peers and "linear" in families:
         plan = plans["linear"]
         budgets = [b for b in plan.budgets if b <= max_labels]
-        peer_result = run_peer_curves(plan, budgets, seeds_for["linear"], args.workdir, args.cache_dir, pool_limit, corpus)
+        peer_result = run_peer_curves(plan, budgets, seeds_for["linear"], args.workdir, args.cache_dir, pool_limit,
+                                      corpus)
     summary = summarize(curves, full, imdb=corpus is None)
     result = {
         "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
         "quick": args.quick,
         "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
         "seeds_by_strategy": seeds_by_strategy,
-        "seed_capped": {fam: {s: SEED_CAPPED for s, n in by.items() if n < seeds_for[fam]} for fam, by in seeds_by_strategy.items()},
+        "seed_capped": {fam: {s: SEED_CAPPED for s, n in by.items() if n < seeds_for[fam]}
+                        for fam, by in seeds_by_strategy.items()},
         "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
         **context,
         "wall_seconds": round(time.monotonic() - started, 1),  # this invocation only; see "resumed"
