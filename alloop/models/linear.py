@@ -349,12 +349,16 @@ def predict_proba(
     counts: sp.csr_matrix, idf: npt.NDArray[np.float32], kernel: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
     """What the served model outputs for these counts, as (n, classes) probabilities, computed sparsely."""
-    logits = np.asarray(tfidf(counts, idf) @ kernel, dtype=np.float64) + bias
+    return probabilities(np.asarray(tfidf(counts, idf) @ kernel, dtype=np.float64) + bias).astype(np.float32)
+
+
+def probabilities(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(n, classes) probabilities from one sigmoid logit per row (two classes) or one softmax logit per class."""
     if logits.shape[1] == 1:
         positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        return np.stack([1.0 - positive, positive], axis=1).astype(np.float32)
+        return np.stack([1.0 - positive, positive], axis=1)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 # --- the fit -------------------------------------------------------------------------------------------------------
@@ -440,13 +444,7 @@ def solve(
     folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
     if scale is not None and corpus is not None and corpus.shape[0] and uses_corpus(config):
         pool = tfidf(corpus, stats.idf)
-        logits = np.asarray(pool @ folded.T, dtype=np.float64) + intercept  # over the present classes, in order
-        if logits.shape[1] == 1:
-            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-            predicted = np.stack([1.0 - positive, positive], axis=1)
-        else:
-            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-            predicted = shifted / shifted.sum(axis=1, keepdims=True)
+        predicted = probabilities(np.asarray(pool @ folded.T, dtype=np.float64) + intercept)  # the present classes
         scale = config.linear_nb_scale * nb_importance(x, y, pool, config.linear_nb_unlabeled * predicted)
         folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
     vocabulary = x.shape[1]
