@@ -227,20 +227,44 @@ def reusable(
     return None
 
 
-def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Corpus | None) -> None:
-    """Refuse to mix runs measured on other splits or with another model: the file must record this run's protocol.
-    Files written before it recorded the model settings (321ef63 and earlier) measured an older linear model, and
-    files from before the split fix (c6ae950) drew a test set per curve seed: neither can be resumed."""
+def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Corpus | None) -> set[str]:
+    """The families whose runs in ``previous`` this run may reuse; refuses the file when none can be.
+
+    Why per family: a family's curves depend on the splits and on the settings that family reads
+    (``ModelConfig.family_settings``), not on another family's. A change to the ``linear`` settings therefore
+    re-measures the ``linear`` runs and keeps the BiLSTM's (the half-hour or more of the benchmark). Files written
+    before they recorded the model settings (321ef63 and earlier) measured an older linear model, and files from
+    before the split fix (c6ae950) drew a test set per curve seed: neither can be resumed."""
+    from alloop.models.config import FAMILY_NAMES, ModelConfig  # noqa: PLC0415
+
     expected = _protocol(pool_limit, corpus)
     missing = [key for key in expected if key not in previous]
     if missing:
         raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}: it was written by an older "
                          "benchmark (321ef63 or earlier, an older linear model); run afresh")
     for key, value in expected.items():
-        if previous[key] != value:
+        if key != "model_defaults" and previous[key] != value:
             raise SystemExit(f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
-                             "its runs were measured on other data or with another model and cannot be mixed with "
-                             "this run's")
+                             "its runs were measured on other data and cannot be mixed with this run's")
+    current = ModelConfig()
+    recorded = previous["model_defaults"]
+    same: set[str] = set()
+    for family in FAMILY_NAMES:
+        changed = {k: (recorded.get(k), v) for k, v in current.family_settings(family).items() if recorded.get(k) != v}
+        if changed:
+            what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            print(f"--resume: the {family} settings differ ({what}): its {family} runs are measured again", flush=True)
+        else:
+            same.add(family)
+    if not same:
+        raise SystemExit("--resume: the file's model_defaults differ for every family; nothing in it can be reused")
+    return same
+
+
+def only_families(previous: dict[str, Any], families: set[str]) -> dict[str, Any]:
+    """``previous`` with the full-data models and runs of other families left out (see :func:`check_resumable`)."""
+    return {**previous, "full_data": {f: v for f, v in previous.get("full_data", {}).items() if f in families},
+            "runs": [r for r in previous.get("runs", []) if r["family"] in families]}
 
 
 def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
@@ -497,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     previous: dict[str, Any] = {}
     if args.resume:
         previous = json.loads(args.resume.read_text())
-        check_resumable(previous, pool_limit, corpus)
+        previous = only_families(previous, check_resumable(previous, pool_limit, corpus))
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
     full: dict[str, Any] = {}

@@ -54,6 +54,17 @@ class ModelConfig:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def family_settings(self, family: str) -> dict[str, object]:
+        """The settings ``family`` reads: runs of one family stay comparable when only another family's change."""
+        return {name: getattr(self, name) for name in FAMILY_SETTINGS[family]}
+
+
+FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
+    "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
+    "linear": ("linear_max_tokens", "ngrams", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
+               "linear_nb_scale", "linear_nb_unlabeled", "n_classes"),
+}
+
 
 @dataclass(frozen=True)
 class TrainingConfig:

@@ -80,23 +80,49 @@ def test_resume_reuses_only_the_same_family_strategy_seed_and_rounds():
     assert reusable({}, "linear", "random", 1, [400, 600]) is None
 
 
+def test_resume_drops_the_runs_of_families_whose_settings_changed():
+    from bench.label_efficiency import only_families, reusable
+
+    lstm = run("bilstm", "random", 0, [(1000, 0.7), (1500, 0.72)])
+    previous = {"runs": [run("linear", "random", 0, [(200, 0.8), (400, 0.83)]), lstm],
+                "full_data": {"linear": {"accuracy": 0.92}, "bilstm": {"accuracy": 0.86}}}
+    kept = only_families(previous, {"bilstm"})
+    assert kept["full_data"] == {"bilstm": {"accuracy": 0.86}}
+    assert reusable(kept, "linear", "random", 0, [400]) is None
+    assert reusable(kept, "bilstm", "random", 0, [1500]) is lstm
+
+
 def test_resume_refuses_files_from_other_splits_or_another_model():
     import pytest
 
     from bench.label_efficiency import _protocol, check_resumable
 
     same = {**_protocol(None, None), "runs": []}
-    check_resumable(same, None, None)
+    assert check_resumable(same, None, None) == {"bilstm", "linear"}
     with pytest.raises(SystemExit, match="pool_limit"):
         check_resumable(same, 10_000, None)
     with pytest.raises(SystemExit, match="splits"):
         check_resumable({**same, "splits": {"split_seed": 1}}, None, None)
-    with pytest.raises(SystemExit, match="model_defaults"):
-        check_resumable({**same, "model_defaults": {**same["model_defaults"], "linear_nb_unlabeled": 0.0}}, None, None)
+    # Another family's settings leave a family's runs reusable; its own settings do not.
+    settings = same["model_defaults"]
+    assert check_resumable({**same, "model_defaults": {**settings, "linear_nb_unlabeled": 0.0}}, None, None) == {"bilstm"}
+    assert check_resumable({**same, "model_defaults": {**settings, "lstm_units": 8}}, None, None) == {"linear"}
+    with pytest.raises(SystemExit, match="every family"):
+        check_resumable({**same, "model_defaults": {**settings, "n_classes": 3}}, None, None)
     # Older files record no model settings (and the oldest no splits): their runs measured another model.
     for older in ({k: v for k, v in same.items() if k != "model_defaults"}, {"pool_limit": None, "runs": []}):
         with pytest.raises(SystemExit, match="older benchmark"):
             check_resumable(older, None, None)
+
+
+def test_every_model_setting_belongs_to_a_family():
+    """A setting no family claims would be ignored by --resume's comparison: a new one must be placed."""
+    from dataclasses import fields
+
+    from alloop.models.config import FAMILY_NAMES, FAMILY_SETTINGS, ModelConfig
+
+    claimed = {name for family in FAMILY_NAMES for name in FAMILY_SETTINGS[family]}
+    assert claimed == {f.name for f in fields(ModelConfig)} - {"family"}
 
 
 def test_the_plans_seed_caps_apply_to_its_default_seeds_only():
