@@ -442,7 +442,7 @@ def solve(
     lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
     folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
-    if scale is not None and corpus is not None and corpus.shape[0] and uses_corpus(config):
+    if corpus is not None and corpus.shape[0] and uses_corpus(config):  # uses_corpus: the NB block is on
         pool = tfidf(corpus, stats.idf)
         predicted = probabilities(np.asarray(pool @ folded.T, dtype=np.float64) + intercept)  # the present classes
         scale = config.linear_nb_scale * nb_importance(x, y, pool, config.linear_nb_unlabeled * predicted)
