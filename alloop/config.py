@@ -25,7 +25,7 @@
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
 | ALLOOP_MODEL_FAMILY | linear | trainer (linear: TF-IDF 1-2-grams, logistic; bilstm: the seed's model) |
 | ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
-| ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT / ALLOOP_NB_SCALE / ALLOOP_NB_UNLABELED | 250000 / 2 / 32 / 300 / 1000 / 2 / 1 | trainer (linear) |
+| ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT / ALLOOP_NB_SCALE / ALLOOP_NB_UNLABELED / ALLOOP_PSEUDO_WEIGHT | 250000 / 2 / 32 / 300 / 1000 / 2 / 1 / 0.3 | trainer (linear) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
@@ -204,6 +204,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             linear_lsa_pivot=int(env.get("ALLOOP_LSA_PIVOT", m.linear_lsa_pivot)),
             linear_nb_scale=float(env.get("ALLOOP_NB_SCALE", m.linear_nb_scale)),
             linear_nb_unlabeled=float(env.get("ALLOOP_NB_UNLABELED", m.linear_nb_unlabeled)),
+            linear_pseudo_weight=float(env.get("ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight)),
         ),
         training=TrainingConfig(
             epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),

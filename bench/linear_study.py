@@ -1,6 +1,6 @@
 """In-process learning curves of the ``linear`` family, for choosing its settings (not the services' benchmark).
 
-    python -m bench.linear_study                                  # NB importance from labels only vs with the pool
+    python -m bench.linear_study                                  # without pseudo-labelled pool rows vs with them
     python -m bench.linear_study --variant base:linear_nb_scale=0 --variant pivot3k:linear_lsa_pivot=3000
     python -m bench.linear_study --seeds 1 --max-labels 2000      # a few minutes
 
@@ -29,7 +29,7 @@ import numpy as np
 from bench.label_efficiency import PLANS, ROOT, prepare_run_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_VARIANTS = ("base:linear_nb_scale=0", "nb-labels:linear_nb_unlabeled=0", "nb-pool:")
+DEFAULT_VARIANTS = ("nb-pool:linear_pseudo_weight=0", "pseudo:")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -77,7 +77,11 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
-        kernel, bias, _ = linear.solve(data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus)
+        unlabeled = np.ones(len(data["labels"]), dtype=bool)
+        unlabeled[rows] = False
+        kernel, bias, _ = linear.solve(
+            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabeled
+        )
         return kernel, bias
 
     def test_accuracy(kernel: Any, bias: Any) -> float:
@@ -108,7 +112,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=None,
-                        help="name:field=value,... over ModelConfig (default: no NB block, NB from labels, NB with the pool)")
+                        help="name:field=value,... over ModelConfig (default: no pseudo-labels, and the default model)")
     parser.add_argument("--strategy", choices=("least_confidence", "random"), default="least_confidence")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-labels", type=int, default=10_000)

@@ -29,6 +29,7 @@ class ModelConfig:
     linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
     linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
     linear_nb_unlabeled: float = 1.0  # weight of the pools' predicted class mass in that importance; 0: labels only
+    linear_pseudo_weight: float = 0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -43,6 +44,10 @@ class ModelConfig:
         if not (self.linear_nb_unlabeled >= 0 and math.isfinite(self.linear_nb_unlabeled)):
             raise ValueError(
                 f"linear_nb_unlabeled must be 0 (labels only) or more, got {self.linear_nb_unlabeled}"
+            )
+        if not (self.linear_pseudo_weight >= 0 and math.isfinite(self.linear_pseudo_weight)):
+            raise ValueError(
+                f"linear_pseudo_weight must be 0 (no pseudo-labels) or more, got {self.linear_pseudo_weight}"
             )
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
@@ -62,7 +67,7 @@ class ModelConfig:
 FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
     "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
     "linear": ("linear_max_tokens", "ngrams", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
-               "linear_nb_scale", "linear_nb_unlabeled", "n_classes"),
+               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "n_classes"),
 }
 
 

@@ -174,11 +174,15 @@ def _solve_round(
     There are no epochs to stop early or checkpoint: the fit is the optimum. It is reported as one epoch with its
     training and validation loss, so the event stream and ``WatchTraining`` look the same for every family.
     """
-    # The corpus' count vectors feed the naive-Bayes importance; asked for first, the statistics reuse them.
+    # The corpus' count vectors feed the naive-Bayes importance and the pseudo-labels; asked for first, the
+    # statistics reuse them.
     corpus_counts = cache.counts(vectorizer, corpus) if linear.uses_corpus(model_config) else None
     stats = cache.stats(vectorizer, corpus, model_config.linear_lsa_components, training.seed)
+    labelled = set(train.texts)
+    unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
     kernel, bias, train_loss = linear.solve(
-        family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts
+        family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts,
+        unlabeled,
     )
     classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
     classifier.layers[-1].set_weights([kernel, bias])

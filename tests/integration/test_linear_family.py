@@ -65,6 +65,25 @@ def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
     np.testing.assert_allclose(served.numpy()[:, 0], after[:, 1], rtol=1e-4, atol=1e-5)
 
 
+def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_path):
+    """The trainer tells solve() which corpus rows are unlabelled: pool text that is also a training text is not."""
+    train, val, test = data(120, 1, "tr"), data(40, 2, "va"), data(40, 3, "te")
+    cache = linear.CorpusCache()
+
+    def kernel(weight: float, unlabeled: list[str]) -> np.ndarray:
+        result = train_round(
+            train, val, test, model_config=replace(LINEAR, linear_pseudo_weight=weight),
+            training=replace(TINY_TRAINING, warm_start=False), work_dir=tmp_path / "work",
+            unlabeled_texts=unlabeled, corpus_cache=cache,
+        )
+        return parts(result.model)[1].layers[-1].get_weights()[0]
+
+    pool = data(200, 4, "po").texts
+    assert not np.allclose(kernel(0.3, pool), kernel(0.0, pool))  # unlabelled pool rows joined the fit
+    labelled = train.texts[:60]  # pool items that have been labelled: in both lists, as the store gives them
+    np.testing.assert_array_equal(kernel(0.3, labelled), kernel(0.0, labelled))
+
+
 def test_a_round_through_the_services_with_the_linear_family(trainer_settings, query_settings, redis_client, corpus):
     settings = replace(trainer_settings, model=LINEAR, training=replace(TINY_TRAINING, epochs=10, warm_start=False))
     trainer = create_trainer_server(settings, redis_client)

@@ -3,13 +3,17 @@ LSA and naive-Bayes blocks into one Dense kernel (the served model must score ex
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
 from alloop.models.config import ModelConfig
-from alloop.models.linear import SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, solve, tfidf, uses_corpus
+from alloop.models.linear import (
+    SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, pseudo_labels, solve, tfidf, uses_corpus,
+)
 
 
 def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matrix:
@@ -19,11 +23,11 @@ def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matr
     return sp.csr_matrix(dense)
 
 
-def separable(rows: int = 80, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+def separable(rows: int = 80, seed: int = 0, classes: int = 2) -> tuple[sp.csr_matrix, np.ndarray]:
     counts = counts_matrix(rows, 40, seed).tolil()
-    y = np.arange(rows) % 2
+    y = np.arange(rows) % classes
     for i in range(rows):
-        counts[i, 1 + y[i]] += 3  # token 1 means class 0, token 2 class 1
+        counts[i, 1 + y[i]] += 3  # token 1 means class 0, token 2 class 1, ...
     return counts.tocsr(), y
 
 
@@ -247,19 +251,20 @@ def test_the_corpus_is_ignored_with_a_zero_weight_or_without_the_nb_block():
     counts, y = separable(60, seed=1)
     corpus, _ = separable(200, seed=2)
     stats = corpus_stats(corpus, components=5, seed=0)
-    for config in (ModelConfig(family="linear", linear_nb_unlabeled=0.0), ModelConfig(family="linear", linear_nb_scale=0.0)):
+    unlabeled = np.ones(corpus.shape[0], dtype=bool)
+    for config in (
+        ModelConfig(family="linear", linear_nb_unlabeled=0.0, linear_pseudo_weight=0.0),
+        ModelConfig(family="linear", linear_nb_scale=0.0, linear_pseudo_weight=0.0),
+    ):
         assert not uses_corpus(config)
-        with_corpus, without = solve(counts, y, stats, config, 0, corpus), solve(counts, y, stats, config, 0)
+        with_corpus, without = solve(counts, y, stats, config, 0, corpus, unlabeled), solve(counts, y, stats, config, 0)
         np.testing.assert_array_equal(with_corpus[0], without[0])
     assert uses_corpus(ModelConfig(family="linear"))
+    assert uses_corpus(ModelConfig(family="linear", linear_nb_scale=0.0))  # the pseudo-labels still read it
 
 
 def test_a_corpus_works_for_n_way_problems_and_classes_without_labels():
-    counts = counts_matrix(90, 40, seed=3).tolil()
-    y = np.arange(90) % 3
-    for i in range(90):
-        counts[i, 1 + y[i]] += 3
-    counts = counts.tocsr()
+    counts, y = separable(90, seed=3, classes=3)
     stats = corpus_stats(counts, components=4, seed=0)
     kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", n_classes=4), seed=0, corpus=counts)
     predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
@@ -269,11 +274,78 @@ def test_a_corpus_works_for_n_way_problems_and_classes_without_labels():
     assert ((np.asarray(tfidf(counts[two], stats.idf) @ kernel) + bias).argmax(axis=1) == y[two]).mean() > 0.95
 
 
-def test_nb_unlabeled_weight_comes_from_the_environment_and_must_be_a_non_negative_number():
+@pytest.mark.parametrize(
+    ("field", "variable", "default"),
+    [("linear_nb_unlabeled", "ALLOOP_NB_UNLABELED", 1.0), ("linear_pseudo_weight", "ALLOOP_PSEUDO_WEIGHT", 0.3)],
+)
+def test_pool_weights_come_from_the_environment_and_must_be_non_negative_numbers(field, variable, default):
     from alloop.config import trainer_from_env
 
-    assert trainer_from_env({}).model.linear_nb_unlabeled == 1.0
-    assert trainer_from_env({"ALLOOP_NB_UNLABELED": "0"}).model.linear_nb_unlabeled == 0.0
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="linear_nb_unlabeled must be 0"):
-            ModelConfig(family="linear", linear_nb_unlabeled=bad)
+    assert getattr(trainer_from_env({}).model, field) == default
+    assert getattr(trainer_from_env({variable: "0"}).model, field) == 0.0
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"{field} must be 0"):
+            ModelConfig(family="linear", **{field: bad})
+
+
+def test_pseudo_labels_weigh_each_row_by_how_far_its_top_class_stands_above_a_guess():
+    two = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]])
+    labels, weights = pseudo_labels(two, np.array([3, 7]), 0.5)
+    assert labels.tolist() == [3, 7, 3]  # class indices, not columns
+    np.testing.assert_allclose(weights, [0.5 * 0.8, 0.5 * 0.2, 0.0])
+    three = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.1, 0.8], [0.0, 1.0, 0.0]])
+    labels, weights = pseudo_labels(three, np.arange(3), 1.0)
+    assert labels.tolist()[1:] == [2, 1]
+    np.testing.assert_allclose(weights, [0.0, (3 * 0.8 - 1) / 2, 1.0], atol=1e-12)
+
+
+def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
+    """Written out independently (no NB block): fit the labels, predict the unlabelled rows, refit with them."""
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(40, seed=1)
+    corpus, _ = separable(120, seed=2)
+    unlabeled = np.arange(120) % 3 != 0  # a third of the corpus is labelled elsewhere
+    stats = corpus_stats(corpus, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=0.0, linear_pseudo_weight=0.5)
+    kernel, bias, loss = solve(counts, y, stats, config, seed=0, corpus=corpus, unlabeled=unlabeled)
+
+    first_kernel, first_bias, first_loss = solve(counts, y, stats, config, seed=0)  # no corpus: no pseudo-labels
+    x, rest = tfidf(counts, stats.idf), tfidf(corpus[unlabeled], stats.idf)
+    positive = 1.0 / (1.0 + np.exp(-(np.asarray(rest @ first_kernel).ravel() + first_bias[0])))
+    guessed = (positive > 0.5).astype(int)
+    weights = 0.5 * np.abs(2.0 * positive - 1.0)
+    w = lsa_weight(len(y), config.linear_lsa_pivot)  # the labels' count, not the rows'
+    rows = sp.vstack([x, rest], format="csr")
+    design = sp.hstack([rows, sp.csr_matrix(stats.project(rows) * w)], format="csr")
+    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0)
+    reference.fit(design, np.concatenate([y, guessed]), sample_weight=np.concatenate([np.ones(len(y)), weights]))
+    np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(kernel, first_kernel)
+    fitted = reference.predict_proba(design[: len(y)])[np.arange(len(y)), y]
+    assert loss == pytest.approx(float(-np.mean(np.log(np.clip(fitted, 1e-7, 1.0)))), rel=1e-4)  # labelled rows only
+
+
+def test_a_fully_labelled_corpus_gives_no_pseudo_labels_so_the_full_data_model_is_unchanged():
+    counts, y = separable(60, seed=1)
+    stats = corpus_stats(counts, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_pseudo_weight=0.5)
+    everything = solve(counts, y, stats, config, 0, counts, np.zeros(60, dtype=bool))
+    off = solve(counts, y, stats, replace(config, linear_pseudo_weight=0.0), 0, counts, np.zeros(60, dtype=bool))
+    np.testing.assert_array_equal(everything[0], off[0])
+    with pytest.raises(ValueError, match="unlabeled marks 59 rows of a 60-row corpus"):
+        solve(counts, y, stats, config, 0, counts, np.zeros(59, dtype=bool))
+
+
+def test_pseudo_labels_work_for_n_way_problems_with_classes_still_unlabelled():
+    counts, y = separable(120, seed=3, classes=3)
+    stats = corpus_stats(counts, components=4, seed=0)
+    config = ModelConfig(family="linear", n_classes=4, linear_pseudo_weight=1.0)
+    unlabeled = np.arange(120) >= 45
+    kernel, bias, _ = solve(counts[:45], y[:45], stats, config, seed=0, corpus=counts, unlabeled=unlabeled)
+    predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
+    assert (predicted == y).mean() > 0.95 and bias[3] < -20  # class 3 has no label and no pseudo-label
+    two = np.flatnonzero(y[:45] < 2)  # two classes so far: the pseudo-labels are drawn from those two
+    kernel, bias, _ = solve(counts[two], y[two], stats, config, seed=0, corpus=counts, unlabeled=unlabeled)
+    assert np.isfinite(kernel).all() and bias[2] < -20 and bias[3] < -20
