@@ -9,7 +9,8 @@ the results must come from, but takes an hour for one setting. Choosing a settin
 calls :func:`alloop.models.linear.solve` directly on count vectors tokenized once per seed, on the same splits,
 initial sets and rounds as the benchmark, ranking by least-confidence (ties by position) or drawing at random.
 Its numbers land within about 0.1 point of the services' (the selection breaks ties differently), so a setting
-chosen here is then measured by bench/label_efficiency.py. Output: ``bench/results/linear_study.json``.
+chosen here is then measured by bench/label_efficiency.py. Output: ``bench/results/linear_study_pseudo.json``
+(``--out``; earlier comparisons are in ``linear_study.json`` and ``linear_study_nb_weights.json``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
     return {
         "counts": cache.counts(vectorizer, [r.text for r in candidates]),
         "labels": np.array([int(r.label) for r in candidates]),
+        # Which rows share a text: the trainer's corpus is the set of texts, so a copy of a labelled review is labelled.
+        "text_ids": np.unique([r.text for r in candidates], return_inverse=True)[1],
         "test": cache.counts(vectorizer, [r.text for r in records["test"]]),
         "test_labels": np.array([int(r.label) for r in records["test"]]),
         "stats": cache.stats(vectorizer, corpus, config.linear_lsa_components, seed),
@@ -77,8 +80,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
-        unlabeled = np.ones(len(data["labels"]), dtype=bool)
-        unlabeled[rows] = False
+        unlabeled = ~np.isin(data["text_ids"], data["text_ids"][rows])
         kernel, bias, _ = linear.solve(
             data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabeled
         )
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-labels", type=int, default=10_000)
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
-    parser.add_argument("--out", type=Path, default=RESULTS / "linear_study.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "linear_study_pseudo.json")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     plan = PLANS["linear"]  # its budgets are the rounds after the initial set, which is labelled first

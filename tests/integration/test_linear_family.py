@@ -65,10 +65,18 @@ def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
     np.testing.assert_allclose(served.numpy()[:, 0], after[:, 1], rtol=1e-4, atol=1e-5)
 
 
-def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_path):
+def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_path, monkeypatch):
     """The trainer tells solve() which corpus rows are unlabelled: pool text that is also a training text is not."""
     train, val, test = data(120, 1, "tr"), data(40, 2, "va"), data(40, 3, "te")
     cache = linear.CorpusCache()
+    marks: list[np.ndarray] = []
+    solve = linear.solve
+
+    def recording_solve(*args: object) -> object:
+        marks.append(np.asarray(args[6]))
+        return solve(*args)
+
+    monkeypatch.setattr(linear, "solve", recording_solve)
 
     def kernel(weight: float, unlabeled: list[str]) -> np.ndarray:
         result = train_round(
@@ -78,10 +86,15 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
         )
         return parts(result.model)[1].layers[-1].get_weights()[0]
 
-    pool = data(200, 4, "po").texts
+    # A pool as the store gives it: items labelled since (in both lists) and items still unlabelled.
+    pool = train.texts[:60] + data(200, 4, "po").texts
     assert not np.allclose(kernel(0.3, pool), kernel(0.0, pool))  # unlabelled pool rows joined the fit
-    labelled = train.texts[:60]  # pool items that have been labelled: in both lists, as the store gives them
+    corpus = sorted({*train.texts, *pool})
+    assert marks[-1].tolist() == [text not in set(train.texts) for text in corpus]
+    assert marks[-1].sum() == 200
+    labelled = train.texts[:60]  # every pool item labelled: nothing to pseudo-label, the same fit
     np.testing.assert_array_equal(kernel(0.3, labelled), kernel(0.0, labelled))
+    assert not marks[-1].any()
 
 
 def test_a_round_through_the_services_with_the_linear_family(trainer_settings, query_settings, redis_client, corpus):

@@ -96,7 +96,7 @@ def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels, nb_scale):
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), 1000)
     augmented = augment(x, y, stats, nb_scale, w)
-    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
     assert kernel.shape == (40, 1) and 0 < loss < 0.7
@@ -191,7 +191,7 @@ def test_the_fold_holds_with_the_naive_bayes_block_and_no_lsa():
     kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0), seed=0)
     x = tfidf(counts, stats.idf)
     augmented = sp.hstack([x, x @ sp.diags(2.0 * nb_importance(x, y))], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
 
@@ -241,7 +241,7 @@ def test_with_a_corpus_solve_refits_on_the_importance_its_first_fit_predicts():
     positive = 1.0 / (1.0 + np.exp(-(np.asarray(pool @ first_kernel).ravel() + first_bias[0])))
     importance = nb_importance(x, y, pool, 0.5 * np.stack([1.0 - positive, positive], axis=1))
     augmented = sp.hstack([x, x @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(x) * w)], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0).fit(augmented, y)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
     assert not np.allclose(kernel, first_kernel)  # the corpus changed the fit
@@ -318,7 +318,118 @@ def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
     w = lsa_weight(len(y), config.linear_lsa_pivot)  # the labels' count, not the rows'
     rows = sp.vstack([x, rest], format="csr")
     design = sp.hstack([rows, sp.csr_matrix(stats.project(rows) * w)], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", max_iter=2000, random_state=0)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
+    reference.fit(design, np.concatenate([y, guessed]), sample_weight=np.concatenate([np.ones(len(y)), weights]))
+    np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(kernel, first_kernel)
+    fitted = reference.predict_proba(design[: len(y)])[np.arange(len(y)), y]
+    assert loss == pytest.approx(float(-np.mean(np.log(np.clip(fitted, 1e-7, 1.0)))), rel=1e-4)  # labelled rows only
+
+
+def test_a_fully_labelled_corpus_gives_no_pseudo_labels_so_the_full_data_model_is_unchanged():
+    counts, y = separable(60, seed=1)
+    stats = corpus_stats(counts, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_pseudo_weight=0.5)
+    everything = solve(counts, y, stats, config, 0, counts, np.zeros(60, dtype=bool))
+    off = solve(counts, y, stats, replace(config, linear_pseudo_weight=0.0), 0, counts, np.zeros(60, dtype=bool))
+    np.testing.assert_array_equal(everything[0], off[0])
+    with pytest.raises(ValueError, match="unlabeled marks 59 rows of a 60-row corpus"):
+        solve(counts, y, stats, config, 0, counts, np.zeros(59, dtype=bool))
+
+
+def test_with_the_nb_block_the_pseudo_fit_counts_the_labels_once_and_the_rest_as_predicted():
+    """Written out independently: the second fit predicts the unlabelled rows; their mass and the labels' give the
+    importance of the third fit, which they join as weighted rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(40, seed=1)
+    corpus, _ = separable(120, seed=2)
+    unlabeled = np.arange(120) % 3 != 0
+    stats = corpus_stats(corpus, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0, linear_nb_unlabeled=0.5,
+                         linear_pseudo_weight=0.5)
+    kernel, bias, _ = solve(counts, y, stats, config, seed=0, corpus=corpus, unlabeled=unlabeled)
+
+    second_kernel, second_bias, _ = solve(counts, y, stats, config, seed=0, corpus=corpus)  # no marks: fit two
+    x, rest = tfidf(counts, stats.idf), tfidf(corpus[unlabeled], stats.idf)
+    positive = 1.0 / (1.0 + np.exp(-(np.asarray(rest @ second_kernel).ravel() + second_bias[0])))
+    importance = nb_importance(x, y, rest, 0.5 * np.stack([1.0 - positive, positive], axis=1))
+    rows = sp.vstack([x, rest], format="csr")
+    w = lsa_weight(len(y), config.linear_lsa_pivot)
+    design = sp.hstack([rows, rows @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(rows) * w)], format="csr")
+    weights = np.concatenate([np.ones(len(y)), 0.5 * np.abs(2.0 * positive - 1.0)])
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
+    reference.fit(design, np.concatenate([y, (positive > 0.5).astype(int)]), sample_weight=weights)
+    np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_pseudo_labels_work_for_n_way_problems_and_keep_to_the_labelled_classes():
+    counts, y = separable(120, seed=3, classes=4)
+    stats = corpus_stats(counts, components=4, seed=0)
+    config = ModelConfig(family="linear", n_classes=4, linear_pseudo_weight=1.0)
+    off = replace(config, linear_pseudo_weight=0.0)
+    three = np.flatnonzero(y < 3)[:45]  # classes 0-2 labelled, class 3 not yet
+    unlabeled = ~np.isin(np.arange(120), three)
+    kernel, bias, _ = solve(counts[three], y[three], stats, config, seed=0, corpus=counts, unlabeled=unlabeled)
+    predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
+    assert (predicted[y < 3] == y[y < 3]).mean() > 0.95 and bias[3] < -20  # no label, no pseudo-label
+    assert not np.allclose(kernel, solve(counts[three], y[three], stats, off, 0, counts, unlabeled)[0])
+    # Classes 1 and 3 of 4 so far: the pseudo-labels are those classes' indices, not the columns' 0 and 1.
+    two = np.flatnonzero(np.isin(y, [1, 3]))[:30]
+    unlabeled = ~np.isin(np.arange(120), two)
+    kernel, bias, _ = solve(counts[two], y[two], stats, config, seed=0, corpus=counts, unlabeled=unlabeled)
+    assert kernel.shape == (40, 4) and bias[0] < -20 and bias[2] < -20
+    assert np.all(kernel[:, [0, 1, 2]] == 0)  # one logit: class 3 against class 1
+    assert not np.allclose(kernel, solve(counts[two], y[two], stats, off, 0, counts, unlabeled)[0])
+
+
+@pytest.mark.parametrize(
+    ("field", "variable", "default"),
+    [("linear_nb_unlabeled", "ALLOOP_NB_UNLABELED", 1.0), ("linear_pseudo_weight", "ALLOOP_PSEUDO_WEIGHT", 0.3)],
+)
+def test_pool_weights_come_from_the_environment_and_must_be_non_negative_numbers(field, variable, default):
+    from alloop.config import trainer_from_env
+
+    assert getattr(trainer_from_env({}).model, field) == default
+    assert getattr(trainer_from_env({variable: "0"}).model, field) == 0.0
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"{field} must be 0"):
+            ModelConfig(family="linear", **{field: bad})
+
+
+def test_pseudo_labels_weigh_each_row_by_how_far_its_top_class_stands_above_a_guess():
+    two = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5]])
+    labels, weights = pseudo_labels(two, np.array([3, 7]), 0.5)
+    assert labels.tolist() == [3, 7, 3]  # class indices, not columns
+    np.testing.assert_allclose(weights, [0.5 * 0.8, 0.5 * 0.2, 0.0])
+    three = np.array([[1 / 3, 1 / 3, 1 / 3], [0.1, 0.1, 0.8], [0.0, 1.0, 0.0]])
+    labels, weights = pseudo_labels(three, np.arange(3), 1.0)
+    assert labels.tolist()[1:] == [2, 1]
+    np.testing.assert_allclose(weights, [0.0, (3 * 0.8 - 1) / 2, 1.0], atol=1e-12)
+
+
+def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
+    """Written out independently (no NB block): fit the labels, predict the unlabelled rows, refit with them."""
+    from sklearn.linear_model import LogisticRegression
+
+    counts, y = separable(40, seed=1)
+    corpus, _ = separable(120, seed=2)
+    unlabeled = np.arange(120) % 3 != 0  # a third of the corpus is labelled elsewhere
+    stats = corpus_stats(corpus, components=5, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=0.0, linear_pseudo_weight=0.5)
+    kernel, bias, loss = solve(counts, y, stats, config, seed=0, corpus=corpus, unlabeled=unlabeled)
+
+    first_kernel, first_bias, first_loss = solve(counts, y, stats, config, seed=0)  # no corpus: no pseudo-labels
+    x, rest = tfidf(counts, stats.idf), tfidf(corpus[unlabeled], stats.idf)
+    positive = 1.0 / (1.0 + np.exp(-(np.asarray(rest @ first_kernel).ravel() + first_bias[0])))
+    guessed = (positive > 0.5).astype(int)
+    weights = 0.5 * np.abs(2.0 * positive - 1.0)
+    w = lsa_weight(len(y), config.linear_lsa_pivot)  # the labels' count, not the rows'
+    rows = sp.vstack([x, rest], format="csr")
+    design = sp.hstack([rows, sp.csr_matrix(stats.project(rows) * w)], format="csr")
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
     reference.fit(design, np.concatenate([y, guessed]), sample_weight=np.concatenate([np.ones(len(y)), weights]))
     np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
                                rtol=1e-4, atol=1e-4)
