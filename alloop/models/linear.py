@@ -19,7 +19,8 @@ Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
 - *Pseudo-labelled pool rows* (:func:`pseudo_labels`): the reviews active learning leaves unlabelled are the easy
   ones, so a fit on the labels alone lacks their mass; the pool's unlabelled rows join the last fit of a round as
   their predicted class, each weighted by ``0.3 * (2p - 1)``. Least-confidence, 3 seeds, in-process: +0.3 to +0.9
-  point from 200 to 8,000 labels, +0.1 at 10,000; the full-data model has no unlabelled rows and does not change.
+  point from 1,600 to 8,000 labels (+0.9 at 2,000, +0.7 at 5,000), -0.4 to +0.6 below, level at 10,000; the
+  full-data model has no unlabelled rows and does not change (bench/results/linear_study_pseudo.json).
 - *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum,
   and 200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
 
@@ -456,7 +457,7 @@ def solve(
     the one returned, as pseudo-labelled rows (:func:`pseudo_labels`, as the second fit predicts them). That fit's
     importance counts the labels once and these rows' mass as the second fit predicts it. Why: labels that active
     learning chose are the hard cases, and the easy mass they leave out tilts the fit (Wang et al.'s CEAL, 2016).
-    Least-confidence, in-process, 3 seeds: +0.3 to +0.9 point from 200 to 8,000 labels, +0.1 at 10,000
+    Least-confidence, in-process, 3 seeds: +0.3 to +0.9 point from 1,600 to 8,000 labels, level at 10,000
     (bench/results/linear_study_pseudo.json). A fully labelled corpus has no such rows, so the full-data model is
     the second fit's, as without pseudo-labels. Without ``unlabeled`` or with a weight of 0, the second fit is
     returned.
