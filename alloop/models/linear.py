@@ -480,19 +480,22 @@ def solve(
     lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
     folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
+
+    def pooled_scale(rows: sp.csr_matrix, predicted: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return config.linear_nb_scale * nb_importance(x, y, rows, config.linear_nb_unlabeled * predicted)
+
     pool = tfidf(corpus, stats.idf) if corpus is not None and corpus.shape[0] and uses_corpus(config) else None
     if pool is not None and nb_uses_corpus(config):
-        predicted = probabilities(np.asarray(pool @ folded.T, dtype=np.float64) + intercept)  # the present classes
-        scale = config.linear_nb_scale * nb_importance(x, y, pool, config.linear_nb_unlabeled * predicted)
+        scale = pooled_scale(pool, _predicted(pool, folded, intercept))
         folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
     if pool is not None and unlabeled is not None and config.linear_pseudo_weight > 0:
         if len(unlabeled) != pool.shape[0]:
             raise ValueError(f"unlabeled marks {len(unlabeled)} rows of a {pool.shape[0]}-row corpus")
         rest = pool[np.flatnonzero(unlabeled)]
         if rest.shape[0]:
-            predicted = probabilities(np.asarray(rest @ folded.T, dtype=np.float64) + intercept)
+            predicted = _predicted(rest, folded, intercept)
             if nb_uses_corpus(config):  # the labels counted once, the rest as the better fit predicts it
-                scale = config.linear_nb_scale * nb_importance(x, y, rest, config.linear_nb_unlabeled * predicted)
+                scale = pooled_scale(rest, predicted)
             guessed, weights = pseudo_labels(predicted, present, config.linear_pseudo_weight)
             keep = np.flatnonzero(weights > 0)
             extra = sp.csr_matrix(rest[keep])
@@ -510,6 +513,13 @@ def solve(
         kernel[:, present] = folded.T
         bias[present] = intercept
     return kernel, bias, train_loss
+
+
+def _predicted(
+    rows: sp.csr_matrix, folded: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """A fit's probabilities for TF-IDF rows, one column per present class."""
+    return probabilities(np.asarray(rows @ folded.T, dtype=np.float64) + intercept)
 
 
 PseudoRows = tuple[sp.csr_matrix, sp.csr_matrix, npt.NDArray[np.int64], npt.NDArray[np.float64]]

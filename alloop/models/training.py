@@ -178,8 +178,10 @@ def _solve_round(
     # statistics reuse them.
     corpus_counts = cache.counts(vectorizer, corpus) if linear.uses_corpus(model_config) else None
     stats = cache.stats(vectorizer, corpus, model_config.linear_lsa_components, training.seed)
-    labelled = set(train.texts)
-    unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
+    unlabeled = None
+    if corpus_counts is not None:
+        labelled = set(train.texts)
+        unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
     kernel, bias, train_loss = linear.solve(
         family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts,
         unlabeled,

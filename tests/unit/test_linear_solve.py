@@ -23,6 +23,13 @@ def counts_matrix(rows: int = 60, width: int = 40, seed: int = 0) -> sp.csr_matr
     return sp.csr_matrix(dense)
 
 
+def binary_reference():
+    """solve()'s binary solver at the tests' C, fitted independently of it."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
+
+
 def separable(rows: int = 80, seed: int = 0, classes: int = 2) -> tuple[sp.csr_matrix, np.ndarray]:
     counts = counts_matrix(rows, 40, seed).tolil()
     y = np.arange(rows) % classes
@@ -87,8 +94,6 @@ def augment(x: sp.csr_matrix, y: np.ndarray, stats, nb_scale: float, w: float) -
 # LSA weight 1 and 0.5, with and without the naive-Bayes block: the fold must hold for any weights
 @pytest.mark.parametrize(("labels", "nb_scale"), [(100, 0.0), (4000, 0.0), (100, 2.0), (4000, 3.0)])
 def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels, nb_scale):
-    from sklearn.linear_model import LogisticRegression
-
     counts, y = separable(labels)
     stats = corpus_stats(counts, components=6, seed=0)
     config = ModelConfig(family="linear", linear_c=4.0, linear_lsa_pivot=1000, linear_nb_scale=nb_scale)
@@ -96,7 +101,7 @@ def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels, nb_scale):
     x = tfidf(counts, stats.idf)
     w = lsa_weight(len(y), 1000)
     augmented = augment(x, y, stats, nb_scale, w)
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
+    reference = binary_reference().fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
     assert kernel.shape == (40, 1) and 0 < loss < 0.7
@@ -183,15 +188,13 @@ def test_nb_importance_on_more_classes_takes_each_columns_strongest_one_vs_rest_
 
 
 def test_the_fold_holds_with_the_naive_bayes_block_and_no_lsa():
-    from sklearn.linear_model import LogisticRegression
-
     counts, y = separable(120)
     stats = corpus_stats(counts, components=0, seed=0)
     assert stats.basis.shape[1] == 0
     kernel, bias, _ = solve(counts, y, stats, ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0), seed=0)
     x = tfidf(counts, stats.idf)
     augmented = sp.hstack([x, x @ sp.diags(2.0 * nb_importance(x, y))], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
+    reference = binary_reference().fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
 
@@ -227,8 +230,6 @@ def test_nb_importance_adds_the_unlabeled_rows_predicted_class_mass():
 
 def test_with_a_corpus_solve_refits_on_the_importance_its_first_fit_predicts():
     """Written out independently: fit on the labels, predict the corpus, importance with its mass, fit again."""
-    from sklearn.linear_model import LogisticRegression
-
     counts, y = separable(60, seed=1)
     corpus, _ = separable(200, seed=2)
     stats = corpus_stats(corpus, components=5, seed=0)
@@ -241,7 +242,7 @@ def test_with_a_corpus_solve_refits_on_the_importance_its_first_fit_predicts():
     positive = 1.0 / (1.0 + np.exp(-(np.asarray(pool @ first_kernel).ravel() + first_bias[0])))
     importance = nb_importance(x, y, pool, 0.5 * np.stack([1.0 - positive, positive], axis=1))
     augmented = sp.hstack([x, x @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(x) * w)], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0).fit(augmented, y)
+    reference = binary_reference().fit(augmented, y)
     np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
                                rtol=1e-4, atol=1e-4)
     assert not np.allclose(kernel, first_kernel)  # the corpus changed the fit
@@ -301,8 +302,6 @@ def test_pseudo_labels_weigh_each_row_by_how_far_its_top_class_stands_above_a_gu
 
 def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
     """Written out independently (no NB block): fit the labels, predict the unlabelled rows, refit with them."""
-    from sklearn.linear_model import LogisticRegression
-
     counts, y = separable(40, seed=1)
     corpus, _ = separable(120, seed=2)
     unlabeled = np.arange(120) % 3 != 0  # a third of the corpus is labelled elsewhere
@@ -318,7 +317,7 @@ def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
     w = lsa_weight(len(y), config.linear_lsa_pivot)  # the labels' count, not the rows'
     rows = sp.vstack([x, rest], format="csr")
     design = sp.hstack([rows, sp.csr_matrix(stats.project(rows) * w)], format="csr")
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
+    reference = binary_reference()
     reference.fit(design, np.concatenate([y, guessed]), sample_weight=np.concatenate([np.ones(len(y)), weights]))
     np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
                                rtol=1e-4, atol=1e-4)
@@ -341,8 +340,6 @@ def test_a_fully_labelled_corpus_gives_no_pseudo_labels_so_the_full_data_model_i
 def test_with_the_nb_block_the_pseudo_fit_counts_the_labels_once_and_the_rest_as_predicted():
     """Written out independently: the second fit predicts the unlabelled rows; their mass and the labels' give the
     importance of the third fit, which they join as weighted rows."""
-    from sklearn.linear_model import LogisticRegression
-
     counts, y = separable(40, seed=1)
     corpus, _ = separable(120, seed=2)
     unlabeled = np.arange(120) % 3 != 0
@@ -359,7 +356,7 @@ def test_with_the_nb_block_the_pseudo_fit_counts_the_labels_once_and_the_rest_as
     w = lsa_weight(len(y), config.linear_lsa_pivot)
     design = sp.hstack([rows, rows @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(rows) * w)], format="csr")
     weights = np.concatenate([np.ones(len(y)), 0.5 * np.abs(2.0 * positive - 1.0)])
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=2000, random_state=0)
+    reference = binary_reference()
     reference.fit(design, np.concatenate([y, (positive > 0.5).astype(int)]), sample_weight=weights)
     np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
                                rtol=1e-4, atol=1e-4)
