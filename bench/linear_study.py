@@ -72,11 +72,9 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
     }
 
 
-def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int) -> dict[int, float]:
+def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
+    """``fit(rows) -> (kernel, bias)`` as the trainer solves a round whose labels are those candidate rows."""
     from alloop.models import linear  # noqa: PLC0415
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
-
-    config = replace(ModelConfig(family="linear"), **overrides)
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
@@ -86,17 +84,30 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
         )
         return kernel, bias
 
-    def test_accuracy(kernel: Any, bias: Any) -> float:
-        predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
-        return float((predicted == data["test_labels"]).mean())
+    return fit
 
+
+def accuracy_on_test(data: dict[str, Any], kernel: Any, bias: Any) -> float:
+    from alloop.models import linear  # noqa: PLC0415
+
+    predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
+    return float((predicted == data["test_labels"]).mean())
+
+
+def rounds(
+    data: dict[str, Any], config: Any, strategy: str, budgets: list[int], seed: int
+) -> tuple[dict[int, float], Any]:
+    """Test accuracy after each round, and the candidate rows labelled at the last budget (a boolean mask)."""
+    from alloop.models import linear  # noqa: PLC0415
+
+    fit = fitter(data, config, seed)
     rng = np.random.default_rng(seed)
     labelled = np.zeros(len(data["labels"]), dtype=bool)
     labelled[: data["initial"]] = True
     accuracy: dict[int, float] = {}
     for i, budget in enumerate(budgets):
         kernel, bias = fit(np.flatnonzero(labelled))
-        accuracy[budget] = test_accuracy(kernel, bias)
+        accuracy[budget] = accuracy_on_test(data, kernel, bias)
         if i + 1 == len(budgets):
             break
         pool = np.flatnonzero(~labelled)
@@ -107,7 +118,16 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
             probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
             chosen = pool[np.argsort(probs.max(axis=1), kind="stable")[:wanted]]
         labelled[chosen] = True
-    accuracy[len(data["labels"])] = test_accuracy(*fit(np.arange(len(data["labels"]))))
+    return accuracy, labelled
+
+
+def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int) -> dict[int, float]:
+    """:func:`rounds`, then the same settings on every candidate (the last key: the full-data accuracy)."""
+    from alloop.models.config import ModelConfig  # noqa: PLC0415
+
+    config = replace(ModelConfig(family="linear"), **overrides)
+    accuracy, _ = rounds(data, config, strategy, budgets, seed)
+    accuracy[len(data["labels"])] = accuracy_on_test(data, *fitter(data, config, seed)(np.arange(len(data["labels"]))))
     return accuracy
 
 
