@@ -39,8 +39,8 @@ from unittest import mock
 
 import numpy as np
 
-from bench.label_efficiency import PLANS, ROOT
-from bench.linear_study import RESULTS, accuracy_on_test, fitter, rounds, seed_features
+from bench.label_efficiency import ROOT
+from bench.linear_study import RESULTS, accuracy_on_test, fitter, rounds, seed_features, study_budgets, unlabelled
 
 ROUND = 1_000  # the benchmark's round size above 2,000 labels
 
@@ -66,18 +66,14 @@ def measure(data: dict[str, Any], labels: int, seed: int) -> dict[str, Any]:
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
     config = ModelConfig(family="linear")
-    plan = PLANS["linear"]
-    budgets = [plan.initial_per_class * 2, *(b for b in plan.budgets if b <= labels)]
-    curve, labelled = rounds(data, config, "least_confidence", budgets, seed)
+    budgets = study_budgets(labels)
+    curve, labelled, (kernel, bias) = rounds(data, config, "least_confidence", budgets, seed)
     fit = fitter(data, config, seed)
     rows = np.flatnonzero(labelled)
-    kernel, bias = fit(rows)
     pool = np.flatnonzero(~labelled)
     probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
     wrong = pool[probs.argmax(axis=1) != data["labels"][pool]]
-    # The rows solve() pseudo-labels: corpus rows whose text no label covers, in corpus order.
-    unlabelled = ~np.isin(data["text_ids"], data["text_ids"][rows])
-    truth = data["labels"][unlabelled]
+    truth = data["labels"][unlabelled(data, rows)]  # in corpus order, as solve() asks about them
 
     def with_oracle(weight: float | None) -> float:
         with mock.patch.object(linear, "pseudo_labels", truth_for(truth, weight)):
@@ -87,7 +83,7 @@ def measure(data: dict[str, Any], labels: int, seed: int) -> dict[str, Any]:
     return {
         "labels": int(labelled.sum()),
         "curve": {str(n): a for n, a in curve.items()},
-        "as_trained": accuracy_on_test(data, kernel, bias),
+        "as_trained": curve[budgets[-1]],
         "oracle_pseudo_labels": with_oracle(None),
         "oracle_pool_weight_1": with_oracle(1.0),
         "pool_mispredicted": len(wrong),

@@ -72,15 +72,26 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
     }
 
 
+def study_budgets(max_labels: int) -> list[int]:
+    """The benchmark's ``linear`` rounds up to ``max_labels``, the initial set (labelled first) included."""
+    plan = PLANS["linear"]
+    return [plan.initial_per_class * 2, *(b for b in plan.budgets if b <= max_labels)]
+
+
+def unlabelled(data: dict[str, Any], rows: Any) -> Any:
+    """The candidates no label covers when ``rows`` are labelled: a copy of a labelled review's text counts as
+    labelled, as in the trainer, whose corpus is the set of texts. These are the rows solve() pseudo-labels."""
+    return ~np.isin(data["text_ids"], data["text_ids"][rows])
+
+
 def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
     """``fit(rows) -> (kernel, bias)`` as the trainer solves a round whose labels are those candidate rows."""
     from alloop.models import linear  # noqa: PLC0415
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
-        unlabeled = ~np.isin(data["text_ids"], data["text_ids"][rows])
         kernel, bias, _ = linear.solve(
-            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabeled
+            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabelled(data, rows)
         )
         return kernel, bias
 
@@ -96,8 +107,9 @@ def accuracy_on_test(data: dict[str, Any], kernel: Any, bias: Any) -> float:
 
 def rounds(
     data: dict[str, Any], config: Any, strategy: str, budgets: list[int], seed: int
-) -> tuple[dict[int, float], Any]:
-    """Test accuracy after each round, and the candidate rows labelled at the last budget (a boolean mask)."""
+) -> tuple[dict[int, float], Any, tuple[Any, Any]]:
+    """Test accuracy after each round, the candidate rows labelled at the last budget (a boolean mask), and the
+    (kernel, bias) fitted on them."""
     from alloop.models import linear  # noqa: PLC0415
 
     fit = fitter(data, config, seed)
@@ -118,7 +130,7 @@ def rounds(
             probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
             chosen = pool[np.argsort(probs.max(axis=1), kind="stable")[:wanted]]
         labelled[chosen] = True
-    return accuracy, labelled
+    return accuracy, labelled, (kernel, bias)
 
 
 def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int) -> dict[int, float]:
@@ -126,7 +138,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
     config = replace(ModelConfig(family="linear"), **overrides)
-    accuracy, _ = rounds(data, config, strategy, budgets, seed)
+    accuracy, _, _ = rounds(data, config, strategy, budgets, seed)
     accuracy[len(data["labels"])] = accuracy_on_test(data, *fitter(data, config, seed)(np.arange(len(data["labels"]))))
     return accuracy
 
@@ -143,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "linear_study_pseudo.json")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
-    plan = PLANS["linear"]  # its budgets are the rounds after the initial set, which is labelled first
-    budgets = [plan.initial_per_class * 2, *(b for b in plan.budgets if b <= args.max_labels)]
+    budgets = study_budgets(args.max_labels)
     started = time.monotonic()
     runs: dict[str, list[dict[int, float]]] = {name: [] for name, _ in variants}
     for seed in range(args.seeds):
