@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _manifest(root: Path) -> str:
+def _manifest(root: Path, known: dict[str, str] | None = None) -> str:
+    """The tree's manifest; ``known`` gives digests already computed from bytes in memory (by relative path)."""
+    known = known or {}
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
-        lines.append(f"{_sha256(path)}  {path.relative_to(root).as_posix()}")
+        name = path.relative_to(root).as_posix()
+        lines.append(f"{known[name] if name in known else _sha256(path)}  {name}")
     return "\n".join(lines) + "\n"
 
 
@@ -92,23 +96,46 @@ def _fsync_tree_dir(path: Path) -> None:
         os.close(fd)
 
 
-def verify_version(model_dir: Path, version: int, expected_sha256: str) -> Path:
-    root = version_dir(model_dir, version)
+def _recorded_manifest(root: Path, version: int, expected_sha256: str) -> str:
     manifest_path = root / MANIFEST_FILE
     if not manifest_path.is_file():
         raise IntegrityError(f"model version {version} at {root} has no {MANIFEST_FILE}")
-    recorded = manifest_path.read_text()
-    if hashlib.sha256(recorded.encode()).hexdigest() != expected_sha256:
+    recorded = manifest_path.read_bytes()
+    if hashlib.sha256(recorded).hexdigest() != expected_sha256:
         raise IntegrityError(f"model version {version}: manifest digest differs from the registry's {expected_sha256}")
-    actual = _manifest(root)
-    if actual != recorded:
+    return recorded.decode()
+
+
+def verify_version(model_dir: Path, version: int, expected_sha256: str, known: dict[str, str] | None = None) -> Path:
+    root = version_dir(model_dir, version)
+    recorded = _recorded_manifest(root, version, expected_sha256)
+    if _manifest(root, known) != recorded:
         raise IntegrityError(f"model version {version} at {root}: files differ from their manifest (corrupt or truncated)")
     return root
 
 
+def read_verified(model_dir: Path, version: int, expected_sha256: str, name: str = MODEL_FILE) -> bytes:
+    """The bytes of one file of a version, read once and verified with the whole tree against the registry's digest.
+
+    What the caller uses is exactly what was checked: a file swapped on disk after the check cannot be used in its
+    place, because the check hashed these bytes, not the file.
+    """
+    data = (version_dir(model_dir, version) / name).read_bytes()  # OSError while a shared volume catches up
+    verify_version(model_dir, version, expected_sha256, known={name: hashlib.sha256(data).hexdigest()})
+    return data
+
+
 def load_version(model_dir: Path, version: int, expected_sha256: str) -> keras.Model:
-    root = verify_version(model_dir, version, expected_sha256)
-    return keras.saving.load_model(root / MODEL_FILE, compile=False)
+    """Load a version's model from the bytes that were verified, through a private copy only this process can
+    open (Keras loads from a path), deleted once loaded."""
+    data = read_verified(model_dir, version, expected_sha256)
+    private = Path(tempfile.mkdtemp(prefix="alloop-load-"))  # mode 0700
+    try:
+        path = private / MODEL_FILE
+        path.write_bytes(data)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def remove_partial(model_dir: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 | variable | default | used by |
 |---|---|---|
-| REDIS_URL | unset: start/reuse an embedded Redis in ALLOOP_STATE_DIR/redis | both |
+| REDIS_URL | unset: start/reuse an embedded Redis in ALLOOP_STATE_DIR/redis (random password) | both |
+| ALLOOP_REDIS_PASSWORD_FILE | unset | both (a file holding the Redis password, for a REDIS_URL without one) |
 | ALLOOP_REDIS_PREFIX | alloop | both |
 | ALLOOP_STATE_DIR | .alloop | both (embedded Redis data, default model dir) |
 | ALLOOP_MODEL_DIR | $ALLOOP_STATE_DIR/models | both |
@@ -15,11 +16,19 @@
 | ALLOOP_MAX_BATCH_ITEMS | 10000 | query service (items per request) |
 | ALLOOP_MAX_TEXT_CHARS | 100000 | query service |
 | ALLOOP_MODEL_POLL_SECONDS | 2.0 | query service (fallback when a pub/sub message is missed) |
+| ALLOOP_MODEL_LOAD_ATTEMPTS | 10 | query service (polls that try an unreadable version before giving it up) |
 | ALLOOP_MC_PASSES | 10 | query service (MC-dropout passes for bald / mean_entropy) |
 | ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
 | ALLOOP_FEATURE_CACHE_ROWS | 200000 | query service (pool items whose features a replica keeps between Queries; 0: off) |
+| ALLOOP_MAX_NAME_CHARS | 200 | query service (pool names, item ids, labeler names) |
+| ALLOOP_MAX_UPLOAD_ITEMS / ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 100000 / 1000000 / 1000 | query service (items per SubmitPool stream, per pool; pools) |
+| ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items one Query scores for a non-operator caller) |
+| ALLOOP_MAX_LEASE_SECONDS | 3600 | query service (longest lease a labeler may ask for) |
+| ALLOOP_ALLOW_INSECURE | unset | both (1: serve a non-loopback address without tokens; refused otherwise) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
 | ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
+| ALLOOP_GRPC_WORKERS / ALLOOP_MAX_STREAMS / ALLOOP_MAX_HEALTH_WATCHES / ALLOOP_MAX_CONCURRENT_RPCS | 32 / 16 / 64 / 512 | both (alloop/rpc/limits.py) |
+| ALLOOP_STREAM_IDLE_SECONDS / ALLOOP_MAX_CONNECTION_AGE_SECONDS / ALLOOP_CONNECTION_AGE_GRACE_SECONDS / ALLOOP_MAX_CONNECTION_IDLE_SECONDS | 60 / 3600 / 30 / 600 | both (alloop/rpc/limits.py) |
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
 | ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
@@ -29,7 +38,7 @@
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
-| ALLOOP_CORPUS_CACHE_DIR | $ALLOOP_MODEL_DIR/.corpus | trainer (linear: vocabularies and LSA statistics per pool text, the 2 newest) |
+| ALLOOP_CORPUS_CACHE_DIR | $ALLOOP_STATE_DIR/corpus | trainer (linear: vocabularies and LSA statistics per pool text, the 2 newest) |
 | ALLOOP_ROUND_LOCK_SECONDS | 60 | trainer (a dead replica's round lock frees itself after this long) |
 | ALLOOP_STOP_SET_SIZE | 1000 | trainer (unlabeled items on which consecutive versions are compared) |
 | ALLOOP_SEED | 0 | trainer |
@@ -42,8 +51,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from alloop.models.config import FAMILY_NAMES, ModelConfig, TrainingConfig
+from alloop.rpc.limits import ServerLimits, limits_from_env
 from alloop.rpc.security import SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
 
@@ -73,7 +84,8 @@ def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class CommonSettings:
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password: never in a repr or a log
+    redis_password: str | None = field(default=None, repr=False)  # ALLOOP_REDIS_PASSWORD_FILE, for a URL without one
     redis_prefix: str = DEFAULT_PREFIX
     state_dir: Path = DEFAULT_STATE_DIR
     model_dir: Path | None = None
@@ -98,6 +110,8 @@ class QuerySettings:
     max_batch_items: int = 10_000
     max_text_chars: int = 100_000
     model_poll_seconds: float = 2.0
+    # Polls that try to read a published version before the replica gives it up (an integrity error: at once).
+    model_load_attempts: int = 10
     # Stochastic passes for the MC-dropout strategies (bald, mean_entropy): each costs about one scoring of the pool.
     mc_passes: int = 10
     max_message_bytes: int = 64 * 1024 * 1024
@@ -106,6 +120,35 @@ class QuerySettings:
     # (query_service/features.py); 0 turns the cache off.
     feature_cache_rows: int = 200_000
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    # Bounds on what a caller can make the service store or compute (answered INVALID_ARGUMENT or
+    # RESOURCE_EXHAUSTED with the bound): names (pools, ids, labelers), items per SubmitPool stream (a stream is
+    # held in memory until it ends), items per pool, pools, k per Query, the items a Query may score for a caller
+    # that is not an operator (0 in the request means "all of them, up to this bound"), lease length.
+    max_name_chars: int = 200
+    max_upload_items: int = 100_000
+    max_pool_items: int = 1_000_000
+    max_pools: int = 1_000
+    max_query_k: int = 10_000
+    max_query_candidates: int = 500_000
+    max_lease_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("ALLOOP_MAX_NAME_CHARS", self.max_name_chars),
+            ("ALLOOP_MAX_UPLOAD_ITEMS", self.max_upload_items),
+            ("ALLOOP_MAX_POOL_ITEMS", self.max_pool_items),
+            ("ALLOOP_MAX_POOLS", self.max_pools),
+            ("ALLOOP_MAX_QUERY_K", self.max_query_k),
+            ("ALLOOP_MAX_QUERY_CANDIDATES", self.max_query_candidates),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if not 0 < self.lease_seconds <= self.max_lease_seconds:
+            raise ValueError(
+                f"ALLOOP_LEASE_SECONDS ({self.lease_seconds}) must be positive and at most ALLOOP_MAX_LEASE_SECONDS "
+                f"({self.max_lease_seconds})"
+            )
 
 
 @dataclass(frozen=True)
@@ -122,14 +165,17 @@ class TrainerSettings:
     export_saved_model: bool = True
     consumer: str = ""
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    limits: ServerLimits = field(default_factory=ServerLimits)
     round_lock_seconds: float = 60.0
     stop_set_size: int = 1000
     fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
-    corpus_cache_dir: Path | None = None  # None: $model store/.corpus (alloop.models.linear.CorpusCache)
+    # None: $ALLOOP_STATE_DIR/corpus (alloop.models.linear.CorpusCache): the trainer's own files, kept off the model
+    # volume that query replicas share.
+    corpus_cache_dir: Path | None = None
 
     @property
     def corpus_cache_path(self) -> Path:
-        return self.corpus_cache_dir or self.common.models_path / ".corpus"
+        return self.corpus_cache_dir or self.common.state_dir / "corpus"
 
     def __post_init__(self) -> None:
         if self.retrain_threshold < 1:
@@ -142,8 +188,18 @@ def common_from_env(env: Mapping[str, str]) -> CommonSettings:
     classes = tuple(c.strip() for c in env.get("ALLOOP_CLASSES", ",".join(DEFAULT_CLASSES)).split(",") if c.strip())
     if len(classes) < 2:
         raise ValueError(f"ALLOOP_CLASSES needs at least two class names, got {classes!r}")
+    password_file = env.get("ALLOOP_REDIS_PASSWORD_FILE", "").strip()
+    password = None
+    if password_file:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ValueError(f"ALLOOP_REDIS_PASSWORD_FILE: cannot read {password_file}: {exc.strerror or exc}") from None
+        if password is None:
+            raise ValueError(f"ALLOOP_REDIS_PASSWORD_FILE: {password_file} is empty")
     return CommonSettings(
         redis_url=env.get("REDIS_URL") or None,
+        redis_password=password,
         redis_prefix=env.get("ALLOOP_REDIS_PREFIX", DEFAULT_PREFIX),
         state_dir=state_dir,
         model_dir=Path(model_dir) if model_dir else None,
@@ -162,10 +218,19 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         max_batch_items=int(env.get("ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items)),
         max_text_chars=int(env.get("ALLOOP_MAX_TEXT_CHARS", d.max_text_chars)),
         model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
+        model_load_attempts=_positive_int(env, "ALLOOP_MODEL_LOAD_ATTEMPTS", d.model_load_attempts),
         mc_passes=_positive_int(env, "ALLOOP_MC_PASSES", d.mc_passes),
         max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
         feature_cache_rows=_non_negative_int(env, "ALLOOP_FEATURE_CACHE_ROWS", d.feature_cache_rows),
         security=security_from_env(env),
+        limits=limits_from_env(env),
+        max_name_chars=_positive_int(env, "ALLOOP_MAX_NAME_CHARS", d.max_name_chars),
+        max_upload_items=_positive_int(env, "ALLOOP_MAX_UPLOAD_ITEMS", d.max_upload_items),
+        max_pool_items=_positive_int(env, "ALLOOP_MAX_POOL_ITEMS", d.max_pool_items),
+        max_pools=_positive_int(env, "ALLOOP_MAX_POOLS", d.max_pools),
+        max_query_k=_positive_int(env, "ALLOOP_MAX_QUERY_K", d.max_query_k),
+        max_query_candidates=_positive_int(env, "ALLOOP_MAX_QUERY_CANDIDATES", d.max_query_candidates),
+        max_lease_seconds=float(env.get("ALLOOP_MAX_LEASE_SECONDS", d.max_lease_seconds)),
     )
 
 
@@ -216,6 +281,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         ),
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
         security=security_from_env(env),
+        limits=limits_from_env(env),
         round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
         stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
@@ -224,7 +290,11 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", help="Redis URL (env REDIS_URL); unset: embedded Redis")
+    parser.add_argument(
+        "--redis-url",
+        help="Redis URL without a password (env REDIS_URL; the password goes in REDIS_URL or ALLOOP_REDIS_PASSWORD_FILE, "
+             "never on a command line); unset: embedded Redis",
+    )
     parser.add_argument("--state-dir", type=Path, help="state directory (env ALLOOP_STATE_DIR, default .alloop)")
     parser.add_argument("--model-dir", type=Path, help="model store (env ALLOOP_MODEL_DIR)")
     parser.add_argument("--address", help="host:port to serve on")
@@ -233,6 +303,11 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 def apply_common_flags(common: CommonSettings, args: argparse.Namespace) -> CommonSettings:
     overrides: dict[str, Any] = {}
     if args.redis_url:
+        if urlsplit(args.redis_url).password:
+            raise ValueError(
+                "--redis-url carries a password, which every user of this machine can read in the process list: "
+                "put the URL in REDIS_URL, or the password in a file named by ALLOOP_REDIS_PASSWORD_FILE"
+            )
         overrides["redis_url"] = args.redis_url
     if args.state_dir:
         overrides["state_dir"] = args.state_dir

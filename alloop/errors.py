@@ -31,6 +31,10 @@ class UnknownVersion(NotFound):
         self.version = version
 
 
+class PermissionDenied(AlloopError):
+    """The caller's token may not do this (label under another labeler's name, say)."""
+
+
 class FailedPrecondition(AlloopError):
     """The request is well formed but the system is not in a state to accept it."""
 

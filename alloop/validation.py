@@ -9,11 +9,17 @@ from alloop.errors import InvalidRequest, ResourceExhausted
 MAX_NAME_CHARS = 200
 
 
-def check_name(kind: str, value: str) -> str:
+def quoted(value: str, limit: int = 40) -> str:
+    """A caller's string quoted for an error message, cut short: a message never repeats a whole bad input (a
+    long one would not even fit in the status trailer)."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def check_name(kind: str, value: str, limit: int = MAX_NAME_CHARS) -> str:
     if not value or not value.strip():
         raise InvalidRequest(f"{kind} must not be empty")
-    if len(value) > MAX_NAME_CHARS:
-        raise InvalidRequest(f"{kind} is {len(value)} characters long; the limit is {MAX_NAME_CHARS}")
+    if len(value) > limit:
+        raise InvalidRequest(f"{kind} is {len(value)} characters long; the limit is {limit}")
     if value != value.strip():
         raise InvalidRequest(f"{kind} {value!r} has leading or trailing white space")
     return value

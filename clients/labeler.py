@@ -57,7 +57,11 @@ def label_session(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Label queued items in the terminal.")
     add_address_flags(parser)
-    parser.add_argument("--labeler", default="terminal", help="your name, recorded with each label")
+    parser.add_argument(
+        "--labeler", default="",
+        help="your name, recorded with each label when the service runs without tokens; with tokens the service "
+             "records your token's holder, and a labeler token may not name anyone else",
+    )
     parser.add_argument("--batch", type=int, default=10, help="items leased at a time")
     args = parser.parse_args(argv)
     try:

@@ -7,6 +7,7 @@ gRPC and Redis), and everything started is stopped on exit, also on Ctrl-C or an
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterat
     """Start Redis, the trainer (on ``data_dir``'s initial/val/test files) and the query service; stop them after."""
     run_dir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
-    redis_server = EmbeddedRedis(run_dir / "redis").start()
+    redis_server = EmbeddedRedis(run_dir / "redis", password=secrets.token_urlsafe(24)).start()
     try:
         stack = Stack(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", redis_server.url, run_dir)
         full_env = {

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from alloop.config import QuerySettings
-from alloop.errors import FailedPrecondition, InvalidRequest
+from alloop.errors import FailedPrecondition, InvalidRequest, PermissionDenied, ResourceExhausted
 from alloop.models.text_model import Features
+from alloop.identity import ANONYMOUS, Caller
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_measure, get_strategy
-from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique
+from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique, quoted
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
 
@@ -72,25 +73,54 @@ class QueryApp:
 
     # --- pools -------------------------------------------------------------------------------------------------
     def submit_pool(self, pool: str, items: Iterable[tuple[str, str]], *, skip_invalid: bool) -> PoolSubmission:
-        pool = check_name("pool name", pool or DEFAULT_POOL)
+        limits = self.settings
+        pool = self._name("pool name", pool or DEFAULT_POOL)
         valid: list[tuple[str, str]] = []
         rejections: list[tuple[int, str, str]] = []
         seen: set[str] = set()
         for index, (item_id, text) in enumerate(items):
+            if index >= limits.max_upload_items:
+                raise ResourceExhausted(
+                    f"more than {limits.max_upload_items} items in one SubmitPool stream (ALLOOP_MAX_UPLOAD_ITEMS): "
+                    "split the upload into several streams. Nothing was stored"
+                )
             try:
-                check_name(f"item #{index} id", item_id)
-                check_text(text, self.settings.max_text_chars, f"item #{index} ({item_id!r})")
+                self._name(f"item #{index} id", item_id)
+                check_text(text, limits.max_text_chars, f"item #{index} ({quoted(item_id)})")
                 if item_id in seen:
-                    raise InvalidRequest(f"item #{index}: id {item_id!r} appears twice in this upload")
+                    raise InvalidRequest(f"item #{index}: id {quoted(item_id)} appears twice in this upload")
             except InvalidRequest as exc:
                 if not skip_invalid:
                     raise InvalidRequest(f"{exc}; nothing was stored (set skip_invalid to store the valid items)") from exc
-                rejections.append((index, item_id, str(exc)))
+                rejections.append((index, item_id[: limits.max_name_chars], str(exc)))
                 continue
             seen.add(item_id)
             valid.append((item_id, text))
+        if valid:
+            self._check_pool_room(pool, [item_id for item_id, _ in valid])
         added = self.pools.add(pool, valid)
         return PoolSubmission(pool, added.accepted, added.duplicate, rejections, self.pools.size(pool))
+
+    def _check_pool_room(self, pool: str, ids: list[str]) -> None:
+        """Refuse an upload that would pass ALLOOP_MAX_POOLS or ALLOOP_MAX_POOL_ITEMS (concurrent uploads to one
+        pool are checked against the same size, so they may pass the bound by at most one upload each)."""
+        limits = self.settings
+        if not self.pools.exists(pool) and self.pools.count() >= limits.max_pools:
+            raise ResourceExhausted(
+                f"there are already {limits.max_pools} pools (ALLOOP_MAX_POOLS): add items to an existing pool. "
+                "Nothing was stored"
+            )
+        size = self.pools.size(pool)
+        if size + len(ids) > limits.max_pool_items:
+            new = self.pools.new_ids(pool, ids)
+            if size + new > limits.max_pool_items:
+                raise ResourceExhausted(
+                    f"pool {quoted(pool)} holds {size} items and this upload adds {new}: the limit is "
+                    f"{limits.max_pool_items} per pool (ALLOOP_MAX_POOL_ITEMS). Nothing was stored"
+                )
+
+    def _name(self, kind: str, value: str) -> str:
+        return check_name(kind, value, self.settings.max_name_chars)
 
     # --- scoring -----------------------------------------------------------------------------------------------
     def _check_texts(self, texts: Sequence[str], what: str) -> None:
@@ -118,14 +148,33 @@ class QueryApp:
         return served.predictor.predict_proba(list(texts)), served
 
     # --- selection -------------------------------------------------------------------------------------------
-    def query(self, pool: str, strategy: str, k: int, seed: int = 0, max_candidates: int = 0) -> QueryResult:
-        pool = check_name("pool name", pool)
+    def query(
+        self, pool: str, strategy: str, k: int, seed: int = 0, max_candidates: int = 0, caller: Caller = ANONYMOUS,
+    ) -> QueryResult:
+        limits = self.settings
+        pool = self._name("pool name", pool)
         if k <= 0:
             raise InvalidRequest(f"k must be a positive number of items to select, got {k}")
+        if k > limits.max_query_k:
+            raise ResourceExhausted(f"k={k} is more than {limits.max_query_k} items per Query (ALLOOP_MAX_QUERY_K)")
+        if seed < 0:
+            raise InvalidRequest(f"seed must be 0 (fresh randomness) or a positive integer, got {seed}")
         if max_candidates < 0:
             raise InvalidRequest(f"max_candidates must be 0 (score every item) or positive, got {max_candidates}")
         if 0 < max_candidates < k:
             raise InvalidRequest(f"k={k} is more than max_candidates={max_candidates}: a sample cannot yield more than it holds")
+        if not caller.is_operator:
+            if max_candidates > limits.max_query_candidates:
+                raise ResourceExhausted(
+                    f"max_candidates={max_candidates} is more than the {limits.max_query_candidates} items one Query "
+                    "may score (ALLOOP_MAX_QUERY_CANDIDATES; operators are not bound)"
+                )
+            # 0 means "every unlabeled item", up to the bound: a larger pool is sampled (reported in `candidates`).
+            max_candidates = max_candidates or limits.max_query_candidates
+            if k > max_candidates:
+                raise ResourceExhausted(
+                    f"k={k} is more than the {max_candidates} items one Query may score (ALLOOP_MAX_QUERY_CANDIDATES)"
+                )
         try:
             select = get_strategy(strategy)
         except ValueError as exc:
@@ -170,23 +219,47 @@ class QueryApp:
             raise InvalidRequest(f"max_items must be positive, got {max_items}")
         if lease_seconds < 0:
             raise InvalidRequest(f"lease_seconds must not be negative, got {lease_seconds}")
+        if lease_seconds > self.settings.max_lease_seconds:
+            raise InvalidRequest(
+                f"lease_seconds={lease_seconds} is longer than the {self.settings.max_lease_seconds:g} s a lease may "
+                "last (ALLOOP_MAX_LEASE_SECONDS)"
+            )
         max_items = min(max_items, self.settings.max_lease_items)
         return self.labeling.lease(max_items, lease_seconds or self.settings.lease_seconds)
 
-    def submit_labels(self, labels: Sequence[LabelSubmission], labeler: str) -> SubmitResult:
+    def submit_labels(
+        self, labels: Sequence[LabelSubmission], labeler: str, caller: Caller = ANONYMOUS,
+    ) -> SubmitResult:
         if not labels:
             raise InvalidRequest("no labels in the request")
         check_batch_size(len(labels), self.settings.max_batch_items, "labels")
+        labeler = self._labeler(labeler, caller)
         for index, sub in enumerate(labels):
-            where = f"label #{index} ({sub.pool!r}, {sub.item_id!r})"
-            check_name(f"{where}: pool", sub.pool)
-            check_name(f"{where}: id", sub.item_id)
+            where = f"label #{index} ({quoted(sub.pool)}, {quoted(sub.item_id)})"
+            self._name(f"{where}: pool", sub.pool)
+            self._name(f"{where}: id", sub.item_id)
             check_label(sub.label, self.classes, where)
         # Keyed by the store's (pool, id) member: "pool/id" made ("a/b", "c") and ("a", "b/c") look like one item.
         check_unique([item_member(s.pool, s.item_id) for s in labels], "item")
         for pool in {s.pool for s in labels}:
             self.pools.require(pool)
         return self.labeling.submit(labels, labeler)
+
+    def _labeler(self, named: str, caller: Caller) -> str:
+        """The labeler recorded with a label: the token's holder where tokens are on (an operator may name
+        another, acting for a labeling system); the request's name, bounded, where they are off."""
+        if len(named) > self.settings.max_name_chars:
+            raise InvalidRequest(
+                f"labeler is {len(named)} characters long; the limit is {self.settings.max_name_chars}"
+            )
+        if caller.identity is None or (caller.is_operator and named):
+            return named
+        if named and named != caller.identity:
+            raise PermissionDenied(
+                f"this token belongs to {caller.identity!r}; it may not label as {quoted(named)} "
+                "(leave labeler empty, or use an operator token to label for others)"
+            )
+        return caller.identity
 
 
 def _model_outputs(

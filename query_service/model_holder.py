@@ -3,7 +3,9 @@
 A request takes :meth:`ModelHolder.current` once and uses that snapshot to the end, so it never mixes versions.
 A new version is loaded and verified on the watcher thread, off the request path, then installed by replacing one
 reference; requests in flight keep the snapshot they took. A version that fails verification is skipped and the
-last good one stays in service.
+last good one stays in service. A version that cannot be read (an OSError or ValueError: a shared volume still
+catching up, say) is tried again at each poll, ``max_load_attempts`` times in all, then given up like a corrupt one;
+:meth:`ModelHolder.refused` tells which versions were given up and why, for the health service.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ class ServedModel:
 
 
 class ModelHolder:
-    def __init__(self, registry: VersionRegistry, model_dir: Path, *, batch_size: int = 512) -> None:
+    def __init__(
+        self, registry: VersionRegistry, model_dir: Path, *, batch_size: int = 512, max_load_attempts: int = 10,
+    ) -> None:
         self._registry = registry
         self._model_dir = Path(model_dir)
         self._batch_size = batch_size
+        self._max_attempts = max_load_attempts
+        self._attempts: dict[int, int] = {}
         self._current: ServedModel | None = None
         self._changed = threading.Condition()
-        self._failed: set[int] = set()
+        self._failed: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,17 +84,24 @@ class ModelHolder:
         metadata = self._registry.get(version)
         if metadata is None:
             log.error("registry names version %d but holds no metadata for it", version)
-            self._failed.add(version)
+            self._failed[version] = "no metadata in the registry"
             return False
         try:
             model = artifacts.load_version(self._model_dir, version, metadata["sha256"])
         except IntegrityError as exc:
-            self._failed.add(version)  # a checksum mismatch will not heal: never try this version again
+            self._failed[version] = str(exc)  # a checksum mismatch will not heal: never try this version again
             log.error("refusing model version %d: %s; still serving %s", version, exc, served and served.version)
             return False
         except (OSError, ValueError) as exc:
-            # Possibly transient (a shared volume not yet in sync): the next poll tries again.
-            log.warning("cannot load model version %d yet: %s; still serving %s", version, exc, served and served.version)
+            # Possibly transient (a shared volume not yet in sync): the next polls try again, a bounded number of times.
+            attempts = self._attempts[version] = self._attempts.get(version, 0) + 1
+            if attempts >= self._max_attempts:
+                self._failed[version] = f"could not be loaded in {attempts} attempts: {exc}"
+                log.error("giving up on model version %d after %d attempts (%s); still serving %s",
+                          version, attempts, exc, served and served.version)
+            else:
+                log.warning("cannot load model version %d yet (attempt %d of %d): %s; still serving %s",
+                            version, attempts, self._max_attempts, exc, served and served.version)
             return False
         predictor = Predictor(model, self._batch_size)
         try:
@@ -98,12 +111,23 @@ class ModelHolder:
             predictor.predict_proba_features(predictor.features(["warm up"]))
             _ = predictor.fingerprint
         except Exception as exc:  # noqa: BLE001 - a version that cannot score is never served, and never retried
-            self._failed.add(version)
+            self._failed[version] = f"loads but cannot score: {exc}"
             log.error("refusing model version %d: it loads but cannot score (%s); still serving %s",
                       version, exc, served and served.version)
             return False
         self.install(ServedModel(version, metadata, predictor))
         return True
+
+    def refused(self) -> dict[int, str]:
+        """Versions this replica gave up on, with the reason (a copy)."""
+        return dict(self._failed)
+
+    def model_health(self) -> bool:
+        """True while this replica serves the registry's current version or is still trying to load it; False when
+        it serves nothing or gave the current version up (it may still serve an older one)."""
+        if self._current is None:
+            return False
+        return self._registry.current() not in self._failed
 
     def install(self, served: ServedModel) -> None:
         with self._changed:

@@ -6,12 +6,15 @@ import argparse
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import grpc
 import redis
+from grpc_health.v1 import health, health_pb2
 
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
+from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis
 from alloop.store.keys import Keys
@@ -26,6 +29,7 @@ from query_service.servicer import QueryServicer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+MODEL_HEALTH = "alloop.model"
 
 
 @dataclass
@@ -36,6 +40,7 @@ class RunningQueryService:
     holder: ModelHolder
     watchdog: Watchdog
     stopping: threading.Event
+    limiter: StreamLimiter
 
     def stop(self, grace: float = 5.0) -> None:
         self.stopping.set()
@@ -44,18 +49,43 @@ class RunningQueryService:
         self.holder.stop()
 
 
+def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) -> Callable[[], None]:
+    """A watchdog chore: the health service's ``alloop.model`` entry says whether this replica serves the
+    published version (NOT_SERVING: nothing served yet, or the current version was given up; see
+    ModelHolder.model_health). The replica's own entries stay SERVING while it answers with an older version."""
+    last: list[bool | None] = [None]
+
+    def report() -> None:
+        ok = holder.model_health()
+        if ok != last[0]:
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_servicer.set(MODEL_HEALTH, status)
+            last[0] = ok
+            if not ok and holder.refused():
+                log.error("alloop.model NOT_SERVING: gave up on versions %s", holder.refused())
+
+    return report
+
+
 def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryService:
     keys = Keys(settings.common.redis_prefix)
     registry = VersionRegistry(client, keys)
-    holder = ModelHolder(registry, settings.common.models_path, batch_size=settings.score_batch_size)
+    holder = ModelHolder(
+        registry, settings.common.models_path, batch_size=settings.score_batch_size,
+        max_load_attempts=settings.model_load_attempts,
+    )
     labeling = LabelingStore(client, keys)
     app = QueryApp(settings, PoolStore(client, keys), labeling, holder, FeatureCache(settings.feature_cache_rows))
     stopping = threading.Event()
-    server, port, health_servicer = new_server(
+    bound = new_server(
         settings.address, max_message_bytes=settings.max_message_bytes, security=settings.security,
+        limits=settings.limits,
     )
-    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping), server)
-    watchdog = Watchdog(client, health_servicer, [SERVICE_NAME], chores=[labeling.reclaim_expired])
+    server = bound.server
+    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping, settings.security.auth), server)
+    watchdog = Watchdog(
+        client, bound.health, [SERVICE_NAME], chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
+    )
     try:
         holder.refresh()
     except redis.exceptions.RedisError as exc:
@@ -63,7 +93,7 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     holder.start(settings.model_poll_seconds)
     watchdog.start()
     server.start()
-    return RunningQueryService(server, port, app, holder, watchdog, stopping)
+    return RunningQueryService(server, bound.port, app, holder, watchdog, stopping, bound.limiter)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,11 +101,19 @@ def main(argv: list[str] | None = None) -> None:
     add_common_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("ALLOOP_LOG_LEVEL", "INFO"), format="%(asctime)s query %(levelname)s %(message)s")
-    settings = query_from_env(os.environ)
-    settings = replace(settings, common=apply_common_flags(settings.common, args), address=args.address or settings.address)
-    client, embedded = open_redis(settings.common.redis_url, settings.common.embedded_redis_dir)
+    try:
+        settings = query_from_env(os.environ)
+        settings = replace(
+            settings, common=apply_common_flags(settings.common, args), address=args.address or settings.address,
+        )
+        settings.security.check(settings.address)
+    except ValueError as exc:  # a bad setting: one line naming it, no traceback
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    client, embedded = open_redis(
+        settings.common.redis_url, settings.common.embedded_redis_dir, password=settings.common.redis_password,
+    )
     running = create_server(settings, client)
-    log.info("query service on port %d (Redis %s)", running.port, embedded.url if embedded else "external")
+    log.info("query service on port %d (Redis %s)", running.port, "embedded" if embedded else "external")
 
     def stop() -> None:
         running.stop()

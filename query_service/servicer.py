@@ -9,6 +9,9 @@ from typing import Any
 import grpc
 
 from alloop.errors import InvalidRequest
+from alloop.validation import quoted
+from alloop.identity import Caller
+from alloop.rpc.auth import Credentials
 from alloop.rpc.messages import model_version_message
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
@@ -28,9 +31,13 @@ def _item_score(scored: Scored, version: int, pool: str = "") -> common_pb2.Item
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, app: QueryApp, stopping: threading.Event) -> None:
+    def __init__(self, app: QueryApp, stopping: threading.Event, credentials: Credentials | None = None) -> None:
         self._app = app
         self._stopping = stopping
+        self._credentials = credentials or Credentials()
+
+    def _caller(self, context: grpc.ServicerContext) -> Caller:
+        return self._credentials.caller(context.invocation_metadata())
 
     @grpc_errors
     def SubmitPool(self, request_iterator: Iterator[query_pb2.SubmitPoolRequest], context: grpc.ServicerContext) -> query_pb2.SubmitPoolResponse:
@@ -45,7 +52,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     # items silently in the first message's pool. Refused before anything is stored.
                     raise InvalidRequest(
                         f"this SubmitPool stream is for pool {header['pool'] or DEFAULT_POOL!r} (named by its first "
-                        f"message) but a later message names pool {message.pool!r}; use one stream per pool. "
+                        f"message) but a later message names pool {quoted(message.pool)}; use one stream per pool. "
                         "Nothing was stored"
                     )
                 for item in message.items:
@@ -73,7 +80,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     @grpc_errors
     def Query(self, request: query_pb2.QueryRequest, context: grpc.ServicerContext) -> query_pb2.QueryResponse:
-        result = self._app.query(request.pool, request.strategy, request.k, request.seed, request.max_candidates)
+        result = self._app.query(
+            request.pool, request.strategy, request.k, request.seed, request.max_candidates, self._caller(context),
+        )
         return query_pb2.QueryResponse(
             selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
             model_version=result.model_version,
@@ -104,7 +113,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     @grpc_errors
     def SubmitLabels(self, request: query_pb2.SubmitLabelsRequest, context: grpc.ServicerContext) -> query_pb2.SubmitLabelsResponse:
         labels = [LabelSubmission(lab.pool, lab.id, lab.label) for lab in request.labels]
-        result = self._app.submit_labels(labels, request.labeler)
+        result = self._app.submit_labels(labels, request.labeler, self._caller(context))
         return query_pb2.SubmitLabelsResponse(accepted=result.accepted, duplicate=result.duplicate)
 
     @grpc_errors

@@ -44,13 +44,16 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     trainer = Trainer(settings, client, consumer=consumer)
     trainer.prepare()
     stopping = threading.Event()
-    server, port, health_servicer = new_server(settings.address, max_message_bytes=4 * 1024 * 1024, security=settings.security)
+    bound = new_server(
+        settings.address, max_message_bytes=4 * 1024 * 1024, security=settings.security, limits=settings.limits,
+    )
+    server = bound.server
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer, stopping), server)
-    watchdog = Watchdog(client, health_servicer, [SERVICE_NAME])
+    watchdog = Watchdog(client, bound.health, [SERVICE_NAME])
     watchdog.start()
     server.start()
     trainer.start()
-    return RunningTrainerService(server, port, trainer, watchdog, stopping)
+    return RunningTrainerService(server, bound.port, trainer, watchdog, stopping)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,17 +65,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retrain-threshold", type=int, help="new labels that trigger a round (env ALLOOP_RETRAIN_THRESHOLD)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("ALLOOP_LOG_LEVEL", "INFO"), format="%(asctime)s trainer %(levelname)s %(message)s")
-    settings = trainer_from_env(os.environ)
-    settings = replace(
-        settings,
-        common=apply_common_flags(settings.common, args),
-        address=args.address or settings.address,
-        initial_data=args.initial_data or settings.initial_data,
-        val_data=args.val_data or settings.val_data,
-        test_data=args.test_data or settings.test_data,
-        retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
+    try:
+        settings = trainer_from_env(os.environ)
+        settings = replace(
+            settings,
+            common=apply_common_flags(settings.common, args),
+            address=args.address or settings.address,
+            initial_data=args.initial_data or settings.initial_data,
+            val_data=args.val_data or settings.val_data,
+            test_data=args.test_data or settings.test_data,
+            retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
+        )
+        settings.security.check(settings.address)
+    except ValueError as exc:  # a bad setting: one line naming it, no traceback
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    client, embedded = open_redis(
+        settings.common.redis_url, settings.common.embedded_redis_dir, password=settings.common.redis_password,
     )
-    client, embedded = open_redis(settings.common.redis_url, settings.common.embedded_redis_dir)
     running = create_server(settings, client)
     log.info("trainer service on port %d", running.port)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -224,6 +226,7 @@ class Trainer:
     def _run_round(self, round_no: int, token: str, future: Future[dict[str, Any]]) -> None:
         done = threading.Event()
         threading.Thread(target=self._hold_lock, args=(token, done), name="round-lock", daemon=True).start()
+        cleanup: list[Path] = []
         try:
             phases = _Phases()
             with phases("snapshot"):
@@ -236,7 +239,10 @@ class Trainer:
                 self.faults.hit("epoch")
                 self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
 
-            work_dir = self.settings.common.models_path / ".work" / f"round-{round_no}"
+            # Checkpoints stay in a private directory of this process, never on the model volume that replicas
+            # (and whoever else can write it) share: the best epoch is reloaded from what this round wrote.
+            work_dir = Path(tempfile.mkdtemp(prefix=f"alloop-round-{round_no}-"))
+            cleanup.append(work_dir)
             with phases("pool_text"):
                 unlabeled = self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else []
                 unlabeled_digest = texts_digest(unlabeled)
@@ -313,6 +319,8 @@ class Trainer:
             future.set_exception(RoundFailed(f"round {round_no} failed: {exc}"))
         finally:
             done.set()
+            for path in cleanup:
+                shutil.rmtree(path, ignore_errors=True)
             self.store.release_round_lock(token)
 
     def _stability(self, model: keras.Model) -> tuple[Stability, list[int] | None]:

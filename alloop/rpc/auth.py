@@ -8,8 +8,10 @@ Callers send ``authorization: Bearer <token>`` metadata. Each configured token h
 | ``client`` | SubmitPool, ScorePool, Query, Predict, GetModel, WatchModels |
 | ``operator`` | every RPC (Train, GetStatus, ListModelVersions, WatchTraining are operator only) |
 
-Tokens come from ``ALLOOP_AUTH_TOKENS`` (``token:role,token:role``) and/or ``ALLOOP_AUTH_TOKENS_FILE`` (one
-``token role`` per line, ``#`` starts a comment). Authentication is on as soon as one token is configured.
+Tokens come from ``ALLOOP_AUTH_TOKENS`` (``token:role[:holder],...``) and/or ``ALLOOP_AUTH_TOKENS_FILE`` (one
+``token role [holder]`` per line, ``#`` starts a comment). Authentication is on as soon as one token is configured.
+A token may name its holder: that name is the caller's identity (:meth:`Credentials.identify`), recorded with every
+label it submits; a token without one is known as ``<role>:<first 8 hex digits of its SHA-256>``.
 
 The standard health service (``/grpc.health.v1.Health/*``) stays open without a token: orchestrators and load
 balancers probe it, and it reveals only SERVING / NOT_SERVING. Every other method must be listed in
@@ -19,6 +21,7 @@ balancers probe it, and it reveals only SERVING / NOT_SERVING. Every other metho
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -28,12 +31,11 @@ from typing import Any
 
 import grpc
 
+from alloop.errors import PermissionDenied
+from alloop.identity import ANONYMOUS, CLIENT, LABELER, OPERATOR, ROLES, Caller
+
 log = logging.getLogger(__name__)
 
-LABELER = "labeler"
-CLIENT = "client"
-OPERATOR = "operator"
-ROLES = (LABELER, CLIENT, OPERATOR)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 _QUERY = "/alloop.v1.QueryService/"
@@ -65,9 +67,13 @@ CLIENT_TOKEN_ENV = "ALLOOP_TOKEN"
 METADATA_KEY = "authorization"
 MISSING_TOKEN = f"missing bearer token: send metadata '{METADATA_KEY}: Bearer <token>'"
 INVALID_TOKEN = "invalid token"
+MAX_HOLDER_CHARS = 100
 
 
-def _check_entry(token: str, role: str, where: str) -> tuple[str, str]:
+Entry = tuple[str, str, str]  # (token, role, holder name or "")
+
+
+def _check_entry(token: str, role: str, where: str, holder: str = "") -> Entry:
     if not token:
         raise ValueError(f"{where}: empty token")
     if any(c.isspace() for c in token):
@@ -76,65 +82,100 @@ def _check_entry(token: str, role: str, where: str) -> tuple[str, str]:
         raise ValueError(f"{where}: empty role (expected one of {', '.join(ROLES)})")
     if role not in ROLES:
         raise ValueError(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)})")
-    return token, role
+    if holder != holder.strip() or len(holder) > MAX_HOLDER_CHARS or any(c in holder for c in ",#:"):
+        raise ValueError(
+            f"{where}: a holder name is at most {MAX_HOLDER_CHARS} characters, without ',', '#', ':' or "
+            "white space around it"
+        )
+    return token, role, holder
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """The configured tokens and their roles; empty means authentication is off. ``repr`` never shows a token."""
+    """The configured tokens, their roles and holders; empty means authentication is off.
 
-    tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ``tokens`` holds ``(token, role)`` or ``(token, role, holder)`` entries. ``repr`` never shows a token.
+    """
+
+    tokens: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        seen: dict[str, str] = {}
-        for token, role in self.tokens:
-            _check_entry(token, role, "auth token")
-            if seen.setdefault(token, role) != role:
-                raise ValueError(f"a token is configured twice with different roles ({seen[token]} and {role})")
+        seen: dict[str, tuple[str, str]] = {}
+        entries = []
+        for raw in self.tokens:
+            if len(raw) not in (2, 3):
+                raise ValueError("an auth token entry is (token, role) or (token, role, holder)")
+            token, role, holder = _check_entry(raw[0], raw[1], "auth token", raw[2] if len(raw) == 3 else "")
+            if seen.setdefault(token, (role, holder)) != (role, holder):
+                raise ValueError(f"a token is configured twice with different roles or holders ({role})")
+            entries.append((token, role, holder))
+        object.__setattr__(self, "tokens", tuple(entries))
 
     @property
     def enabled(self) -> bool:
         return bool(self.tokens)
 
-    def role_of(self, token: str) -> str | None:
-        """The token's role, or None; compares against every token in constant time per comparison."""
+    def identify(self, token: str) -> Caller | None:
+        """The token's caller, or None; compares against every token in constant time per comparison."""
         presented = token.encode()
         found = None
-        for known, role in self.tokens:
+        for known, role, holder in self.tokens:
             if hmac.compare_digest(presented, known.encode()):
-                found = role
+                found = Caller(role, holder or f"{role}:{hashlib.sha256(known.encode()).hexdigest()[:8]}")
+        return found
+
+    def role_of(self, token: str) -> str | None:
+        caller = self.identify(token)
+        return caller.role if caller else None
+
+    def caller(self, metadata: Iterable[tuple[str, Any]] | None) -> Caller:
+        """The caller behind a call's metadata: :data:`ANONYMOUS` with auth off. With auth on, the interceptor
+        has already refused a call without a valid token, so this only names who it is."""
+        if not self.enabled:
+            return ANONYMOUS
+        token = bearer_token(metadata)
+        found = self.identify(token) if token else None
+        if found is None:  # unreachable behind the AuthInterceptor, which refuses such calls first
+            raise PermissionDenied("no valid bearer token on an authenticated call")
         return found
 
     def __repr__(self) -> str:
-        counts = collections.Counter(role for _, role in self.tokens)
+        counts = collections.Counter(role for _, role, _ in self.tokens)
         return f"Credentials({dict(counts) if counts else 'auth off'})"
 
 
-def parse_tokens(text: str) -> list[tuple[str, str]]:
-    """``token:role,token:role`` (the value of ALLOOP_AUTH_TOKENS); white space around entries is ignored."""
+def parse_tokens(text: str) -> list[Entry]:
+    """``token:role[:holder],...`` (the value of ALLOOP_AUTH_TOKENS); white space around entries is ignored.
+
+    A token may itself hold ':'; the role is the last field that names a role, and a holder may follow it."""
     entries = []
     for n, raw in enumerate(text.split(","), 1):
         entry = raw.strip()
         if not entry:
             continue
+        where = f"{TOKENS_ENV} entry #{n}"
         token, sep, role = entry.rpartition(":")
         if not sep:
-            raise ValueError(f"{TOKENS_ENV} entry #{n}: expected 'token:role', got no ':'")
-        entries.append(_check_entry(token.strip(), role.strip(), f"{TOKENS_ENV} entry #{n}"))
+            raise ValueError(f"{where}: expected 'token:role' or 'token:role:holder', got no ':'")
+        head, sep2, maybe_role = token.rpartition(":")
+        if sep2 and maybe_role.strip() in ROLES and role.strip() not in ROLES:
+            entries.append(_check_entry(head.strip(), maybe_role.strip(), where, role.strip()))
+        else:
+            entries.append(_check_entry(token.strip(), role.strip(), where))
     return entries
 
 
-def parse_tokens_file(text: str, name: str = TOKENS_FILE_ENV) -> list[tuple[str, str]]:
-    """One ``token role`` per line; blank lines and ``#`` comments are ignored."""
+def parse_tokens_file(text: str, name: str = TOKENS_FILE_ENV) -> list[Entry]:
+    """One ``token role [holder]`` per line; blank lines and ``#`` comments are ignored."""
     entries = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 2:
-            raise ValueError(f"{name} line {n}: expected 'token role', got {len(parts)} field(s)")
-        entries.append(_check_entry(parts[0], parts[1], f"{name} line {n}"))
+        if len(parts) not in (2, 3):
+            raise ValueError(f"{name} line {n}: expected 'token role [holder]', got {len(parts)} field(s)")
+        entries.append(_check_entry(parts[0], parts[1], f"{name} line {n}", parts[2] if len(parts) == 3 else ""))
     return entries
 
 
@@ -289,6 +330,7 @@ class BearerInterceptor(
 
 
 __all__ = [
+    "ANONYMOUS",
     "CLIENT",
     "LABELER",
     "METHOD_ROLES",
@@ -297,6 +339,7 @@ __all__ = [
     "AuthInterceptor",
     "BearerCallCredentials",
     "BearerInterceptor",
+    "Caller",
     "Credentials",
     "bearer_token",
     "credentials_from_env",

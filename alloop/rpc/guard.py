@@ -18,6 +18,8 @@ import grpc
 
 from alloop.errors import InvalidRequest
 
+NON_BLOCKING = "experimental_non_blocking"  # grpcio's marker for a behaviour that returns at once (health Watch)
+
 
 @dataclass(frozen=True)
 class Malformed:
@@ -48,6 +50,20 @@ def _checked_iterator(requests: Iterator[Any]) -> Iterator[Any]:
         yield request
 
 
+def keep_markers(behavior: Callable[..., Any], wrapped: Callable[..., Any]) -> Callable[..., Any]:
+    """Carry grpcio's behaviour markers over to the wrapper.
+
+    The health service's ``Watch`` is marked ``experimental_non_blocking``: grpcio then calls it with a
+    ``send_response_callback`` and it returns at once, holding no worker thread while the stream stays open. A
+    wrapper without the marker turns it into a blocking stream that holds a worker per open Watch, so a caller
+    without a token could take every worker by opening that many streams.
+    """
+    for attr in (NON_BLOCKING, "experimental_thread_pool"):
+        if hasattr(behavior, attr):
+            setattr(wrapped, attr, getattr(behavior, attr))
+    return wrapped
+
+
 class MalformedRequestGuard(grpc.ServerInterceptor):
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -61,18 +77,18 @@ class MalformedRequestGuard(grpc.ServerInterceptor):
         serializer = handler.response_serializer
 
         def unary_behavior(behavior: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            def wrapped(request: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
                 if isinstance(request, Malformed):
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
-                return behavior(request, context)
+                return behavior(request, context, *args, **kwargs)
 
-            return wrapped
+            return keep_markers(behavior, wrapped)
 
         def stream_behavior(behavior: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapped(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                return behavior(_checked_iterator(requests), context)
+            def wrapped(requests: Iterator[Any], context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
+                return behavior(_checked_iterator(requests), context, *args, **kwargs)
 
-            return wrapped
+            return keep_markers(behavior, wrapped)
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(unary_behavior(handler.unary_unary), deserializer, serializer)

@@ -43,18 +43,33 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+INSECURE_ENV = "ALLOOP_ALLOW_INSECURE"
+
+
 @dataclass(frozen=True)
 class SecuritySettings:
-    """Default: authentication off, plaintext (fine on loopback; set tokens and TLS for anything else)."""
+    """Default: authentication off, plaintext: allowed on loopback only. A non-loopback address without tokens is
+    refused at start-up unless ``allow_insecure`` (ALLOOP_ALLOW_INSECURE=1) says the network is trusted."""
 
     auth: Credentials = field(default_factory=Credentials)
     tls: ServerTLS | None = None
+    allow_insecure: bool = False
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
         return [AuthInterceptor(self.auth)] if self.auth.enabled else []
 
+    def check(self, address: str) -> None:
+        """Raise ValueError for a non-loopback address without tokens, unless ``allow_insecure``."""
+        if not self.auth.enabled and not is_loopback(address) and not self.allow_insecure:
+            raise ValueError(
+                f"refusing to serve {address} without authentication: any host that reaches it could call every "
+                "RPC. Set ALLOOP_AUTH_TOKENS or ALLOOP_AUTH_TOKENS_FILE, bind a loopback address, or set "
+                f"{INSECURE_ENV}=1 if the network is trusted"
+            )
+
     def add_port(self, server: grpc.Server, address: str) -> int:
-        """Bind ``address`` with TLS when configured, and say at start-up what protects it."""
+        """Bind ``address`` with TLS when configured, and say at start-up what protects it (:meth:`check` first)."""
+        self.check(address)
         if self.tls is not None:
             port = server.add_secure_port(address, self.tls.credentials())
         else:
@@ -74,7 +89,12 @@ class SecuritySettings:
 
 
 def security_from_env(env: Mapping[str, str]) -> SecuritySettings:
-    return SecuritySettings(auth=credentials_from_env(env), tls=server_tls_from_env(env))
+    insecure = env.get(INSECURE_ENV, "").strip().lower()
+    if insecure not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"{INSECURE_ENV} must be 1 or 0, got {insecure!r}")
+    return SecuritySettings(
+        auth=credentials_from_env(env), tls=server_tls_from_env(env), allow_insecure=insecure in ("1", "true", "yes"),
+    )
 
 
 def open_secure_channel(

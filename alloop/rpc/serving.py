@@ -7,45 +7,61 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from alloop.rpc.guard import MalformedRequestGuard
+from alloop.rpc.limits import ServerLimits, StreamLimiter
 from alloop.rpc.security import SecuritySettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BoundServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    limiter: StreamLimiter
 
 
 def new_server(
     address: str,
     *,
     max_message_bytes: int,
-    workers: int = 32,
+    limits: ServerLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     security: SecuritySettings | None = None,
-) -> tuple[grpc.Server, int, health.HealthServicer]:
+) -> BoundServer:
     """A server bound to ``address`` (port 0 picks a free one) with the standard health service attached.
 
-    ``security`` adds TLS to the port and the bearer-token check, which runs before ``interceptors``.
+    ``security`` adds TLS to the port and the bearer-token check, which runs before ``interceptors``; ``limits``
+    bounds the workers, open streams and connection lifetimes one caller can hold (:mod:`alloop.rpc.limits`).
     """
     security = security or SecuritySettings()
+    limits = limits or ServerLimits()
+    limiter = StreamLimiter(limits)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        # Auth first (a refused call reads nothing), then malformed requests become INVALID_ARGUMENT.
-        interceptors=[*security.interceptors(), MalformedRequestGuard(), *interceptors],
+        futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="grpc-worker"),
+        # Auth first (a refused call reads nothing), then malformed requests become INVALID_ARGUMENT, then the
+        # stream bounds (a refused stream holds no slot).
+        interceptors=[*security.interceptors(), MalformedRequestGuard(), limiter, *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            *limits.server_options(),
         ],
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
     port = security.add_port(server, address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    return server, port, health_servicer
+    return BoundServer(server, port, health_servicer, limiter)
 
 
 class Watchdog:

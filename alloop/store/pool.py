@@ -43,6 +43,21 @@ class PoolStore:
         if not self.exists(pool):
             raise UnknownPool(pool)
 
+    def count(self) -> int:
+        """How many pools exist."""
+        return int(self._r.scard(self._keys.pools))
+
+    def new_ids(self, pool: str, ids: Sequence[str], chunk: int = 10_000) -> int:
+        """How many of ``ids`` the pool does not hold yet (HEXISTS in pipelined chunks, no texts read)."""
+        key = self._keys.pool_items(pool)
+        new = 0
+        for start in range(0, len(ids), chunk):
+            pipe = self._r.pipeline(transaction=False)
+            for item_id in ids[start : start + chunk]:
+                pipe.hexists(key, item_id)
+            new += sum(1 for found in pipe.execute() if not found)
+        return new
+
     def size(self, pool: str) -> int:
         return int(self._r.hlen(self._keys.pool_items(pool)))
 

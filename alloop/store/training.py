@@ -2,7 +2,9 @@
 
 A label is acknowledged (XACK) in the same Lua script that writes it into the training set, so it is either both
 in the set and acked, or neither: a trainer killed at any point re-reads unacked entries (its own on restart, a dead
-consumer's through XAUTOCLAIM) and writing them again changes nothing, because the set is keyed by item.
+consumer's through XAUTOCLAIM) and writing them again changes nothing, because the set is keyed by item. The same
+script deletes the entry from the stream (XDEL), so the stream holds only labels the trainer has not yet taken in:
+it does not grow with the number of labels ever given.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ for i = 2, #ARGV, 3 do
   end
   if sid ~= '' then
     redis.call('XACK', KEYS[3], ARGV[1], sid)
+    redis.call('XDEL', KEYS[3], sid)
   end
 end
 if added > 0 then

@@ -25,6 +25,7 @@ from alloop.strategies.bayesian import bald, mean_entropy
 from alloop.strategies.kcenter import diversity
 from alloop.strategies.kmeans import kmeans_diversity
 from alloop.strategies.uncertainty import MEASURES, check_probabilities, least_confidence
+from alloop.validation import quoted
 
 
 def uncertainty_strategy(measure: Callable[[npt.ArrayLike], FloatArray]) -> Callable[..., Selection]:
@@ -135,7 +136,7 @@ def get_strategy(name: str) -> Strategy:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}") from None
+        raise ValueError(f"unknown strategy {quoted(name)}; choose one of {', '.join(sorted(STRATEGIES))}") from None
 
 
 def get_measure(name: str) -> Callable[[npt.ArrayLike], FloatArray]:

@@ -163,9 +163,10 @@ def bare_server() -> Iterator[tuple[int, Recorder]]:
     """A server with one registered test method, Echo, open to ``client`` and ``operator`` only; Extra has no roles."""
     recorder = Recorder()
     roles = {"/t.Test/Echo": frozenset({"client", "operator"})}
-    server, port, _health = new_server(
+    bound = new_server(
         "127.0.0.1:0", max_message_bytes=1024 * 1024, interceptors=[AuthInterceptor(CREDENTIALS, roles)],
     )
+    server, port = bound.server, bound.port
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request, request_deserializer=recorder.deserialize),
         "Extra": grpc.unary_unary_rpc_method_handler(lambda request, context: request, request_deserializer=recorder.deserialize),

@@ -29,6 +29,9 @@ PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ITEMS = 100
+# Bounds set low so the corpus can pass each of them (the world's pool "p" holds 30 items).
+BOUNDS = dict(max_upload_items=150, max_pool_items=40, max_pools=1, max_query_k=50, max_query_candidates=45,
+              max_lease_seconds=600.0)
 Q = "/alloop.v1.QueryService/"
 
 
@@ -89,9 +92,9 @@ class World:
     def lease(self, **kw: Any) -> Any:
         return self.q.LeaseTasks(query_pb2.LeaseTasksRequest(**{"max_items": 1, **kw}), timeout=10)
 
-    def label(self, *labels: tuple[str, str, int]) -> Any:
+    def label(self, *labels: tuple[str, str, int], labeler: str = "corpus") -> Any:
         return self.q.SubmitLabels(query_pb2.SubmitLabelsRequest(
-            labeler="corpus", labels=[query_pb2.Label(pool=p, id=i, label=lab) for p, i, lab in labels]), timeout=10)
+            labeler=labeler, labels=[query_pb2.Label(pool=p, id=i, label=lab) for p, i, lab in labels]), timeout=10)
 
     def predict(self, *texts: str) -> Any:
         return self.q.Predict(query_pb2.PredictRequest(texts=list(texts)), timeout=10)
@@ -125,6 +128,17 @@ CASES = [
     Case("pool: invalid UTF-8 id", lambda w: w.raw("SubmitPool", field(1, b"p") + field(3, field(1, b"\xff") + field(2, b"ok")), stream=True), INVALID, "UTF-8"),
     Case("pool: truncated protobuf", lambda w: w.raw("SubmitPool", field(3, field(1, b"z") + field(2, b"text"))[:-3], stream=True), INVALID, "not a valid protobuf"),
     Case("pool: message over the size limit", lambda w: w.pool(("a", OVER)), EXHAUSTED, "larger than max"),
+    Case("pool: more items in one stream than ALLOOP_MAX_UPLOAD_ITEMS", lambda w: w.pools(*[
+        query_pb2.SubmitPoolRequest(pool="p", items=[query_pb2.PoolItem(id=f"u{m}-{i}", text=GOOD) for i in range(MAX_ITEMS)])
+        for m in range(2)]), EXHAUSTED, "ALLOOP_MAX_UPLOAD_ITEMS"),
+    Case("pool: more items than the pool may hold", lambda w: w.pool(*[(f"n{i}", GOOD) for i in range(11)]), EXHAUSTED, "ALLOOP_MAX_POOL_ITEMS"),
+    Case("pool: one pool more than ALLOOP_MAX_POOLS", lambda w: w.pool(("a", GOOD), pool="second"), EXHAUSTED, "ALLOOP_MAX_POOLS"),
+    Case("pool: 1 MB id in a later message", lambda w: w.pools(
+        query_pb2.SubmitPoolRequest(pool="p", items=[query_pb2.PoolItem(id="ok1", text=GOOD)]),
+        query_pb2.SubmitPoolRequest(items=[query_pb2.PoolItem(id="i" * 1_000_000, text=GOOD)])), INVALID, "the limit is 200"),
+    Case("pool: 1 MB pool name in a later message", lambda w: w.pools(
+        query_pb2.SubmitPoolRequest(pool="p", items=[query_pb2.PoolItem(id="ok2", text=GOOD)]),
+        query_pb2.SubmitPoolRequest(pool="q" * 1_000_000, items=[])), INVALID, "(1000000 characters)"),
     # --- ScorePool ----------------------------------------------------------------------------------------------
     Case("score: no items", lambda w: w.score(), INVALID, "no items"),
     Case("score: empty text", lambda w: w.score(("a", "")), INVALID, "text is empty"),
@@ -137,7 +151,14 @@ CASES = [
     Case("query: k = 0", lambda w: w.query(k=0), INVALID, "k must be a positive"),
     Case("query: k < 0", lambda w: w.query(k=-1), INVALID, "k must be a positive"),
     Case("query: k very negative", lambda w: w.query(k=-(2**31)), INVALID, "k must be a positive"),
-    Case("query: k larger than the pool", lambda w: w.query(k=10_000), PRECONDITION, "ask for fewer"),
+    Case("query: k larger than the pool", lambda w: w.query(k=40), PRECONDITION, "ask for fewer"),
+    Case("query: k over ALLOOP_MAX_QUERY_K", lambda w: w.query(k=51), EXHAUSTED, "ALLOOP_MAX_QUERY_K"),
+    Case("query: k = 2^31 - 1", lambda w: w.query(k=2**31 - 1), EXHAUSTED, "50 items per Query"),
+    Case("query: negative seed", lambda w: w.query(seed=-1), INVALID, "seed must be 0"),
+    Case("query: very negative seed", lambda w: w.query(seed=-(2**63)), INVALID, "seed must be 0"),
+    Case("query: max_candidates over the bound", lambda w: w.query(max_candidates=46), EXHAUSTED, "ALLOOP_MAX_QUERY_CANDIDATES"),
+    Case("query: k over what one Query may score", lambda w: w.query(k=46), EXHAUSTED, "45 items one Query may score"),
+    Case("query: 1 MB strategy name", lambda w: w.query(strategy="s" * 1_000_000), INVALID, "(1000000 characters)"),
     Case("query: unknown strategy", lambda w: w.query(strategy="coin"), INVALID, "unknown strategy"),
     Case("query: empty strategy", lambda w: w.query(strategy=""), INVALID, "unknown strategy"),
     Case("query: truncated protobuf", lambda w: w.raw("Query", field(1, b"p")[:-1]), INVALID, "not a valid protobuf"),
@@ -147,6 +168,8 @@ CASES = [
     Case("lease: max_items = 0", lambda w: w.lease(max_items=0), INVALID, "max_items must be positive"),
     Case("lease: max_items < 0", lambda w: w.lease(max_items=-5), INVALID, "max_items must be positive"),
     Case("lease: negative lease", lambda w: w.lease(lease_seconds=-1), INVALID, "must not be negative"),
+    Case("lease: longer than ALLOOP_MAX_LEASE_SECONDS", lambda w: w.lease(lease_seconds=601), INVALID, "ALLOOP_MAX_LEASE_SECONDS"),
+    Case("lease: 2^31 - 1 seconds", lambda w: w.lease(lease_seconds=2**31 - 1), INVALID, "600 s a lease may last"),
     Case("lease: garbage bytes", lambda w: w.raw("LeaseTasks", b"\xff\xff\xff\xff"), INVALID, "not a valid protobuf"),
     # --- SubmitLabels -------------------------------------------------------------------------------------------
     Case("labels: none", lambda w: w.label(), INVALID, "no labels"),
@@ -162,6 +185,8 @@ CASES = [
     Case("labels: good and never-queued in one batch", lambda w: w.label(("p", w.queued[0], 0), ("p", w.unqueued, 1)), PRECONDITION, "nothing in this batch was recorded"),
     Case("labels: empty pool name", lambda w: w.label(("", w.queued[0], 0)), INVALID, "must not be empty"),
     Case("labels: empty id", lambda w: w.label(("p", "", 0)), INVALID, "must not be empty"),
+    Case("labels: labeler name over the limit", lambda w: w.label(("p", w.queued[0], 0), labeler="l" * 201), INVALID, "labeler is 201 characters long; the limit is 200"),
+    Case("labels: 1 MB labeler name", lambda w: w.label(("p", w.queued[0], 0), labeler="l" * 1_000_000), INVALID, "the limit is 200"),
     Case("labels: too many", lambda w: w.label(*[("p", f"i{i}", 0) for i in range(MAX_ITEMS + 1)]), EXHAUSTED, "split the request"),
     Case("labels: invalid UTF-8 id", lambda w: w.raw("SubmitLabels", field(2, field(1, b"p") + field(2, b"\xff\xfe") + b"\x18\x01")), INVALID, "UTF-8"),
     # --- Predict ------------------------------------------------------------------------------------------------
@@ -181,7 +206,7 @@ CASES = [
 
 @pytest.fixture
 def world(query_settings, trainer_settings, redis_client, keys) -> Iterator[World]:
-    settings = replace(query_settings, max_batch_items=MAX_ITEMS, max_message_bytes=MAX_MESSAGE)
+    settings = replace(query_settings, max_batch_items=MAX_ITEMS, max_message_bytes=MAX_MESSAGE, **BOUNDS)
     models.write_and_publish(redis_client, keys, settings.common.models_path, 1)
     query = create_query_server(settings, redis_client)
     trainer = create_trainer_server(replace(trainer_settings, initial_data=None, val_data=None), redis_client)

@@ -74,6 +74,10 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
     again_labels = q.SubmitLabels(query_pb2.SubmitLabelsRequest(labeler="l1", labels=labels))
     assert (again_labels.accepted, again_labels.duplicate) == (0, 20)
 
+    # The model volume that replicas share holds published versions only: checkpoints and caches stay private.
+    model_dir = trainer.trainer.settings.common.models_path
+    assert sorted(p.name for p in model_dir.iterdir()) == ["v000001", "v000002"]
+
 
 def test_train_rpc_waits_for_the_published_version(services):
     trainer, query = services

@@ -9,15 +9,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
+from alloop import artifacts
 from alloop.artifacts import MODEL_FILE
 from alloop.v1 import query_pb2, query_pb2_grpc
+from query_service.server import MODEL_HEALTH
 from query_service.server import create_server as create_query_server
 from tests.integration import models
+from tests.integration.generic_calls import SERVING, health_status
 from tests.integration.services import channel, wait_for
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 pytestmark = pytest.mark.integration
 
@@ -115,13 +122,31 @@ def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(s
     assert served_version(stub) == 5
 
 
-def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings, redis_client, keys):
+def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings, redis_client, keys, monkeypatch):
     running, stub = served
+    attempts: list[int] = []
+    real_load = artifacts.load_version
+
+    def counted(model_dir, version, sha256):  # type: ignore[no-untyped-def]
+        attempts.append(version)
+        return real_load(model_dir, version, sha256)
+
+    monkeypatch.setattr(artifacts, "load_version", counted)
     # Published in the registry, but its files were never written here (another host's model dir, say).
     elsewhere = models.write(query_settings.common.state_dir / "elsewhere", 2)
     models.publish(redis_client, keys, elsewhere)
     time.sleep(4 * query_settings.model_poll_seconds)
     assert served_version(stub) == 1
+    # Tried a bounded number of times, then given up; the health service says so, and the tries stop.
+    wait_for(lambda: 2 in running.holder.refused(), timeout=30, what="version 2 given up")
+    assert f"in {query_settings.model_load_attempts} attempts" in running.holder.refused()[2]
+    with channel(running.port) as ch:
+        wait_for(lambda: health_status(ch, MODEL_HEALTH) == NOT_SERVING, timeout=10, what="alloop.model NOT_SERVING")
+        assert health_status(ch) == SERVING  # the replica itself still answers, on version 1
+    tried = attempts.count(2)
+    assert tried == query_settings.model_load_attempts
+    time.sleep(4 * query_settings.model_poll_seconds)
+    assert attempts.count(2) == tried
     with pytest.raises(grpc.RpcError) as err:
         stub.Query(query_pb2.QueryRequest(pool="none", strategy="margin", k=1))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the service still works on version 1
@@ -141,3 +166,24 @@ def test_a_version_that_loads_but_cannot_be_split_for_query_is_refused_once(serv
     wait_for(lambda: 2 in running.holder._failed, timeout=30, what="version 2 refused")
     assert served_version(stub) == 1 and running.holder.current().version == 1
     assert running.holder.refresh() is False  # marked failed: not loaded again
+
+
+def test_a_version_is_loaded_from_the_bytes_that_were_verified(query_settings, monkeypatch):
+    """Swapping the model file on the shared volume after the check cannot get the swapped file loaded."""
+    import keras  # noqa: PLC0415
+
+    model_dir = query_settings.common.models_path
+    written = models.write(model_dir, 1)
+    real_load = keras.saving.load_model
+    paths: list[Path] = []
+
+    def swap_then_load(path, **kwargs):  # type: ignore[no-untyped-def]
+        (written.path / MODEL_FILE).write_bytes(b"not a model: swapped in after the check")
+        paths.append(Path(path))
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", swap_then_load)
+    model = artifacts.load_version(model_dir, 1, written.metadata["sha256"])
+    assert paths and model_dir.resolve() not in paths[0].resolve().parents
+    assert not paths[0].exists()  # the private copy is gone once loaded
+    assert model.predict(keras.ops.convert_to_tensor([["a fine film"]]), verbose=0).shape[0] == 1

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from alloop.errors import AlreadyLabeled, NotQueued
-from alloop.store.keys import item_member
+from alloop.store.keys import item_member, parse_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, QueuedTask
 from alloop.store.pool import PoolStore
 from alloop.store.training import GROUP, TrainingSetStore
@@ -291,11 +291,27 @@ def test_a_redelivered_entry_does_not_duplicate(pools, labeling, redis_client, k
     store = TrainingSetStore(redis_client, keys, consumer="c1")
     assert store.consume(block_ms=10) == 3
     before = store.snapshot()
-    # Redeliver every entry, as if the group's position were lost: writing them again changes nothing.
-    redis_client.xgroup_setid(keys.label_stream, GROUP, "0")
+    assert redis_client.xlen(keys.label_stream) == 0  # taken-in entries leave the stream with their ack
+    # Deliver the same labels again, as a replayed AOF or a repeated XADD would: writing them again changes nothing.
+    for item in before[0]:
+        pool, item_id = parse_member(item.member)
+        redis_client.xadd(keys.label_stream, {"pool": pool, "id": item_id, "label": str(item.label), "text": item.text})
     assert store.consume(block_ms=10) == 0
     assert store.snapshot() == before and store.untrained() == 3
     assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
+    assert redis_client.xlen(keys.label_stream) == 0
+
+
+def test_only_acknowledged_entries_leave_the_stream(pools, labeling, redis_client, keys):
+    _label_all(pools, labeling, 3)
+    store = TrainingSetStore(redis_client, keys, consumer="c1")
+    store.ensure_group()
+    # Another consumer reads every entry and dies before taking them in: they stay, pending, until claimed.
+    redis_client.xreadgroup(GROUP, "dead", {keys.label_stream: ">"}, count=10)
+    assert store.consume(block_ms=10, claim_idle_ms=60_000) == 0
+    assert redis_client.xlen(keys.label_stream) == 3
+    assert store.consume(block_ms=10, claim_idle_ms=0) == 3
+    assert redis_client.xlen(keys.label_stream) == 0
 
 
 def test_a_dead_consumers_entries_are_claimed_once(pools, labeling, redis_client, keys):
@@ -308,12 +324,7 @@ def test_a_dead_consumers_entries_are_claimed_once(pools, labeling, redis_client
     assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 2
     assert store.consume(block_ms=10, claim_idle_ms=60_000) == 0  # not idle long enough to be claimed yet
     assert store.consume(block_ms=10, claim_idle_ms=0) == 2
-    assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0
-    # XCLAIM one entry back to the dead consumer (as if it had been redelivered) and consume again: no duplicate.
-    sid = read[0][1][0][0]
-    redis_client.xgroup_setid(keys.label_stream, GROUP, "0")
-    redis_client.xreadgroup(GROUP, "dead", {keys.label_stream: ">"}, count=1)
-    redis_client.xclaim(keys.label_stream, GROUP, "alive", 0, [sid])
+    # Claimed once: consuming again finds nothing (the entries left the stream with their ack).
     assert store.consume(block_ms=10, claim_idle_ms=0) == 0
     assert store.size() == 2 and store.untrained() == 2
     assert redis_client.xpending(keys.label_stream, GROUP)["pending"] == 0

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
-from alloop.config import QuerySettings, TrainerSettings, query_from_env, trainer_from_env
+from alloop.config import (
+    QuerySettings,
+    TrainerSettings,
+    add_common_flags,
+    apply_common_flags,
+    common_from_env,
+    query_from_env,
+    trainer_from_env,
+)
+from alloop.identity import ANONYMOUS, Caller
 from alloop.rpc.auth import (
     METHOD_ROLES,
     OPERATOR,
@@ -17,13 +27,14 @@ from alloop.rpc.auth import (
     parse_tokens,
     parse_tokens_file,
 )
+from alloop.rpc.limits import ServerLimits, limits_from_env
 from alloop.rpc.security import SecuritySettings, is_loopback, security_from_env
 from alloop.rpc.tls import client_tls_from_env, server_tls_from_env
 
 
 def test_env_tokens_parse_with_white_space_and_colons_in_tokens():
     assert parse_tokens(" t1:labeler , t2:client,,a:b:c:operator ") == [
-        ("t1", "labeler"), ("t2", "client"), ("a:b:c", "operator"),
+        ("t1", "labeler", ""), ("t2", "client", ""), ("a:b:c", "operator", ""),
     ]
     creds = credentials_from_env({"ALLOOP_AUTH_TOKENS": "t1:labeler,t2:client"})
     assert creds.enabled
@@ -61,7 +72,9 @@ def test_no_tokens_means_auth_off():
 def test_tokens_file_format_with_comments_and_blank_lines(tmp_path: Path):
     path = tmp_path / "tokens"
     path.write_text("# alloop tokens\n\nlab-1 labeler   # the labeling team\n  cli-1\tclient\nop-1 operator\n")
-    assert parse_tokens_file(path.read_text()) == [("lab-1", "labeler"), ("cli-1", "client"), ("op-1", "operator")]
+    assert parse_tokens_file(path.read_text()) == [
+        ("lab-1", "labeler", ""), ("cli-1", "client", ""), ("op-1", "operator", ""),
+    ]
     creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(path), "ALLOOP_AUTH_TOKENS": "extra:client"})
     assert {t: creds.role_of(t) for t in ("lab-1", "cli-1", "op-1", "extra")} == {
         "lab-1": "labeler", "cli-1": "client", "op-1": "operator", "extra": "client",
@@ -72,8 +85,9 @@ def test_tokens_file_format_with_comments_and_blank_lines(tmp_path: Path):
     ("text", "fragment"),
     [
         ("ok labeler\nbad root\n", "line 2: unknown role 'root'"),
-        ("lonely\n", "line 1: expected 'token role', got 1 field(s)"),
-        ("a b c\n", "got 3 field(s)"),
+        ("lonely\n", "line 1: expected 'token role [holder]', got 1 field(s)"),
+        ("a b c d\n", "got 4 field(s)"),
+        ("a labeler al:ice\n", "holder name"),
         ("tok labeler\ntok client\n", "configured twice with different roles"),
     ],
 )
@@ -169,3 +183,75 @@ def test_client_tls_settings():
 )
 def test_loopback_addresses(address, loopback):
     assert is_loopback(address) is loopback
+
+
+def test_a_token_may_name_its_holder_in_either_source(tmp_path: Path):
+    path = tmp_path / "tokens"
+    path.write_text("lab-1 labeler alice\nlab-2 labeler\n")
+    creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(path), "ALLOOP_AUTH_TOKENS": "a:b:labeler:bob,c:client"})
+    assert creds.identify("lab-1") == Caller("labeler", "alice")
+    assert creds.identify("a:b") == Caller("labeler", "bob")  # a token with ':' in it, then role, then holder
+    unnamed = creds.identify("lab-2")
+    assert unnamed is not None and unnamed.role == "labeler"
+    assert unnamed.identity is not None and unnamed.identity.startswith("labeler:") and "lab-2" not in unnamed.identity
+    assert creds.identify("lab-2") == unnamed  # stable
+    assert creds.identify("nope") is None
+    assert creds.caller([("authorization", "Bearer lab-1")]) == Caller("labeler", "alice")
+    assert Credentials().caller([("authorization", "Bearer lab-1")]) == ANONYMOUS
+    with pytest.raises(ValueError, match="different roles or holders"):
+        Credentials((("t", "labeler", "alice"), ("t", "labeler", "bob")))
+
+
+def test_a_non_loopback_address_without_tokens_is_refused_unless_declared_insecure():
+    open_settings = security_from_env({})
+    open_settings.check("127.0.0.1:50051")
+    with pytest.raises(ValueError, match="refusing to serve 0.0.0.0:50051 without authentication") as err:
+        open_settings.check("0.0.0.0:50051")
+    assert "ALLOOP_AUTH_TOKENS" in str(err.value) and "ALLOOP_ALLOW_INSECURE=1" in str(err.value)
+    security_from_env({"ALLOOP_ALLOW_INSECURE": "1"}).check("0.0.0.0:50051")
+    security_from_env({"ALLOOP_AUTH_TOKENS": "t:client"}).check("0.0.0.0:50051")
+    with pytest.raises(ValueError, match="ALLOOP_ALLOW_INSECURE must be 1 or 0"):
+        security_from_env({"ALLOOP_ALLOW_INSECURE": "maybe"})
+
+
+def test_server_limits_from_the_environment():
+    assert limits_from_env({}) == ServerLimits()
+    limits = limits_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "3", "ALLOOP_STREAM_IDLE_SECONDS": "2.5"})
+    assert (limits.workers, limits.max_streams, limits.stream_idle_seconds) == (8, 3, 2.5)
+    assert ("grpc.max_connection_age_ms", 3_600_000) in limits.server_options()
+    with pytest.raises(ValueError, match="ALLOOP_MAX_STREAMS must be between 1 and ALLOOP_GRPC_WORKERS - 1"):
+        limits_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "8"})
+    with pytest.raises(ValueError, match="ALLOOP_MAX_CONCURRENT_RPCS"):
+        limits_from_env({"ALLOOP_MAX_CONCURRENT_RPCS": "10"})
+    with pytest.raises(ValueError, match="ALLOOP_GRPC_WORKERS must be a number"):
+        limits_from_env({"ALLOOP_GRPC_WORKERS": "many"})
+    assert query_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "3"}).limits.workers == 8
+    assert trainer_from_env({"ALLOOP_STREAM_IDLE_SECONDS": "5"}).limits.stream_idle_seconds == 5
+
+
+def test_query_bounds_from_the_environment():
+    settings = query_from_env({"ALLOOP_MAX_POOLS": "3", "ALLOOP_MAX_LEASE_SECONDS": "600", "ALLOOP_MAX_QUERY_K": "7"})
+    assert (settings.max_pools, settings.max_lease_seconds, settings.max_query_k) == (3, 600, 7)
+    with pytest.raises(ValueError, match="ALLOOP_MAX_UPLOAD_ITEMS must be a positive integer"):
+        query_from_env({"ALLOOP_MAX_UPLOAD_ITEMS": "0"})
+    with pytest.raises(ValueError, match="ALLOOP_LEASE_SECONDS .* at most ALLOOP_MAX_LEASE_SECONDS"):
+        query_from_env({"ALLOOP_MAX_LEASE_SECONDS": "60"})
+
+
+def test_a_redis_password_comes_from_a_file_and_never_from_a_flag(tmp_path: Path):
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret\n")
+    common = common_from_env({"REDIS_URL": "redis://:inurl@redis:6379/0", "ALLOOP_REDIS_PASSWORD_FILE": str(secret)})
+    assert common.redis_password == "s3cret"
+    assert "s3cret" not in repr(common) and "inurl" not in repr(common)
+    with pytest.raises(ValueError, match="ALLOOP_REDIS_PASSWORD_FILE: cannot read"):
+        common_from_env({"ALLOOP_REDIS_PASSWORD_FILE": str(tmp_path / "missing")})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        common_from_env({"ALLOOP_REDIS_PASSWORD_FILE": str(tmp_path / "empty")})
+    parser = argparse.ArgumentParser()
+    add_common_flags(parser)
+    plain = apply_common_flags(common, parser.parse_args(["--redis-url", "redis://redis:6379/0"]))
+    assert plain.redis_url == "redis://redis:6379/0"
+    with pytest.raises(ValueError, match="process list"):
+        apply_common_flags(common, parser.parse_args(["--redis-url", "redis://:pw@redis:6379/0"]))
