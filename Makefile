@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/alloop/v1/*.proto)
 GENERATED := alloop/v1/.generated
 DEMO_DIR ?= .alloop/demo
 
-.PHONY: install proto test test-unit demo bench compose-check clean help
+.PHONY: install proto test test-unit demo bench compose-check lock secrets clean help
 
 help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
@@ -37,6 +37,21 @@ test-unit: proto
 
 demo: proto
 	$(VENV)/bin/alloop-demo --workdir $(DEMO_DIR)
+
+# The image's pinned dependencies (hashes included), from pyproject.toml's dependencies and its proto extra.
+lock: $(STAMP)
+	$(PY) -m pip install -q pip-tools
+	$(VENV)/bin/pip-compile --quiet --allow-unsafe --extra=proto --generate-hashes --no-emit-find-links \
+		--no-emit-index-url --output-file=requirements.lock --strip-extras pyproject.toml
+
+# Random Redis password and bearer tokens (one per role, named for it) for docker-compose.yml; kept if present.
+secrets:
+	@mkdir -p secrets && chmod 700 secrets
+	@test -s secrets/redis_password || (umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > secrets/redis_password)
+	@test -s secrets/alloop_tokens || (umask 077 && for role in operator client labeler; do \
+		$(PYTHON) -c 'import secrets, sys; print(secrets.token_urlsafe(32), sys.argv[1], sys.argv[1])' $$role; \
+	done > secrets/alloop_tokens)
+	@echo "secrets/redis_password and secrets/alloop_tokens are ready (give each client its role's token)"
 
 compose-check:
 	docker-compose -f docker-compose.yml config -q

@@ -1,17 +1,26 @@
-"""The compose file is valid (Debian's docker-compose parses it; there is no Docker engine to run it here)."""
+"""The compose file is valid and fails closed: secrets for Redis and tokens, a least-privilege Redis user, no
+password on any command line, ports on the host's loopback. Debian's docker-compose parses it (there is no Docker
+engine here to run it); `.ci/run` installs docker-compose, so in CI the parse never skips.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_redis_auth import least_privilege_acl
+
 ROOT = Path(__file__).resolve().parents[2]
+TEXT = (ROOT / "docker-compose.yml").read_text()
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+@pytest.mark.skipif(shutil.which("docker-compose") is None and not os.environ.get("CI"),
+                    reason="docker-compose is not installed (CI installs it)")
 def test_compose_file_is_valid_and_names_every_service() -> None:
     result = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
@@ -21,7 +30,40 @@ def test_compose_file_is_valid_and_names_every_service() -> None:
     assert set(result.stdout.split()) == {"redis", "trainer", "query"}
 
 
-def test_compose_redis_is_persistent_and_password_protected() -> None:
-    text = (ROOT / "docker-compose.yml").read_text()
-    assert "--appendonly" in text and "--requirepass" in text
-    assert "REDIS_URL: redis://:" in text
+def test_compose_redis_is_persistent_and_admits_only_the_least_privilege_user() -> None:
+    assert "--appendonly yes" in TEXT
+    acl = re.search(r"user alloop (.*?)\\n", TEXT)
+    assert acl is not None
+    assert acl.group(1).split() == least_privilege_acl("alloop", "%s")  # the ACL the integration test runs under
+    assert "user default off" in TEXT
+    assert "ALLOOP_REDIS_PREFIX: alloop" in TEXT
+
+
+def test_compose_puts_no_secret_on_a_command_line_and_has_no_default_password() -> None:
+    assert "--requirepass" not in TEXT and "redis-cli -a" not in TEXT
+    assert "REDISCLI_AUTH=" in TEXT and "change-me" not in TEXT
+    assert "REDIS_URL: redis://alloop@redis:6379/0" in TEXT  # user only: the password comes from the secret file
+    assert "ALLOOP_REDIS_PASSWORD_FILE: /run/secrets/redis_password" in TEXT
+    assert TEXT.count("secrets: [redis_password, alloop_tokens]") == 2  # trainer and query
+
+
+def test_compose_services_require_tokens_and_publish_on_loopback_only() -> None:
+    assert "ALLOOP_AUTH_TOKENS_FILE: /run/secrets/alloop_tokens" in TEXT
+    assert "ALLOOP_ALLOW_INSECURE" not in TEXT
+    ports = re.findall(r'^\s+- "([^"]*:\d+)"\s', TEXT, flags=re.M)
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+
+
+def test_make_secrets_writes_owner_only_files_in_the_format_the_services_read(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    subprocess.run(["make", "-s", "secrets"], cwd=tmp_path, check=True, capture_output=True)
+    from alloop.rpc.auth import credentials_from_env  # noqa: PLC0415
+
+    tokens = tmp_path / "secrets" / "alloop_tokens"
+    creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(tokens)})
+    assert sorted(role for _, role, _ in creds.tokens) == ["client", "labeler", "operator"]
+    for path in (tokens, tmp_path / "secrets" / "redis_password"):
+        assert path.stat().st_mode & 0o077 == 0
+    before = tokens.read_text()
+    subprocess.run(["make", "-s", "secrets"], cwd=tmp_path, check=True, capture_output=True)
+    assert tokens.read_text() == before  # kept: running it again rotates nothing
