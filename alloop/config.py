@@ -21,14 +21,15 @@
 | ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
 | ALLOOP_FEATURE_CACHE_ROWS | 200000 | query service (pool items whose features a replica keeps between Queries; 0: off) |
 | ALLOOP_MAX_NAME_CHARS | 200 | query service (pool names, item ids, labeler names) |
-| ALLOOP_MAX_UPLOAD_ITEMS / ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 100000 / 1000000 / 1000 | query service (items per SubmitPool stream, per pool; pools) |
+| ALLOOP_MAX_UPLOAD_ITEMS / ALLOOP_MAX_UPLOAD_CHARS | 100000 / 200000000 | query service (items, text characters per SubmitPool stream) |
+| ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 1000000 / 1000 | query service (items per pool; pools) |
 | ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items one Query scores for a non-operator caller) |
 | ALLOOP_MAX_LEASE_SECONDS | 3600 | query service (longest lease a labeler may ask for) |
 | ALLOOP_ALLOW_INSECURE | unset | both (1: serve a non-loopback address without tokens; refused otherwise) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
 | ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
 | ALLOOP_GRPC_WORKERS / ALLOOP_MAX_STREAMS / ALLOOP_MAX_HEALTH_WATCHES / ALLOOP_MAX_CONCURRENT_RPCS | 32 / 16 / 64 / 512 | both (alloop/rpc/limits.py) |
-| ALLOOP_STREAM_IDLE_SECONDS / ALLOOP_MAX_CONNECTION_AGE_SECONDS / ALLOOP_CONNECTION_AGE_GRACE_SECONDS / ALLOOP_MAX_CONNECTION_IDLE_SECONDS | 60 / 3600 / 30 / 600 | both (alloop/rpc/limits.py) |
+| ALLOOP_STREAM_IDLE_SECONDS / ALLOOP_MAX_CONNECTION_AGE_SECONDS / ALLOOP_CONNECTION_AGE_GRACE_SECONDS / ALLOOP_MAX_CONNECTION_IDLE_SECONDS | 60 / 3600 / 900 / 600 | both (alloop/rpc/limits.py) |
 | ALLOOP_RETRAIN_THRESHOLD | 1000 | trainer |
 | ALLOOP_INITIAL_DATA / ALLOOP_VAL_DATA / ALLOOP_TEST_DATA | unset | trainer (CSV/JSONL id,text,label) |
 | ALLOOP_EPOCHS / ALLOOP_BATCH_SIZE / ALLOOP_PATIENCE | 20 / 256 / 4 | trainer |
@@ -40,6 +41,7 @@
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
 | ALLOOP_CORPUS_CACHE_DIR | $ALLOOP_STATE_DIR/corpus | trainer (linear: vocabularies and LSA statistics per pool text, the 2 newest) |
 | ALLOOP_ROUND_LOCK_SECONDS | 60 | trainer (a dead replica's round lock frees itself after this long) |
+| ALLOOP_TRAINER_NAME | <host>-<pid> | trainer (its consumer name; a stable, unique one lets a restarted trainer re-read its own pending labels and free its own round lock at once) |
 | ALLOOP_STOP_SET_SIZE | 1000 | trainer (unlabeled items on which consecutive versions are compared) |
 | ALLOOP_SEED | 0 | trainer |
 """
@@ -55,7 +57,7 @@ from urllib.parse import urlsplit
 
 from alloop.models.config import FAMILY_NAMES, ModelConfig, TrainingConfig
 from alloop.rpc.limits import ServerLimits, limits_from_env
-from alloop.rpc.security import SecuritySettings, security_from_env
+from alloop.rpc.security import TRUE, SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
 
 DEFAULT_CLASSES = ("negative", "positive")
@@ -65,7 +67,7 @@ DEFAULT_TRAINER_ADDRESS = "127.0.0.1:50052"
 
 
 def _truthy(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value.strip().lower() in TRUE
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -127,6 +129,7 @@ class QuerySettings:
     # that is not an operator (0 in the request means "all of them, up to this bound"), lease length.
     max_name_chars: int = 200
     max_upload_items: int = 100_000
+    max_upload_chars: int = 200_000_000  # text characters per SubmitPool stream: what one open upload holds in memory
     max_pool_items: int = 1_000_000
     max_pools: int = 1_000
     max_query_k: int = 10_000
@@ -137,6 +140,7 @@ class QuerySettings:
         for name, value in (
             ("ALLOOP_MAX_NAME_CHARS", self.max_name_chars),
             ("ALLOOP_MAX_UPLOAD_ITEMS", self.max_upload_items),
+            ("ALLOOP_MAX_UPLOAD_CHARS", self.max_upload_chars),
             ("ALLOOP_MAX_POOL_ITEMS", self.max_pool_items),
             ("ALLOOP_MAX_POOLS", self.max_pools),
             ("ALLOOP_MAX_QUERY_K", self.max_query_k),
@@ -226,6 +230,7 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         limits=limits_from_env(env),
         max_name_chars=_positive_int(env, "ALLOOP_MAX_NAME_CHARS", d.max_name_chars),
         max_upload_items=_positive_int(env, "ALLOOP_MAX_UPLOAD_ITEMS", d.max_upload_items),
+        max_upload_chars=_positive_int(env, "ALLOOP_MAX_UPLOAD_CHARS", d.max_upload_chars),
         max_pool_items=_positive_int(env, "ALLOOP_MAX_POOL_ITEMS", d.max_pool_items),
         max_pools=_positive_int(env, "ALLOOP_MAX_POOLS", d.max_pools),
         max_query_k=_positive_int(env, "ALLOOP_MAX_QUERY_K", d.max_query_k),
@@ -285,6 +290,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
         stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
+        consumer=env.get("ALLOOP_TRAINER_NAME", "").strip(),
         corpus_cache_dir=Path(env["ALLOOP_CORPUS_CACHE_DIR"]) if env.get("ALLOOP_CORPUS_CACHE_DIR") else None,
     )
 

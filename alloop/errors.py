@@ -7,6 +7,12 @@ never imports grpc and every RPC reports the same failure the same way.
 from __future__ import annotations
 
 
+def quoted(value: str, limit: int = 40) -> str:
+    """A caller's string quoted for an error message, cut short: a message never repeats a whole bad input (a
+    long one would not even fit in the status trailer)."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
 class AlloopError(Exception):
     """Base of every error alloop reports to a caller."""
 
@@ -21,7 +27,7 @@ class NotFound(AlloopError):
 
 class UnknownPool(NotFound):
     def __init__(self, pool: str) -> None:
-        super().__init__(f"pool {pool!r} does not exist: submit items to it with SubmitPool first")
+        super().__init__(f"pool {quoted(pool)} does not exist: submit items to it with SubmitPool first")
         self.pool = pool
 
 

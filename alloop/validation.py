@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alloop.errors import InvalidRequest, ResourceExhausted
+from alloop.errors import InvalidRequest, ResourceExhausted, quoted
 
 MAX_NAME_CHARS = 200
-
-
-def quoted(value: str, limit: int = 40) -> str:
-    """A caller's string quoted for an error message, cut short: a message never repeats a whole bad input (a
-    long one would not even fit in the status trailer)."""
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
 def check_name(kind: str, value: str, limit: int = MAX_NAME_CHARS) -> str:
@@ -21,7 +15,7 @@ def check_name(kind: str, value: str, limit: int = MAX_NAME_CHARS) -> str:
     if len(value) > limit:
         raise InvalidRequest(f"{kind} is {len(value)} characters long; the limit is {limit}")
     if value != value.strip():
-        raise InvalidRequest(f"{kind} {value!r} has leading or trailing white space")
+        raise InvalidRequest(f"{kind} {quoted(value)} has leading or trailing white space")
     return value
 
 
@@ -49,5 +43,5 @@ def check_unique(ids: Sequence[str], what: str) -> None:
     seen: set[str] = set()
     for item_id in ids:
         if item_id in seen:
-            raise InvalidRequest(f"{what} {item_id!r} appears twice in one request")
+            raise InvalidRequest(f"{what} {quoted(item_id)} appears twice in one request")
         seen.add(item_id)

@@ -25,6 +25,7 @@ from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
 
 DEFAULT_POOL = "default"
+ANONYMOUS_LABELER = "anonymous"  # recorded for a label without a labeler name when tokens are off
 DEFAULT_MEASURE = "least_confidence"
 
 
@@ -78,6 +79,7 @@ class QueryApp:
         valid: list[tuple[str, str]] = []
         rejections: list[tuple[int, str, str]] = []
         seen: set[str] = set()
+        chars = 0
         for index, (item_id, text) in enumerate(items):
             if index >= limits.max_upload_items:
                 raise ResourceExhausted(
@@ -96,6 +98,12 @@ class QueryApp:
                 continue
             seen.add(item_id)
             valid.append((item_id, text))
+            chars += len(text)  # what this stream holds in memory until it ends
+            if chars > limits.max_upload_chars:
+                raise ResourceExhausted(
+                    f"more than {limits.max_upload_chars} characters of text in one SubmitPool stream "
+                    "(ALLOOP_MAX_UPLOAD_CHARS): split the upload into several streams. Nothing was stored"
+                )
         if valid:
             self._check_pool_room(pool, [item_id for item_id, _ in valid])
         added = self.pools.add(pool, valid)
@@ -184,10 +192,10 @@ class QueryApp:
         ids, texts = self.pools.candidates(pool)
         # Both depend on the pool's state, not on the request itself: FAILED_PRECONDITION.
         if not ids:
-            raise FailedPrecondition(f"pool {pool!r} has no unlabeled, unqueued items left: submit more items")
+            raise FailedPrecondition(f"pool {quoted(pool)} has no unlabeled, unqueued items left: submit more items")
         if k > len(ids):
             raise FailedPrecondition(
-                f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {pool!r}: ask for fewer"
+                f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {quoted(pool)}: ask for fewer"
             )
         rng = np.random.default_rng(seed if seed else None)
         # Id order, not the store's hash order (which a rehash or restart changes): a seed then names one sample
@@ -252,7 +260,9 @@ class QueryApp:
             raise InvalidRequest(
                 f"labeler is {len(named)} characters long; the limit is {self.settings.max_name_chars}"
             )
-        if caller.identity is None or (caller.is_operator and named):
+        if caller.identity is None:
+            return named or ANONYMOUS_LABELER
+        if caller.is_operator and named:
             return named
         if named and named != caller.identity:
             raise PermissionDenied(

@@ -158,7 +158,13 @@ def parse_tokens(text: str) -> list[Entry]:
         if not sep:
             raise ValueError(f"{where}: expected 'token:role' or 'token:role:holder', got no ':'")
         head, sep2, maybe_role = token.rpartition(":")
-        if sep2 and maybe_role.strip() in ROLES and role.strip() not in ROLES:
+        if sep2 and maybe_role.strip() in ROLES:
+            if role.strip() in ROLES:
+                # "t:labeler:operator" could be token "t:labeler" as operator, or token "t" as labeler "operator".
+                raise ValueError(
+                    f"{where}: ambiguous, a holder named like a role; name the holder otherwise or use "
+                    f"{TOKENS_FILE_ENV} ('token role holder')"
+                )
             entries.append(_check_entry(head.strip(), maybe_role.strip(), where, role.strip()))
         else:
             entries.append(_check_entry(token.strip(), role.strip(), where))

@@ -13,7 +13,10 @@ open health service included, so an orchestrator sees the replica dead. :class:`
 - every call, queued or running, counts against ``max_concurrent_rpcs`` (gRPC's own limit; past it, new calls are
   refused with RESOURCE_EXHAUSTED instead of queueing without bound), and a connection lives at most
   ``max_connection_age_seconds`` (then ``connection_age_grace_seconds`` for its calls to finish), so no stream
-  outlives the limit: watchers re-subscribe.
+  outlives the two: watchers re-subscribe.
+
+Unary calls are not capped here: each ends by itself, and each is bounded by the per-request limits
+(alloop/config.py); a token holder can keep workers busy with heavy calls, but cannot hold them.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class ServerLimits:
     max_concurrent_rpcs: int = 512
     stream_idle_seconds: float = 60.0
     max_connection_age_seconds: float = 3600.0
-    connection_age_grace_seconds: float = 30.0
+    connection_age_grace_seconds: float = 900.0  # a Train(wait=True) may take minutes
     max_connection_idle_seconds: float = 600.0
 
     def __post_init__(self) -> None:
@@ -131,6 +134,37 @@ class _Slots:
     def held(self) -> int:
         with self._lock:
             return self._held
+
+
+class _Held:
+    """One slot taken for one call, given back exactly once."""
+
+    def __init__(self, slots: _Slots) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._given = False
+        self._started = False
+
+    def give(self) -> None:
+        with self._lock:
+            if self._given:
+                return
+            self._given = True
+        self._slots.give()
+
+    def give_unless_started(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+        self.give()
+
+    def run(self, responses: Iterator[Any]) -> Iterator[Any]:
+        with self._lock:
+            self._started = True
+        try:
+            yield from responses
+        finally:
+            self.give()
 
 
 class _IdleReaper:
@@ -232,11 +266,26 @@ class StreamLimiter(grpc.ServerInterceptor):
                     f"this replica already holds {slots.limit} open streams of this kind ({setting}); "
                     "close one or retry later",
                 )
-            if not context.add_callback(slots.give):  # the call already ended
-                slots.give()
+            held = _Held(slots)
+            if non_blocking:
+                # Holds no worker: the slot is the open stream itself, given back when the call ends.
+                if not context.add_callback(held.give):
+                    held.give()
+                return behavior(request, context, *args, **kwargs)
+            # Holds a worker: the slot is given back when the worker is free, not when the caller cancels (a
+            # cancelled call's servicer code may still be running).
             if reaper is not None:
                 request = reaper.watch(request, context, method)
-            return behavior(request, context, *args, **kwargs)
+            if handler.stream_unary:
+                try:
+                    return behavior(request, context, *args, **kwargs)
+                finally:
+                    held.give()
+            # A response stream runs in the worker as it is iterated: its end gives the slot back. A stream that
+            # is never iterated (the call ended first) gives it back when the call ends.
+            if not context.add_callback(held.give_unless_started):
+                held.give_unless_started()
+            return held.run(behavior(request, context, *args, **kwargs))
 
         keep_markers(behavior, limited)
         if handler.unary_stream:

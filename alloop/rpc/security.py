@@ -44,6 +44,8 @@ def is_loopback(address: str) -> bool:
 
 
 INSECURE_ENV = "ALLOOP_ALLOW_INSECURE"
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ class SecuritySettings:
         return [AuthInterceptor(self.auth)] if self.auth.enabled else []
 
     def check(self, address: str) -> None:
-        """Raise ValueError for a non-loopback address without tokens, unless ``allow_insecure``."""
-        if not self.auth.enabled and not is_loopback(address) and not self.allow_insecure:
+        """Raise ValueError for a non-loopback address that authenticates nobody (no tokens, no mutual TLS),
+        unless ``allow_insecure``."""
+        authenticated = self.auth.enabled or (self.tls is not None and self.tls.mutual)
+        if not authenticated and not is_loopback(address) and not self.allow_insecure:
             raise ValueError(
                 f"refusing to serve {address} without authentication: any host that reaches it could call every "
                 "RPC. Set ALLOOP_AUTH_TOKENS or ALLOOP_AUTH_TOKENS_FILE, bind a loopback address, or set "
@@ -90,10 +94,10 @@ class SecuritySettings:
 
 def security_from_env(env: Mapping[str, str]) -> SecuritySettings:
     insecure = env.get(INSECURE_ENV, "").strip().lower()
-    if insecure not in ("", "0", "1", "false", "true", "no", "yes"):
+    if insecure not in ("", *TRUE, *FALSE):
         raise ValueError(f"{INSECURE_ENV} must be 1 or 0, got {insecure!r}")
     return SecuritySettings(
-        auth=credentials_from_env(env), tls=server_tls_from_env(env), allow_insecure=insecure in ("1", "true", "yes"),
+        auth=credentials_from_env(env), tls=server_tls_from_env(env), allow_insecure=insecure in TRUE,
     )
 
 

@@ -30,7 +30,7 @@ EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_ITEMS = 100
 # Bounds set low so the corpus can pass each of them (the world's pool "p" holds 30 items).
-BOUNDS = dict(max_upload_items=150, max_pool_items=40, max_pools=1, max_query_k=50, max_query_candidates=45,
+BOUNDS = dict(max_upload_items=150, max_upload_chars=5_000, max_pool_items=40, max_pools=1, max_query_k=50, max_query_candidates=45,
               max_lease_seconds=600.0)
 Q = "/alloop.v1.QueryService/"
 
@@ -131,6 +131,9 @@ CASES = [
     Case("pool: more items in one stream than ALLOOP_MAX_UPLOAD_ITEMS", lambda w: w.pools(*[
         query_pb2.SubmitPoolRequest(pool="p", items=[query_pb2.PoolItem(id=f"u{m}-{i}", text=GOOD) for i in range(MAX_ITEMS)])
         for m in range(2)]), EXHAUSTED, "ALLOOP_MAX_UPLOAD_ITEMS"),
+    Case("pool: more text in one stream than ALLOOP_MAX_UPLOAD_CHARS", lambda w: w.pools(*[
+        query_pb2.SubmitPoolRequest(pool="p", items=[query_pb2.PoolItem(id=f"c{m}", text="t" * 3_000)]) for m in range(2)]),
+        EXHAUSTED, "ALLOOP_MAX_UPLOAD_CHARS"),
     Case("pool: more items than the pool may hold", lambda w: w.pool(*[(f"n{i}", GOOD) for i in range(11)]), EXHAUSTED, "ALLOOP_MAX_POOL_ITEMS"),
     Case("pool: one pool more than ALLOOP_MAX_POOLS", lambda w: w.pool(("a", GOOD), pool="second"), EXHAUSTED, "ALLOOP_MAX_POOLS"),
     Case("pool: 1 MB id in a later message", lambda w: w.pools(

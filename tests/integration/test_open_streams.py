@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from alloop.rpc.auth import Credentials
 from alloop.rpc.limits import ServerLimits
 from alloop.rpc.security import SecuritySettings
+from alloop.rpc.serving import new_server
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.integration import models
@@ -152,3 +153,39 @@ def test_an_upload_that_keeps_sending_is_not_idle(replica):
 
     response = stub.SubmitPool(slow(), metadata=bearer(TOKENS["client"]), timeout=30)
     assert response.accepted == 4
+
+
+def test_a_cancelled_stream_keeps_its_slot_until_its_worker_is_free():
+    """Cancelling and reopening cannot stack up work: the slot follows the worker, not the caller's cancel."""
+    bound = new_server("127.0.0.1:0", max_message_bytes=1024 * 1024, limits=ServerLimits(
+        workers=4, max_streams=2, max_watches=4, max_concurrent_rpcs=64))
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def slow(requests, context):  # type: ignore[no-untyped-def]
+        next(requests)
+        entered.release()
+        release.wait(30)  # the servicer still works after its caller has gone
+        return b"done"
+
+    bound.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "t.Test", {"Slow": grpc.stream_unary_rpc_method_handler(slow)}),))
+    bound.server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{bound.port}") as ch:
+            slow_call = ch.stream_unary("/t.Test/Slow")
+            first = slow_call.future(iter([b"x"]), timeout=30)
+            assert entered.acquire(timeout=10)
+            first.cancel()
+            assert first.cancelled()
+            second = slow_call.future(iter([b"x"]), timeout=30)
+            assert entered.acquire(timeout=10)
+            assert bound.limiter.open_streams == 2  # the cancelled call's worker is still busy: its slot too
+            with pytest.raises(grpc.RpcError) as refused:
+                slow_call(iter([b"x"]), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            release.set()
+            assert second.result(timeout=10) == b"done"
+            wait_for(lambda: bound.limiter.open_streams == 0, timeout=10, what="slots given back")
+    finally:
+        release.set()
+        bound.server.stop(0)

@@ -198,6 +198,8 @@ def test_a_token_may_name_its_holder_in_either_source(tmp_path: Path):
     assert creds.identify("nope") is None
     assert creds.caller([("authorization", "Bearer lab-1")]) == Caller("labeler", "alice")
     assert Credentials().caller([("authorization", "Bearer lab-1")]) == ANONYMOUS
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_tokens("t:labeler:operator")  # token "t:labeler" as operator, or "t" as labeler "operator"?
     with pytest.raises(ValueError, match="different roles or holders"):
         Credentials((("t", "labeler", "alice"), ("t", "labeler", "bob")))
 
@@ -212,6 +214,12 @@ def test_a_non_loopback_address_without_tokens_is_refused_unless_declared_insecu
     security_from_env({"ALLOOP_AUTH_TOKENS": "t:client"}).check("0.0.0.0:50051")
     with pytest.raises(ValueError, match="ALLOOP_ALLOW_INSECURE must be 1 or 0"):
         security_from_env({"ALLOOP_ALLOW_INSECURE": "maybe"})
+    assert security_from_env({"ALLOOP_ALLOW_INSECURE": "on"}).allow_insecure
+    # Mutual TLS authenticates every caller by certificate: no tokens needed off loopback.
+    mutual = security_from_env({"ALLOOP_TLS_CERT": "c", "ALLOOP_TLS_KEY": "k", "ALLOOP_TLS_CLIENT_CA": "ca"})
+    mutual.check("0.0.0.0:50051")
+    with pytest.raises(ValueError, match="refusing to serve"):
+        security_from_env({"ALLOOP_TLS_CERT": "c", "ALLOOP_TLS_KEY": "k"}).check("0.0.0.0:50051")
 
 
 def test_server_limits_from_the_environment():
