@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from alloop import artifacts
-from alloop.errors import IntegrityError, ModelNotReady
+from alloop.errors import IntegrityError, ModelNotReady, Unavailable
 from alloop.models.text_model import Predictor
 from alloop.store.versions import VersionRegistry
 
@@ -48,6 +50,7 @@ class ModelHolder:
         self._current: ServedModel | None = None
         self._changed = threading.Condition()
         self._failed: dict[int, str] = {}
+        self._registry_error = ""  # why the last read of the registry failed; "" once it succeeds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,6 +58,11 @@ class ModelHolder:
     def current(self) -> ServedModel:
         served = self._current
         if served is None:
+            if self._registry_error:
+                raise Unavailable(
+                    f"no model version is loaded: the model registry in Redis cannot be read ({self._registry_error}); "
+                    "retry later"
+                )
             raise ModelNotReady()
         return served
 
@@ -77,7 +85,12 @@ class ModelHolder:
     # --- swap side ---------------------------------------------------------------------------------------------
     def refresh(self) -> bool:
         """Install the registry's current version if it is newer than ours; True if a swap happened."""
-        version = self._registry.current()
+        try:
+            version = self._registry.current()
+        except redis.exceptions.RedisError as exc:
+            self._registry_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._registry_error = ""
         served = self._current
         if version == 0 or (served is not None and served.version >= version) or version in self._failed:
             return False
@@ -150,14 +163,14 @@ class ModelHolder:
                 # Wake on an announcement or after the poll interval, whichever comes first, then check the pointer.
                 pubsub.get_message(timeout=poll_seconds)
                 self.refresh()
-            except Exception:  # noqa: BLE001 - the watcher must outlive a Redis restart
+            except redis.exceptions.RedisError as exc:  # one line, no traceback: the watchdog says the rest
+                self._registry_error = f"{type(exc).__name__}: {exc}"
+                log.warning("model watcher: Redis cannot be read (%s); retrying", self._registry_error)
+                pubsub = _closed(pubsub)
+                self._stop.wait(min(poll_seconds, 1.0))
+            except Exception:  # noqa: BLE001 - the watcher must outlive anything
                 log.exception("model watcher error; retrying")
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                pubsub = None
+                pubsub = _closed(pubsub)
                 self._stop.wait(min(poll_seconds, 1.0))
 
     def stop(self) -> None:
@@ -166,3 +179,12 @@ class ModelHolder:
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _closed(pubsub: Any) -> None:
+    """Close a pub/sub connection that failed, ignoring how it fails; the watcher opens a new one."""
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            pass

@@ -15,7 +15,7 @@ import redis
 
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
 from alloop.rpc.serving import Watchdog, new_server, wait_for_termination
-from alloop.store.connection import EmbeddedRedis, open_redis
+from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.servicer import TrainerServicer
 from trainer_service.trainer import Trainer
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     client, embedded = open_redis(
         settings.common.redis_url, settings.common.embedded_redis_dir, password=settings.common.redis_password,
     )
+    if settings.common.redis_url:
+        wait_until_reachable(client, settings.common.redis_url)  # the trainer seeds its set from Redis at start
     running = create_server(settings, client)
     log.info("trainer service on port %d", running.port)
 

@@ -113,6 +113,8 @@ class Trainer:
         if removed:
             log.warning("removed %d partial model directories left by a crash", len(removed))
         self.store.ensure_group()
+        if self.store.take_over_own_lock():
+            log.warning("freed the round lock this trainer (%s) held before it restarted", self.store.consumer)
         if self.settings.initial_data is not None:
             records = read_records(self.settings.initial_data, classes=self.classes, require_label=True)
             added = self.store.seed(self.settings.initial_pool, [(r.id, r.text, int(r.label)) for r in records])  # type: ignore[arg-type]
@@ -173,7 +175,7 @@ class Trainer:
                 raise NothingToTrain("no validation set is configured (ALLOOP_VAL_DATA): early stopping needs one")
             if len(self.test) == 0:
                 raise NothingToTrain("no test set is configured (ALLOOP_TEST_DATA): every version is evaluated on it")
-            token = uuid.uuid4().hex
+            token = f"{self.store.consumer}/{uuid.uuid4().hex}"  # whose lock it is, for take_over_own_lock
             if not self.store.acquire_round_lock(token, self._lock_ms):
                 raise RoundBusy("another trainer replica is running a round; its version will be published when it ends")
             self._round = self.store.next_round()
@@ -321,7 +323,11 @@ class Trainer:
             done.set()
             for path in cleanup:
                 shutil.rmtree(path, ignore_errors=True)
-            self.store.release_round_lock(token)
+            try:
+                self.store.release_round_lock(token)
+            except redis.exceptions.RedisError as exc:
+                log.warning("round %d: could not release the round lock (%s); it expires in %.0f s",
+                            round_no, exc, self._lock_ms / 1000)
 
     def _stability(self, model: keras.Model) -> tuple[Stability, list[int] | None]:
         """Agreement of this round's model with the published one on the fixed stop set (stabilizing predictions)."""

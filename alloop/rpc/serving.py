@@ -83,7 +83,9 @@ class Watchdog:
         self._chores = chores or []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-        self.serving = False
+        # None until the first ping: that one writes every service's status whatever it finds (the health
+        # servicer starts out saying SERVING for "" and nothing for the others).
+        self.serving: bool | None = None
 
     def start(self) -> None:
         self.check()
@@ -96,7 +98,7 @@ class Watchdog:
                 chore()
             ok = True
         except redis.exceptions.RedisError as exc:
-            if self.serving:
+            if self.serving is not False:
                 log.warning("Redis unreachable (%s): NOT_SERVING until it is back", exc)
             ok = False
         if ok != self.serving:

@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -74,6 +74,33 @@ def connect(url: str, *, timeout: float = 5.0, password: str | None = None) -> r
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def wait_until_reachable(client: redis.Redis, url: str, *, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+    """Block until Redis answers a PING, logging one line per failed try (the URL without its password, and the
+    error) and backing off exponentially; for a service that cannot do anything without Redis."""
+    delay = first_delay
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.exceptions.RedisError as exc:
+            log.error("Redis at %s cannot be used (%s: %s); retrying in %.1f s",
+                      redacted(url), type(exc).__name__, exc, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)
 
 
 class EmbeddedRedis:

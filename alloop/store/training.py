@@ -65,6 +65,10 @@ class TrainingSetStore:
         self._release = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
         )
+        self._take_over = client.register_script(
+            "local v = redis.call('GET', KEYS[1]) "
+            "if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        )
 
     def ensure_group(self) -> None:
         try:
@@ -146,6 +150,11 @@ class TrainingSetStore:
     def acquire_round_lock(self, token: str, ttl_ms: int) -> bool:
         """One round at a time across trainer replicas: the lock expires if its holder dies."""
         return bool(self._r.set(self._keys.round_lock, token, nx=True, px=ttl_ms))
+
+    def take_over_own_lock(self) -> bool:
+        """Free a round lock this consumer took before it died (its token starts with ``<consumer>/``), so a
+        restarted trainer with a stable name does not wait out the lock's expiry. True if one was freed."""
+        return bool(self._take_over(keys=[self._keys.round_lock], args=[f"{self.consumer}/"]))
 
     def renew_round_lock(self, token: str, ttl_ms: int) -> bool:
         return bool(self._renew(keys=[self._keys.round_lock], args=[token, ttl_ms]))
