@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from unittest import mock
 import numpy as np
 
 from bench.label_efficiency import ROOT
+from bench.device import device
 from bench.linear_study import RESULTS, accuracy_on_test, fitter, rounds, seed_features, study_budgets, unlabelled
 
 ROUND = 1_000  # the benchmark's round size above 2,000 labels
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: " + " ".join(f"{k}={runs[-1][k]:.4f}" for k in KEYS), flush=True)
     mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS}
     result = {
-        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "device": device(),
         "strategy": "least_confidence", "labels": args.labels, "seeds": args.seeds,
         "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": mean,

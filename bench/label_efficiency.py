@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -32,6 +30,7 @@ import numpy as np
 
 from alloop.data.prepare import prepare
 from alloop.strategies import NEEDS_MC_SAMPLES
+from bench.device import device
 from clients import oracle
 from clients.stack import local_stack
 
@@ -442,7 +441,7 @@ def seed_reproduction(work: Path, cache: Path) -> dict[str, Any]:
     print(f"bilstm: full data {full}", flush=True)
     curve = run_curve(SEED_PROTOCOL, "ratio", 0, SEED_PROTOCOL.budgets, work, cache, None)
     return {
-        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "device": device(),
         "wall_seconds": round(time.monotonic() - started, 1),
         "published": SEED_PUBLISHED,
         "findings_full_data_accuracy": SEED_FULL_ACCURACY_FINDINGS,
@@ -567,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                                       corpus)
     summary = summarize(curves, full, imdb=corpus is None)
     result = {
-        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "device": device(),
         "quick": args.quick,
         "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
         "seeds_by_strategy": seeds_by_strategy,

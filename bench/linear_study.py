@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import fields, replace
@@ -27,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.device import device
 from bench.label_efficiency import PLANS, ROOT, prepare_run_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}/seed {seed}: " + " ".join(f"{n}:{a:.4f}" for n, a in runs[name][-1].items()), flush=True)
     summary = {name: {str(n): float(np.mean([r[n] for r in rs])) for n in rs[0]} for name, rs in runs.items()}
     result = {
-        "device": f"cpu ({os.cpu_count()} cores), {platform.machine()}, {platform.python_version()}",
+        "device": device(),
         "strategy": args.strategy, "seeds": args.seeds, "budgets": budgets,
         "variants": dict(variants), "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": summary,  # the last key of each is every candidate: the variant's full-data accuracy

@@ -87,9 +87,12 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
         client, bound.health, [SERVICE_NAME], chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
     )
     try:
+        moved = labeling.migrate()
+        if moved:
+            log.info("moved %d queued items from the old list queue into the sorted-set queue", moved)
         holder.refresh()
     except redis.exceptions.RedisError as exc:
-        log.warning("could not read the current model version yet: %s", exc)
+        log.warning("could not read Redis yet: %s", exc)
     holder.start(settings.model_poll_seconds)
     watchdog.start()
     server.start()

@@ -41,7 +41,22 @@ class Keys:
     # --- labeling queue and leases -------------------------------------------------------------------------------
     @property
     def queue(self) -> str:
-        """LIST of item members waiting to be leased, oldest first."""
+        """ZSET of item members waiting to be leased, in lease order (lowest score first)."""
+        return self._k("queue", "order")
+
+    @property
+    def queue_seq(self) -> str:
+        """Counter giving newly queued items increasing scores (the back of the queue)."""
+        return self._k("queue", "seq")
+
+    @property
+    def queue_front(self) -> str:
+        """Counter giving reclaimed items decreasing negative scores (the front of the queue)."""
+        return self._k("queue", "front")
+
+    @property
+    def legacy_queue(self) -> str:
+        """The LIST an older release kept the queue in (LabelingStore.migrate moves it)."""
         return self._k("queue")
 
     @property

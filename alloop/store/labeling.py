@@ -25,14 +25,19 @@ import redis
 
 from alloop.errors import AlreadyLabeled, NotQueued
 from alloop.store.keys import Keys, item_member, parse_member
+from alloop.validation import quoted
+
+# The queue is a sorted set ordered by score: new items take increasing scores from one counter (FIFO), and a
+# reclaimed lease goes back in front of everything with a decreasing negative score from another. Taking a labeled
+# item out is one ZREM, O(log n): a list would need an LREM that scans the whole queue for every label.
 
 _ENQUEUE = """
--- KEYS: queued, queue, labels ; ARGV: member1, task1, member2, task2, ... ; returns the members it queued
+-- KEYS: queued, queue, labels, queue_seq ; ARGV: member1, task1, member2, task2, ... ; returns the members it queued
 local added = {}
 for i = 1, #ARGV, 2 do
   local m = ARGV[i]
   if redis.call('HEXISTS', KEYS[3], m) == 0 and redis.call('HSETNX', KEYS[1], m, ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[2], m)
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), m)
     table.insert(added, m)
   end
 end
@@ -40,14 +45,15 @@ return added
 """
 
 _RECLAIM = """
--- KEYS: queue, leases, lease_ids, queued ; ARGV: now_ms
+-- KEYS: queue, leases, lease_ids, queued, queue_front ; ARGV: now_ms
+-- Expired leases go back to the front of the queue, the one that expired first ahead of the others.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for i = #expired, 1, -1 do
   local m = expired[i]
   redis.call('ZREM', KEYS[2], m)
   redis.call('HDEL', KEYS[3], m)
   if redis.call('HEXISTS', KEYS[4], m) == 1 then
-    redis.call('LPUSH', KEYS[1], m)
+    redis.call('ZADD', KEYS[1], -redis.call('INCR', KEYS[5]), m)
   end
 end
 return #expired
@@ -58,9 +64,9 @@ _LEASE = (
     + """
 -- ARGV: now_ms, deadline_ms, max_items, lease_id
 local out = {}
-for i = 1, tonumber(ARGV[3]) do
-  local m = redis.call('LPOP', KEYS[1])
-  if not m then break end
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[3]))
+for i = 1, #popped, 2 do
+  local m = popped[i]
   redis.call('ZADD', KEYS[2], ARGV[2], m)
   redis.call('HSET', KEYS[3], m, ARGV[4])
   table.insert(out, m)
@@ -99,7 +105,7 @@ for _, i in ipairs(fresh) do
   local task = redis.call('HGET', KEYS[1], m)
   redis.call('HSET', KEYS[2], m, label)
   redis.call('HDEL', KEYS[1], m)
-  redis.call('LREM', KEYS[3], 0, m)
+  redis.call('ZREM', KEYS[3], m)
   redis.call('ZREM', KEYS[4], m)
   redis.call('HDEL', KEYS[5], m)
   local text = redis.call('HGET', KEYS[7 + i], id)
@@ -107,6 +113,21 @@ for _, i in ipairs(fresh) do
              'labeler', ARGV[1], 'labeled_at_ms', ARGV[2], 'task', task)
 end
 return {'ok', tostring(#fresh), tostring(n - #fresh)}
+"""
+
+_MIGRATE_LIST_QUEUE = """
+-- KEYS: old list queue, queue, queued, leases, queue_seq ; moves a queue kept as a LIST (before the sorted set)
+-- into the sorted set, in order, dropping members that no longer wait for a label or are leased.
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then return 0 end
+local moved = 0
+for _, m in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.call('HEXISTS', KEYS[3], m) == 1 and not redis.call('ZSCORE', KEYS[4], m) then
+    redis.call('ZADD', KEYS[2], 'NX', redis.call('INCR', KEYS[5]), m)
+    moved = moved + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+return moved
 """
 
 
@@ -163,6 +184,12 @@ class LabelingStore:
         self._reclaim = client.register_script(_RECLAIM)
         self._lease = client.register_script(_LEASE)
         self._submit = client.register_script(_SUBMIT)
+        self._migrate = client.register_script(_MIGRATE_LIST_QUEUE)
+
+    def migrate(self) -> int:
+        """Move a queue an older release kept as a Redis LIST into today's sorted set (once; then a no-op)."""
+        k = self._keys
+        return int(self._migrate(keys=[k.legacy_queue, k.queue, k.queued, k.leases, k.queue_seq]))
 
     def enqueue(self, pool: str, tasks: Sequence[tuple[str, QueuedTask]]) -> set[str]:
         """Queue items for labeling; returns the ids this call queued (labeled or already waiting ones are skipped,
@@ -173,12 +200,12 @@ class LabelingStore:
         for item_id, task in tasks:
             argv += [item_member(pool, item_id), task.to_json()]
         k = self._keys
-        added = self._enqueue(keys=[k.queued, k.queue, k.labels], args=argv)
+        added = self._enqueue(keys=[k.queued, k.queue, k.labels, k.queue_seq], args=argv)
         return {parse_member(m)[1] for m in added}
 
     def reclaim_expired(self) -> int:
         k = self._keys
-        return int(self._reclaim(keys=[k.queue, k.leases, k.lease_ids, k.queued], args=[self._clock()]))
+        return int(self._reclaim(keys=[k.queue, k.leases, k.lease_ids, k.queued, k.queue_front], args=[self._clock()]))
 
     def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:
         now = self._clock()
@@ -186,7 +213,7 @@ class LabelingStore:
         lease_id = uuid.uuid4().hex
         k = self._keys
         flat = self._lease(
-            keys=[k.queue, k.leases, k.lease_ids, k.queued], args=[now, deadline, max_items, lease_id]
+            keys=[k.queue, k.leases, k.lease_ids, k.queued, k.queue_front], args=[now, deadline, max_items, lease_id]
         )
         pairs = [(parse_member(flat[i]), QueuedTask.from_json(flat[i + 1])) for i in range(0, len(flat), 2)]
         pipe = self._r.pipeline(transaction=False)
@@ -213,20 +240,20 @@ class LabelingStore:
         if status == "conflict":
             pool, item_id = parse_member(outcome[1])
             raise AlreadyLabeled(
-                f"item {item_id!r} of pool {pool!r} is already labeled {outcome[2]}; a different label is refused "
+                f"item {quoted(item_id)} of pool {quoted(pool)} is already labeled {outcome[2]}; a different label is refused "
                 "(the first label stands). Nothing in this batch was recorded."
             )
         if status == "not_queued":
             pool, item_id = parse_member(outcome[1])
             raise NotQueued(
-                f"item {item_id!r} of pool {pool!r} is not waiting for a label (never queued by Query); "
+                f"item {quoted(item_id)} of pool {quoted(pool)} is not waiting for a label (never queued by Query); "
                 "nothing in this batch was recorded"
             )
         return SubmitResult(int(outcome[1]), int(outcome[2]))
 
     # --- read side ---------------------------------------------------------------------------------------------
     def queue_length(self) -> int:
-        return int(self._r.llen(self._keys.queue))
+        return int(self._r.zcard(self._keys.queue))
 
     def leased_count(self) -> int:
         return int(self._r.zcard(self._keys.leases))

@@ -73,6 +73,15 @@ def test_pool_submit_is_idempotent_and_keeps_the_first_text(pools):
     assert pools.texts("p", ["a"]) == ["first text"]
 
 
+def test_a_pool_upload_is_written_in_chunks_that_add_up(pools, redis_client, keys):
+    pools.add("p", [("b", "bee")])
+    items = [(f"i{n}", f"text {n}") for n in range(7)] + [("b", "not stored")]
+    added = pools.add("p", items, chunk=3)  # three transactions: 3, 3 and 2 items
+    assert (added.accepted, added.duplicate) == (7, 1)
+    assert pools.size("p") == 8 and pools.texts("p", ["b", "i6"]) == ["bee", "text 6"]
+    assert redis_client.smembers(keys.pools) == {"p"}
+
+
 def test_candidates_leave_out_labeled_and_waiting_items(pools, labeling):
     ids = fill(pools, labeling, n=4, queue=2)
     labeling.submit([LabelSubmission("p", ids[0], 1)])
@@ -89,12 +98,32 @@ def test_enqueue_skips_labeled_and_already_waiting_items(pools, labeling, redis_
     labeling.submit([LabelSubmission("p", ids[0], 0)])
     # ids[0] is labeled, ids[1] and ids[2] are waiting: only the new one is queued, and no member twice.
     assert labeling.enqueue("p", [(ids[0], TASK), (ids[1], TASK), (ids[2], TASK), ("new", TASK)]) == {"new"}
-    assert redis_client.lrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
+    assert redis_client.zrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
     assert labeling.enqueue("p", []) == set()
     # A leased item is still waiting, so it is not queued again either.
     leased = labeling.lease(1, 60)
     assert labeling.enqueue("p", [(leased[0].item_id, TASK)]) == set()
     assert labeling.waiting_count() == 3 and labeling.queue_length() == 2
+
+
+def test_a_queue_kept_as_a_list_by_an_older_release_is_moved_in_order(pools, labeling, redis_client, keys, clock):
+    ids = fill(pools, labeling, n=5)
+    leased = labeling.lease(1, 60)[0].item_id  # ids[0]
+    labeling.submit([LabelSubmission("p", ids[1], 0)])  # labeled: no longer waiting
+    # What an older release left: a LIST with every waiting member, the leased and labeled ones still in it.
+    redis_client.delete(keys.queue)
+    redis_client.rpush(keys.legacy_queue, *[item_member("p", i) for i in (ids[3], leased, ids[1], ids[2], ids[4])])
+    assert labeling.migrate() == 3
+    assert not redis_client.exists(keys.legacy_queue)
+    assert [lease.item_id for lease in labeling.lease(5, 60)] == [ids[3], ids[2], ids[4]]
+    assert labeling.migrate() == 0  # once
+
+
+def test_labeling_a_queued_item_takes_it_out_of_the_queue_without_a_lease(pools, labeling, redis_client, keys):
+    ids = fill(pools, labeling, n=4)
+    labeling.submit([LabelSubmission("p", ids[2], 1), LabelSubmission("p", ids[0], 0)])
+    assert labeling.queue_length() == 2 and labeling.waiting_count() == 2
+    assert [lease.item_id for lease in labeling.lease(5, 60)] == [ids[1], ids[3]]
 
 
 def test_lease_hides_items_from_a_second_lease(pools, labeling):
@@ -142,7 +171,7 @@ def test_reclaim_expired_puts_expired_leases_back_in_order(pools, labeling, cloc
     assert labeling.reclaim_expired() == 0
     clock.advance(1)
     assert labeling.reclaim_expired() == 2
-    assert redis_client.lrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[0], ids[1], ids[3])]
+    assert redis_client.zrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[0], ids[1], ids[3])]
     assert set(redis_client.zrange(keys.leases, 0, -1)) == {item_member("p", ids[2])}
     assert set(redis_client.hkeys(keys.lease_ids)) == {item_member("p", ids[2])}
     assert labeling.reclaim_expired() == 0
