@@ -164,15 +164,20 @@ def run_curve(
            # Every curve's pool text is the same candidates: adapt the vocabulary and run the SVD once per run.
            "ALLOOP_CORPUS_CACHE_DIR": str(work / "corpus-cache")}
     with local_stack(run_dir, data, env) as stack:
-        args = oracle.build_parser().parse_args([
-            "--query", stack.query, "--trainer", stack.trainer, "--pool-file", str(data / "pool.jsonl"),
-            "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
-            "--out", str(run_dir), "--quiet", "--timeout", "1800",
-            "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
-        ])
-        rows = oracle.run(args)
+        rows = oracle.run(oracle_args(stack.query, stack.trainer, data, strategy, seed, budgets, classes, run_dir))
     return [{"labels": r.labels, "accuracy": r.accuracy, "false_positives": r.false_positives,
              "false_negatives": r.false_negatives, "kappa": r.kappa, "seconds": r.seconds} for r in rows]
+
+
+def oracle_args(query: str, trainer: str, data: Path, strategy: str, seed: int, budgets: list[int], classes: str,
+                run_dir: Path) -> argparse.Namespace:
+    """The oracle's arguments for one curve; its Query draws are seeded from the curve's seed (``--seed``)."""
+    return oracle.build_parser().parse_args([
+        "--query", query, "--trainer", trainer, "--pool-file", str(data / "pool.jsonl"),
+        "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
+        "--out", str(run_dir), "--quiet", "--timeout", "1800", "--seed", str(seed),
+        "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
+    ])
 
 
 def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None,
@@ -240,7 +245,7 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
     missing = [key for key in expected if key not in previous]
     if missing:
         raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}: it was written by an older "
-                         "benchmark (321ef63 or earlier, an older linear model); run afresh")
+                         "benchmark (an older linear model, or curves whose Query draws were not seeded); run afresh")
     for key, value in expected.items():
         if key != "model_defaults" and previous[key] != value:
             raise SystemExit(f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
@@ -277,6 +282,9 @@ def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
                    "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, "
                              "the peers"},
         "model_defaults": _model_defaults(),
+        # Each round's Query draws (random batches, candidate samples) repeat with the curve's seed; curves from
+        # before the oracle sent one cannot be reused as if they were exact.
+        "query_seed": "clients.oracle.query_seed(curve seed, round)",
     }
 
 

@@ -47,6 +47,7 @@ class Oracle:
         *,
         labeler: str = "oracle",
         max_candidates: int = 0,
+        seed: int | None = None,
     ) -> None:
         self.query = query
         self.trainer = trainer
@@ -54,6 +55,7 @@ class Oracle:
         self.truth = truth
         self.labeler = labeler
         self.max_candidates = max_candidates
+        self.seed = seed
 
     def wait_for_version(self, newer_than: int, timeout: float) -> common_pb2.ModelVersion:
         """Block on WatchModels until the query service serves a version newer than ``newer_than``."""
@@ -70,10 +72,11 @@ class Oracle:
             stream.cancel()
         raise RuntimeError("WatchModels ended before a new version arrived")
 
-    def label_round(self, strategy: str, k: int) -> int:
-        selected = self.query.Query(
-            query_pb2.QueryRequest(pool=self.pool, strategy=strategy, k=k, max_candidates=self.max_candidates)
-        )
+    def label_round(self, strategy: str, k: int, round_no: int = 1) -> int:
+        selected = self.query.Query(query_pb2.QueryRequest(
+            pool=self.pool, strategy=strategy, k=k, max_candidates=self.max_candidates,
+            seed=query_seed(self.seed, round_no),
+        ))
         wanted = {item.id for item in selected.selected}
         labeled = 0
         while wanted:
@@ -104,6 +107,16 @@ class Oracle:
             time.sleep(0.2)
         if status.state != trainer_pb2.TrainerStatus.TRAINING and status.pending < status.retrain_threshold:
             self.trainer.Train(trainer_pb2.TrainRequest())
+
+
+def query_seed(seed: int | None, round_no: int) -> int:
+    """The Query seed of one round: 0 (fresh randomness) without a run seed; else positive, different per round and
+    the same for the same run seed, so a strategy's random draws and candidate samples repeat with the run."""
+    if seed is None:
+        return 0
+    if seed < 0:
+        raise ValueError(f"a run seed is 0 or positive, got {seed}")
+    return 1 + seed * 100_000 + round_no
 
 
 def row_for(round_no: int, version: common_pb2.ModelVersion, seconds: float) -> RoundRow:
@@ -151,7 +164,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     records: list[Record] = read_records(args.pool_file, classes=args.classes.split(","), require_label=True)
     truth = {r.id: int(r.label) for r in records}  # type: ignore[arg-type]
     query, trainer = query_stub(args.query), trainer_stub(args.trainer)
-    oracle = Oracle(query, trainer, args.pool, truth, max_candidates=args.max_candidates)
+    oracle = Oracle(query, trainer, args.pool, truth, max_candidates=args.max_candidates, seed=args.seed)
     submitted = submit_records(query, args.pool, records, progress=not args.quiet)
     print(f"pool {args.pool}: {submitted.accepted} new, {submitted.duplicate} already there", flush=True)
     started = time.monotonic()
@@ -177,7 +190,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
         if k <= 0:
             continue
         round_started = time.monotonic()
-        labeled = oracle.label_round(args.strategy, k)
+        labeled = oracle.label_round(args.strategy, k, round_no)
         seen = trainer.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen
         oracle.ensure_round(max(seen, version.train_size + labeled), args.timeout)
         version = oracle.wait_for_version(version.version, args.timeout)
@@ -205,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-candidates", type=int, default=0,
         help="score a random sample of this many unlabeled items per Query (0: all); for bald on large pools",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help="repeat the run's random draws (random strategy, candidate samples): each round's Query gets a seed "
+             "derived from this one; unset: fresh randomness",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each new version")
     parser.add_argument("--out", type=Path, default=Path("runs/oracle"))

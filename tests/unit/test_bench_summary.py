@@ -109,8 +109,10 @@ def test_resume_refuses_files_from_other_splits_or_another_model():
     assert check_resumable({**same, "model_defaults": {**settings, "lstm_units": 8}}, None, None) == {"linear"}
     with pytest.raises(SystemExit, match="every family"):
         check_resumable({**same, "model_defaults": {**settings, "n_classes": 3}}, None, None)
-    # Older files record no model settings (and the oldest no splits): their runs measured another model.
-    for older in ({k: v for k, v in same.items() if k != "model_defaults"}, {"pool_limit": None, "runs": []}):
+    # Older files record no model settings (and the oldest no splits): their runs measured another model. Files
+    # whose curves' Query draws were not seeded cannot be reused as if they were exact.
+    for older in ({k: v for k, v in same.items() if k != "model_defaults"}, {"pool_limit": None, "runs": []},
+                  {k: v for k, v in same.items() if k != "query_seed"}):
         with pytest.raises(SystemExit, match="older benchmark"):
             check_resumable(older, None, None)
 
@@ -143,3 +145,36 @@ def test_report_names_each_strategys_own_seed_count():
     table = report({"curves": {"linear": {"random": curve, "diversity": curve}}, "seeds": {"linear": 3},
                     "seeds_by_strategy": {"linear": {"random": 3, "diversity": 1}}})
     assert "`linear` / random (3 seeds)" in table and "`linear` / diversity (1 seed)" in table
+
+
+def test_the_oracles_query_seed_repeats_per_run_seed_and_differs_per_round():
+    import pytest
+
+    from clients.oracle import query_seed
+
+    assert query_seed(None, 1) == 0  # no run seed: fresh randomness
+    assert query_seed(0, 1) == query_seed(0, 1) > 0
+    seeds = {query_seed(s, r) for s in range(3) for r in range(1, 20)}
+    assert len(seeds) == 3 * 19 and min(seeds) > 0
+    with pytest.raises(ValueError):
+        query_seed(-1, 1)
+
+
+def test_the_benchmark_seeds_each_curves_oracle_and_the_oracle_seeds_each_query(tmp_path):
+    from bench.label_efficiency import oracle_args
+    from clients.oracle import Oracle, query_seed
+
+    args = oracle_args("q:1", "t:2", tmp_path, "random", 2, [400, 600], "negative,positive", tmp_path / "run")
+    assert args.seed == 2
+
+    class Recorder:  # a stand-in for the query stub: records the Query, leases nothing
+        def __init__(self) -> None:
+            self.requests: list = []
+
+        def Query(self, request):  # noqa: N802 - the stub's method name
+            self.requests.append(request)
+            return type("Response", (), {"selected": []})()
+
+    stub = Recorder()
+    Oracle(stub, None, "p", {}, seed=args.seed).label_round("random", 5, round_no=3)  # type: ignore[arg-type]
+    assert [r.seed for r in stub.requests] == [query_seed(2, 3)]
