@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2
 
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
 from alloop.rpc.limits import StreamLimiter
-from alloop.rpc.serving import Watchdog, new_server, wait_for_termination
+from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis
 from alloop.store.keys import Keys
 from alloop.store.labeling import LabelingStore
@@ -83,6 +83,7 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     )
     server = bound.server
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping, settings.security.auth), server)
+    enable_reflection(server, [SERVICE_NAME])
     watchdog = Watchdog(
         client, bound.health, [SERVICE_NAME], chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
     )

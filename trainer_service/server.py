@@ -14,7 +14,7 @@ import grpc
 import redis
 
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
-from alloop.rpc.serving import Watchdog, new_server, wait_for_termination
+from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.servicer import TrainerServicer
@@ -49,6 +49,7 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     )
     server = bound.server
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer, stopping), server)
+    enable_reflection(server, [SERVICE_NAME])
     watchdog = Watchdog(client, bound.health, [SERVICE_NAME])
     watchdog.start()
     server.start()

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+REFLECTION_METHOD = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 _QUERY = "/alloop.v1.QueryService/"
 _TRAINER = "/alloop.v1.TrainerService/"
 
@@ -59,6 +60,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     _TRAINER + "GetStatus": _roles(),
     _TRAINER + "ListModelVersions": _roles(),
     _TRAINER + "WatchTraining": _roles(),
+    # Reflection describes the API (what the .proto files in the repository say) to any caller with a token.
+    REFLECTION_METHOD: _roles(LABELER, CLIENT),
 }
 
 TOKENS_ENV = "ALLOOP_AUTH_TOKENS"

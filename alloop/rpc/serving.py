@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from alloop.rpc.guard import MalformedRequestGuard
 from alloop.rpc.limits import ServerLimits, StreamLimiter
@@ -62,6 +63,14 @@ def new_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return BoundServer(server, port, health_servicer, limiter)
+
+
+def enable_reflection(server: grpc.Server, service_names: Sequence[str]) -> None:
+    """Serve gRPC reflection for ``service_names`` and the standard services beside them, so tools such as
+    ``grpcurl list`` / ``describe`` work without the .proto files (behind the same token check as any RPC)."""
+    reflection.enable_server_reflection(
+        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server,
+    )
 
 
 class Watchdog:

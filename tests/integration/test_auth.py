@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from alloop.config import QuerySettings, TrainerSettings
 from alloop.rpc.auth import (
     INVALID_TOKEN,
+    REFLECTION_METHOD,
     METHOD_ROLES,
     MISSING_TOKEN,
     ROLES,
@@ -27,6 +30,7 @@ from alloop.rpc.serving import new_server
 from alloop.store.connection import connect
 from query_service.server import create_server as create_query_server
 from tests.integration.generic_calls import (
+    SERVICES,
     SERVING,
     Outcome,
     all_methods,
@@ -84,7 +88,7 @@ def test_every_proto_method_has_roles_and_every_entry_is_a_proto_method():
     in_proto = {path(method) for method in all_methods()}
     missing = in_proto - METHOD_ROLES.keys()
     assert not missing, f"give these RPCs roles in alloop/rpc/auth.py METHOD_ROLES: {sorted(missing)}"
-    stale = METHOD_ROLES.keys() - in_proto
+    stale = METHOD_ROLES.keys() - in_proto - {REFLECTION_METHOD}
     assert not stale, f"METHOD_ROLES names methods the proto does not have: {sorted(stale)}"
 
 
@@ -117,9 +121,11 @@ def test_method_needs_a_valid_token_of_an_allowed_role(channels, method):
 
 def test_roles_match_the_documented_table():
     short = {name.rsplit("/", 1)[1]: roles for name, roles in METHOD_ROLES.items()}
-    assert {m for m, r in short.items() if "labeler" in r} == {"LeaseTasks", "SubmitLabels", "GetModel", "WatchModels"}
+    assert {m for m, r in short.items() if "labeler" in r} == {
+        "LeaseTasks", "SubmitLabels", "GetModel", "WatchModels", "ServerReflectionInfo",
+    }
     assert {m for m, r in short.items() if "client" in r} == {
-        "SubmitPool", "ScorePool", "Query", "Predict", "GetModel", "WatchModels",
+        "SubmitPool", "ScorePool", "Query", "Predict", "GetModel", "WatchModels", "ServerReflectionInfo",
     }
     assert {m for m, r in short.items() if "operator" in r} == set(short)
 
@@ -129,6 +135,22 @@ def test_health_is_open_without_a_token(channels):
         assert health_status(served.channel) == SERVING
         assert health_status(served.channel, service) == SERVING
         assert health_status(served.channel, service, metadata=bearer("garbage")) == SERVING  # a bad token does not matter there
+
+
+def test_reflection_describes_each_service_to_any_token_holder(channels):
+    """What ``grpcurl list`` and ``grpcurl describe`` ask for, through a reflection client."""
+    for service, served in channels.items():
+        address = f"127.0.0.1:{served.port}"
+        with open_secure_channel(address, env={"ALLOOP_TOKEN": TOKENS["labeler"]}) as ch:
+            database = ProtoReflectionDescriptorDatabase(ch)
+            assert service in set(database.get_services())
+            described = descriptor_pool.DescriptorPool(database).FindServiceByName(service)
+            wanted = next(s for s in SERVICES if s.full_name == service)
+            assert {m.name for m in described.methods} == {m.name for m in wanted.methods}
+        with open_secure_channel(address, env={}) as anonymous:
+            with pytest.raises(grpc.RpcError) as refused:
+                list(ProtoReflectionDescriptorDatabase(anonymous).get_services())
+            assert refused.value.code() == UNAUTHENTICATED
 
 
 def test_client_channel_sends_the_token_from_the_environment_on_every_kind_of_call(channels):
