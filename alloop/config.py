@@ -25,6 +25,7 @@
 | ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 1000000 / 1000 | query service (items per pool; pools) |
 | ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items one Query scores for a non-operator caller) |
 | ALLOOP_MAX_LEASE_SECONDS | 3600 | query service (longest lease a labeler may ask for) |
+| ALLOOP_METRICS_ADDRESS | unset: no metrics endpoint | both (host:port serving Prometheus' /metrics) |
 | ALLOOP_ALLOW_INSECURE | unset | both (1: serve a non-loopback address without tokens; refused otherwise) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |
 | ALLOOP_TLS_CERT / ALLOOP_TLS_KEY / ALLOOP_TLS_CLIENT_CA | unset: plaintext | both (alloop/rpc/tls.py) |
@@ -123,6 +124,7 @@ class QuerySettings:
     feature_cache_rows: int = 200_000
     security: SecuritySettings = field(default_factory=SecuritySettings)
     limits: ServerLimits = field(default_factory=ServerLimits)
+    metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
     # Bounds on what a caller can make the service store or compute (answered INVALID_ARGUMENT or
     # RESOURCE_EXHAUSTED with the bound): names (pools, ids, labelers), items per SubmitPool stream (a stream is
     # held in memory until it ends), items per pool, pools, k per Query, the items a Query may score for a caller
@@ -170,6 +172,7 @@ class TrainerSettings:
     consumer: str = ""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     limits: ServerLimits = field(default_factory=ServerLimits)
+    metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
     round_lock_seconds: float = 60.0
     stop_set_size: int = 1000
     fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
@@ -228,6 +231,7 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         feature_cache_rows=_non_negative_int(env, "ALLOOP_FEATURE_CACHE_ROWS", d.feature_cache_rows),
         security=security_from_env(env),
         limits=limits_from_env(env),
+        metrics_address=env.get("ALLOOP_METRICS_ADDRESS", "").strip() or None,
         max_name_chars=_positive_int(env, "ALLOOP_MAX_NAME_CHARS", d.max_name_chars),
         max_upload_items=_positive_int(env, "ALLOOP_MAX_UPLOAD_ITEMS", d.max_upload_items),
         max_upload_chars=_positive_int(env, "ALLOOP_MAX_UPLOAD_CHARS", d.max_upload_chars),
@@ -287,6 +291,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
         security=security_from_env(env),
         limits=limits_from_env(env),
+        metrics_address=env.get("ALLOOP_METRICS_ADDRESS", "").strip() or None,
         round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
         stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),

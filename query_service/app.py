@@ -7,7 +7,9 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,7 @@ from alloop.config import QuerySettings
 from alloop.errors import FailedPrecondition, InvalidRequest, PermissionDenied, ResourceExhausted
 from alloop.models.text_model import Features
 from alloop.identity import ANONYMOUS, Caller
+from alloop.telemetry import Metrics
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
@@ -61,12 +64,14 @@ class QueryApp:
         labeling: LabelingStore,
         holder: ModelHolder,
         features: FeatureCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.pools = pools
         self.labeling = labeling
         self.holder = holder
         self.features = features or FeatureCache(settings.feature_cache_rows)
+        self.metrics = metrics or Metrics()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -146,14 +151,16 @@ class QueryApp:
             raise InvalidRequest(str(exc)) from exc
         self._check_texts([text for _, text in items], "items")
         served = self.holder.current()
-        probs = served.predictor.predict_proba([text for _, text in items])
+        with self._scoring("score", len(items)):
+            probs = served.predictor.predict_proba([text for _, text in items])
         scores = measure(probs)
         return _scored([item_id for item_id, _ in items], probs, scores), served.version
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, ServedModel]:
         self._check_texts(texts, "texts")
         served = self.holder.current()
-        return served.predictor.predict_proba(list(texts)), served
+        with self._scoring("predict", len(texts)):
+            return served.predictor.predict_proba(list(texts)), served
 
     # --- selection -------------------------------------------------------------------------------------------
     def query(
@@ -205,8 +212,9 @@ class QueryApp:
         if 0 < max_candidates < len(ids):
             sample = np.sort(rng.choice(len(ids), size=max_candidates, replace=False))
             ids, texts = [ids[i] for i in sample], [texts[i] for i in sample]
-        features = self.features.features(served.predictor, pool, ids, texts)
-        probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
+        with self._scoring("query", len(ids)):
+            features = self.features.features(served.predictor, pool, ids, texts)
+            probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
         metrics = served.metadata.get("metrics", {})
         context = SelectionContext(
             false_per_class=tuple(metrics.get("false_per_class", ())),
@@ -251,7 +259,16 @@ class QueryApp:
         check_unique([item_member(s.pool, s.item_id) for s in labels], "item")
         for pool in {s.pool for s in labels}:
             self.pools.require(pool)
-        return self.labeling.submit(labels, labeler)
+        result = self.labeling.submit(labels, labeler)
+        self.metrics.labels.inc(result.accepted)
+        return result
+
+    @contextmanager
+    def _scoring(self, kind: str, items: int) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.metrics.scored_items.labels(kind).inc(items)
+        self.metrics.scoring_seconds.labels(kind).inc(time.perf_counter() - started)
 
     def _labeler(self, named: str, caller: Caller) -> str:
         """The labeler recorded with a label: the token's holder where tokens are on (an operator may name

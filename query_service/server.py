@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 import grpc
 import redis
 from grpc_health.v1 import health, health_pb2
+from prometheus_client.core import GaugeMetricFamily
 
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
+from alloop.telemetry import Metrics, gauge
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis
@@ -41,12 +43,15 @@ class RunningQueryService:
     watchdog: Watchdog
     stopping: threading.Event
     limiter: StreamLimiter
+    metrics: Metrics
+    metrics_port: int | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         self.stopping.set()
         self.watchdog.stop()
         self.server.stop(grace).wait()
         self.holder.stop()
+        self.metrics.stop()
 
 
 def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) -> Callable[[], None]:
@@ -75,11 +80,14 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
         max_load_attempts=settings.model_load_attempts,
     )
     labeling = LabelingStore(client, keys)
-    app = QueryApp(settings, PoolStore(client, keys), labeling, holder, FeatureCache(settings.feature_cache_rows))
+    pools = PoolStore(client, keys)
+    metrics = Metrics()
+    metrics.collect_with(lambda: replica_state(pools, labeling, holder))
+    app = QueryApp(settings, pools, labeling, holder, FeatureCache(settings.feature_cache_rows), metrics)
     stopping = threading.Event()
     bound = new_server(
         settings.address, max_message_bytes=settings.max_message_bytes, security=settings.security,
-        limits=settings.limits,
+        limits=settings.limits, metrics=metrics,
     )
     server = bound.server
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping, settings.security.auth), server)
@@ -97,7 +105,27 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     holder.start(settings.model_poll_seconds)
     watchdog.start()
     server.start()
-    return RunningQueryService(server, bound.port, app, holder, watchdog, stopping, bound.limiter)
+    metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
+    return RunningQueryService(server, bound.port, app, holder, watchdog, stopping, bound.limiter, metrics, metrics_port)
+
+
+def replica_state(pools: PoolStore, labeling: LabelingStore, holder: ModelHolder) -> list[GaugeMetricFamily]:
+    """What a scrape reads now: the labeling queue and stream from Redis, the version this replica serves."""
+    served = holder.current_or_none()
+    pool_items = GaugeMetricFamily("alloop_pool_items", "Items stored per pool", labels=["pool"])
+    for name in pools.names():
+        pool_items.add_metric([name], pools.size(name))
+    return [
+        pool_items,
+        gauge("alloop_queue_items", "Items queued for labeling, not leased", labeling.queue_length()),
+        gauge("alloop_leased_items", "Items leased to labelers now", labeling.leased_count()),
+        gauge("alloop_label_stream_lag", "Accepted labels the trainer has not taken in yet", labeling.stream_length()),
+        gauge("alloop_served_version", "Model version this replica serves (0: none)", served.version if served else 0),
+        gauge("alloop_served_version_test_accuracy", "Test accuracy the served version was published with",
+              float(served.metadata.get("metrics", {}).get("accuracy", 0.0)) if served else 0.0),
+        gauge("alloop_model_healthy", "1 while the replica serves the published version or is loading it",
+              1.0 if holder.model_health() else 0.0),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

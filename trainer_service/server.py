@@ -14,6 +14,7 @@ import grpc
 import redis
 
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
+from alloop.telemetry import Metrics
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
@@ -31,21 +32,26 @@ class RunningTrainerService:
     trainer: Trainer
     watchdog: Watchdog
     stopping: threading.Event
+    metrics_port: int | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         self.stopping.set()
         self.watchdog.stop()
         self.server.stop(grace).wait()
         self.trainer.stop()
+        self.trainer.metrics.stop()
 
 
 def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrainerService:
     consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    trainer = Trainer(settings, client, consumer=consumer)
+    metrics = Metrics()
+    trainer = Trainer(settings, client, consumer=consumer, metrics=metrics)
+    metrics.collect_with(trainer.state)
     trainer.prepare()
     stopping = threading.Event()
     bound = new_server(
         settings.address, max_message_bytes=4 * 1024 * 1024, security=settings.security, limits=settings.limits,
+        metrics=metrics,
     )
     server = bound.server
     trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer, stopping), server)
@@ -54,7 +60,8 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     watchdog.start()
     server.start()
     trainer.start()
-    return RunningTrainerService(server, bound.port, trainer, watchdog, stopping)
+    metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
+    return RunningTrainerService(server, bound.port, trainer, watchdog, stopping, metrics_port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
+from alloop.telemetry import Metrics, gauge
 from alloop.models.linear import CorpusCache, texts_digest
 from alloop.models.training import LabeledData, train_round
 from alloop.models.families import get_family
@@ -83,7 +84,10 @@ class Status:
 
 
 class Trainer:
-    def __init__(self, settings: TrainerSettings, client: redis.Redis, *, consumer: str) -> None:
+    def __init__(
+        self, settings: TrainerSettings, client: redis.Redis, *, consumer: str, metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         keys = Keys(settings.common.redis_prefix)
         self.store = TrainingSetStore(client, keys, consumer=consumer)
@@ -106,6 +110,19 @@ class Trainer:
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
         self.faults = FaultInjector(settings.fault_points)
         self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)
+
+    def state(self) -> list[Any]:
+        """What a scrape reads now (alloop.metrics): the training set, the labels not yet trained, the version."""
+        version = self.registry.current()
+        metadata = self.registry.get(version) if version else None
+        return [
+            gauge("alloop_training_set_items", "Labeled items in the training set", self.store.size()),
+            gauge("alloop_untrained_labels", "Labels taken in since the last round started", self.store.untrained()),
+            gauge("alloop_published_version", "The current published model version (0: none)", version),
+            gauge("alloop_published_version_test_accuracy", "Test accuracy of the current published version",
+                  float((metadata or {}).get("metrics", {}).get("accuracy", 0.0))),
+            gauge("alloop_training", "1 while a round runs in this trainer", 1.0 if self.is_training() else 0.0),
+        ]
 
     # --- start-up ----------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -312,12 +329,16 @@ class Trainer:
             self.last_error = ""
             self.events.publish(TrainingEvent("round_finished", round_no, version=version, train_size=len(train), metrics={
                 "accuracy": metrics["accuracy"], "loss": metrics["loss"]}))
+            self.metrics.rounds.labels("published").inc()
+            for name, seconds in phases.seconds.items():
+                self.metrics.round_phase_seconds.labels(name).set(seconds)
             future.set_result(metadata)
         except Exception as exc:  # noqa: BLE001 - reported on the future, the status and the event stream
             log.exception("round %d failed", round_no)
             self.last_error = f"round {round_no}: {exc}"
             self._retry_after = time.monotonic() + 30.0
             self.events.publish(TrainingEvent("round_failed", round_no, message=str(exc)))
+            self.metrics.rounds.labels("failed").inc()
             future.set_exception(RoundFailed(f"round {round_no} failed: {exc}"))
         finally:
             done.set()

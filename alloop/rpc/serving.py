@@ -15,7 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from alloop.rpc.guard import MalformedRequestGuard
+from alloop.telemetry import Metrics
 from alloop.rpc.limits import ServerLimits, StreamLimiter
+from alloop.rpc.telemetry import MetricsInterceptor
 from alloop.rpc.security import SecuritySettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def new_server(
     limits: ServerLimits | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     security: SecuritySettings | None = None,
+    metrics: Metrics | None = None,
 ) -> BoundServer:
     """A server bound to ``address`` (port 0 picks a free one) with the standard health service attached.
 
@@ -49,7 +52,11 @@ def new_server(
         futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="grpc-worker"),
         # Auth first (a refused call reads nothing), then malformed requests become INVALID_ARGUMENT, then the
         # stream bounds (a refused stream holds no slot).
-        interceptors=[*security.interceptors(), MalformedRequestGuard(), limiter, *interceptors],
+        # Metrics outermost, so refused calls are counted with their codes too.
+        interceptors=[
+            *([MetricsInterceptor(metrics)] if metrics is not None else []),
+            *security.interceptors(), MalformedRequestGuard(), limiter, *interceptors,
+        ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

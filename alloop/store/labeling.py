@@ -258,6 +258,10 @@ class LabelingStore:
     def leased_count(self) -> int:
         return int(self._r.zcard(self._keys.leases))
 
+    def stream_length(self) -> int:
+        """Accepted labels on the stream: the trainer deletes each one it takes in, so this is its lag."""
+        return int(self._r.xlen(self._keys.label_stream))
+
     def waiting_count(self) -> int:
         return int(self._r.hlen(self._keys.queued))
 

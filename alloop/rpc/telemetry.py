@@ -1,0 +1,75 @@
+"""The RPC side of :mod:`alloop.telemetry`: every call counted by method and final status code, and timed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from alloop.telemetry import Metrics
+from alloop.rpc.guard import keep_markers
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every RPC by method and final status code and times it (a stream: until its last response)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        if getattr(behavior, "experimental_non_blocking", False):
+            return handler  # health Watch: returns at once and streams for as long as the watcher stays
+        metrics = self._metrics
+
+        def record(context: grpc.ServicerContext, started: float, failed: bool) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            if code is None:
+                code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+            metrics.rpcs.labels(method, code.name).inc()
+            metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+
+        def timed(request: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = behavior(request, context, *args, **kwargs)
+            except BaseException:
+                record(context, started, True)
+                raise
+            if not handler.response_streaming:
+                record(context, started, False)
+                return result
+            return _timed_stream(result, lambda failed: record(context, started, failed))
+
+        keep_markers(behavior, timed)
+        if handler.unary_unary:
+            factory = grpc.unary_unary_rpc_method_handler
+        elif handler.unary_stream:
+            factory = grpc.unary_stream_rpc_method_handler
+        elif handler.stream_unary:
+            factory = grpc.stream_unary_rpc_method_handler
+        else:
+            factory = grpc.stream_stream_rpc_method_handler
+        return factory(timed, handler.request_deserializer, handler.response_serializer)
+
+
+def _timed_stream(responses: Iterator[Any], done: Callable[[bool], None]) -> Iterator[Any]:
+    failed = True
+    try:
+        yield from responses
+        failed = False
+    finally:
+        done(failed)
+
+
+__all__ = ["MetricsInterceptor"]
