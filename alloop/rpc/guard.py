@@ -64,6 +64,25 @@ def keep_markers(behavior: Callable[..., Any], wrapped: Callable[..., Any]) -> C
     return wrapped
 
 
+def behavior_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
+    """The one behaviour a method handler has, whichever its kind."""
+    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+
+def rewrap(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A handler of the same kind and serializers as ``handler``, running ``behavior`` (its markers kept)."""
+    keep_markers(behavior_of(handler), behavior)
+    if handler.unary_unary:
+        factory = grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream:
+        factory = grpc.unary_stream_rpc_method_handler
+    elif handler.stream_unary:
+        factory = grpc.stream_unary_rpc_method_handler
+    else:
+        factory = grpc.stream_stream_rpc_method_handler
+    return factory(behavior, handler.request_deserializer, handler.response_serializer)
+
+
 class MalformedRequestGuard(grpc.ServerInterceptor):
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],

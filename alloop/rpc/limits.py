@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from alloop.rpc.guard import NON_BLOCKING, keep_markers
+from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class StreamLimiter(grpc.ServerInterceptor):
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler
         method = handler_call_details.method
-        behavior = handler.unary_stream or handler.stream_unary or handler.stream_stream
+        behavior = behavior_of(handler)
         non_blocking = bool(getattr(behavior, NON_BLOCKING, False))
         slots = self._watches if non_blocking else self._streams
         setting = "ALLOOP_MAX_HEALTH_WATCHES" if non_blocking else "ALLOOP_MAX_STREAMS"
@@ -287,14 +287,7 @@ class StreamLimiter(grpc.ServerInterceptor):
                 held.give_unless_started()
             return held.run(behavior(request, context, *args, **kwargs))
 
-        keep_markers(behavior, limited)
-        if handler.unary_stream:
-            factory = grpc.unary_stream_rpc_method_handler
-        elif handler.stream_unary:
-            factory = grpc.stream_unary_rpc_method_handler
-        else:
-            factory = grpc.stream_stream_rpc_method_handler
-        return factory(limited, handler.request_deserializer, handler.response_serializer)
+        return rewrap(handler, limited)
 
 
 __all__ = ["ServerLimits", "StreamLimiter", "limits_from_env"]

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from alloop.telemetry import Metrics
-from alloop.rpc.guard import keep_markers
+from alloop.rpc.guard import behavior_of, rewrap
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
@@ -27,7 +27,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        behavior = behavior_of(handler)
         if getattr(behavior, "experimental_non_blocking", False):
             return handler  # health Watch: returns at once and streams for as long as the watcher stays
         metrics = self._metrics
@@ -51,16 +51,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 return result
             return _timed_stream(result, lambda failed: record(context, started, failed))
 
-        keep_markers(behavior, timed)
-        if handler.unary_unary:
-            factory = grpc.unary_unary_rpc_method_handler
-        elif handler.unary_stream:
-            factory = grpc.unary_stream_rpc_method_handler
-        elif handler.stream_unary:
-            factory = grpc.stream_unary_rpc_method_handler
-        else:
-            factory = grpc.stream_stream_rpc_method_handler
-        return factory(timed, handler.request_deserializer, handler.response_serializer)
+        return rewrap(handler, timed)
 
 
 def _timed_stream(responses: Iterator[Any], done: Callable[[bool], None]) -> Iterator[Any]:
