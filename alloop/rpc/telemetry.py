@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from alloop.telemetry import Metrics
-from alloop.rpc.guard import behavior_of, rewrap
+from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
@@ -28,7 +28,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         behavior = behavior_of(handler)
-        if getattr(behavior, "experimental_non_blocking", False):
+        if getattr(behavior, NON_BLOCKING, False):
             return handler  # health Watch: returns at once and streams for as long as the watcher stays
         metrics = self._metrics
 
