@@ -25,6 +25,7 @@
 | ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 1000000 / 1000 | query service (items per pool; pools) |
 | ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items one Query scores for a non-operator caller) |
 | ALLOOP_MAX_LEASE_SECONDS | 3600 | query service (longest lease a labeler may ask for) |
+| ALLOOP_LOG_LEVEL / ALLOOP_LOG_FORMAT | INFO / plain | both (format json: one JSON object per line; alloop/logs.py) |
 | ALLOOP_METRICS_ADDRESS | unset: no metrics endpoint | both (host:port serving Prometheus' /metrics) |
 | ALLOOP_ALLOW_INSECURE | unset | both (1: serve a non-loopback address without tokens; refused otherwise) |
 | ALLOOP_AUTH_TOKENS / ALLOOP_AUTH_TOKENS_FILE | unset: auth off | both (alloop/rpc/auth.py) |

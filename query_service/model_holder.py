@@ -146,7 +146,7 @@ class ModelHolder:
         with self._changed:
             self._current = served
             self._changed.notify_all()
-        log.info("serving model version %d", served.version)
+        log.info("serving model version %d", served.version, extra={"model_version": served.version})
 
     def start(self, poll_seconds: float) -> None:
         """Watch the announcement channel, and poll the pointer as a fallback for missed messages."""

@@ -14,6 +14,7 @@ import redis
 from grpc_health.v1 import health, health_pb2
 from prometheus_client.core import GaugeMetricFamily
 
+from alloop import logs
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
 from alloop.telemetry import Metrics, gauge
 from alloop.rpc.limits import StreamLimiter
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="alloop query service (gRPC)")
     add_common_flags(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("ALLOOP_LOG_LEVEL", "INFO"), format="%(asctime)s query %(levelname)s %(message)s")
     try:
+        logs.configure("query", os.environ)
         settings = query_from_env(os.environ)
         settings = replace(
             settings, common=apply_common_flags(settings.common, args), address=args.address or settings.address,

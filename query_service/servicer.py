@@ -10,6 +10,7 @@ import grpc
 
 from alloop.errors import InvalidRequest
 from alloop.validation import quoted
+from alloop import logs
 from alloop.identity import Caller
 from alloop.rpc.auth import Credentials
 from alloop.rpc.messages import model_version_message
@@ -80,9 +81,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     @grpc_errors
     def Query(self, request: query_pb2.QueryRequest, context: grpc.ServicerContext) -> query_pb2.QueryResponse:
-        result = self._app.query(
-            request.pool, request.strategy, request.k, request.seed, request.max_candidates, self._caller(context),
-        )
+        with logs.context(pool=request.pool[:200]):
+            result = self._app.query(
+                request.pool, request.strategy, request.k, request.seed, request.max_candidates, self._caller(context),
+            )
         return query_pb2.QueryResponse(
             selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
             model_version=result.model_version,

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import redis
 
+from alloop import logs
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
 from alloop.telemetry import Metrics
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-data", type=Path, help="test set (env ALLOOP_TEST_DATA)")
     parser.add_argument("--retrain-threshold", type=int, help="new labels that trigger a round (env ALLOOP_RETRAIN_THRESHOLD)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("ALLOOP_LOG_LEVEL", "INFO"), format="%(asctime)s trainer %(levelname)s %(message)s")
     try:
+        logs.configure("trainer", os.environ)
         settings = trainer_from_env(os.environ)
         settings = replace(
             settings,

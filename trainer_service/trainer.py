@@ -325,6 +325,7 @@ class Trainer:
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; seconds: %s)",
                 round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
                 ", ".join(f"{name} {sec:.1f}" for name, sec in phases.seconds.items()),
+                extra={"model_version": version},
             )
             self.last_error = ""
             self.events.publish(TrainingEvent("round_finished", round_no, version=version, train_size=len(train), metrics={

@@ -1,4 +1,5 @@
-"""The RPC side of :mod:`alloop.telemetry`: every call counted by method and final status code, and timed."""
+"""The RPC side of :mod:`alloop.telemetry`: every call counted by method and final status code, and timed, and its
+log lines tagged with its request id and method (:mod:`alloop.logs`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from alloop import logs
 from alloop.telemetry import Metrics
 from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 
@@ -41,23 +43,31 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
         def timed(request: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            fields = {"request_id": logs.request_id(context.invocation_metadata()), "method": method}
             try:
-                result = behavior(request, context, *args, **kwargs)
+                with logs.context(**fields):
+                    result = behavior(request, context, *args, **kwargs)
             except BaseException:
                 record(context, started, True)
                 raise
             if not handler.response_streaming:
                 record(context, started, False)
                 return result
-            return _timed_stream(result, lambda failed: record(context, started, failed))
+            return _timed_stream(result, fields, lambda failed: record(context, started, failed))
 
         return rewrap(handler, timed)
 
 
-def _timed_stream(responses: Iterator[Any], done: Callable[[bool], None]) -> Iterator[Any]:
+def _timed_stream(responses: Iterator[Any], fields: dict[str, str], done: Callable[[bool], None]) -> Iterator[Any]:
     failed = True
     try:
-        yield from responses
+        while True:
+            with logs.context(**fields):  # each response is produced in this context (and no other)
+                try:
+                    response = next(responses)
+                except StopIteration:
+                    break
+            yield response
         failed = False
     finally:
         done(failed)

@@ -32,3 +32,11 @@ def test_a_password_on_the_command_line_is_refused_with_one_line(main, tmp_path:
     done = subprocess.run([sys.executable, "-m", main, "--redis-url", "redis://:pw@127.0.0.1:1/0"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "process list" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_log_format_is_refused_with_one_line_naming_the_variable(tmp_path: Path):
+    env = {**os.environ, "ALLOOP_STATE_DIR": str(tmp_path), "ALLOOP_LOG_FORMAT": "xml"}
+    done = subprocess.run([sys.executable, "-m", "query_service.server"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "ALLOOP_LOG_FORMAT must be one of plain, json" in done.stderr
+    assert "Traceback" not in done.stderr
