@@ -53,6 +53,7 @@ class RunningQueryService:
         self.server.stop(grace).wait()
         self.holder.stop()
         self.metrics.stop()
+        self.limiter.stop()
 
 
 def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) -> Callable[[], None]:

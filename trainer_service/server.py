@@ -15,6 +15,7 @@ import redis
 
 from alloop import logs
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
+from alloop.rpc.limits import StreamLimiter
 from alloop.telemetry import Metrics
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
@@ -33,6 +34,7 @@ class RunningTrainerService:
     trainer: Trainer
     watchdog: Watchdog
     stopping: threading.Event
+    limiter: StreamLimiter
     metrics_port: int | None = None
 
     def stop(self, grace: float = 5.0) -> None:
@@ -41,6 +43,7 @@ class RunningTrainerService:
         self.server.stop(grace).wait()
         self.trainer.stop()
         self.trainer.metrics.stop()
+        self.limiter.stop()
 
 
 def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrainerService:
@@ -62,7 +65,7 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     server.start()
     trainer.start()
     metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
-    return RunningTrainerService(server, bound.port, trainer, watchdog, stopping, metrics_port)
+    return RunningTrainerService(server, bound.port, trainer, watchdog, stopping, bound.limiter, metrics_port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -175,6 +175,7 @@ class _IdleReaper:
         self._waiting: dict[int, tuple[float, grpc.ServicerContext, str]] = {}
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _ensure_thread(self) -> None:
@@ -206,9 +207,11 @@ class _IdleReaper:
                 self._waiting.pop(key, None)
                 self._cancelled.discard(key)
 
+    def stop(self) -> None:
+        self._stopped.set()
+
     def _run(self) -> None:
-        while True:
-            time.sleep(min(1.0, self._idle / 4))
+        while not self._stopped.wait(min(1.0, self._idle / 4)):
             now = time.monotonic()
             with self._lock:
                 stale = [(key, ctx, m) for key, (since, ctx, m) in self._waiting.items() if now - since > self._idle]
@@ -235,6 +238,10 @@ class StreamLimiter(grpc.ServerInterceptor):
         self._streams = _Slots(limits.max_streams)
         self._watches = _Slots(limits.max_watches)
         self._reaper = _IdleReaper(limits.stream_idle_seconds)
+
+    def stop(self) -> None:
+        """Stop the idle reaper's thread (with the server)."""
+        self._reaper.stop()
 
     @property
     def open_streams(self) -> int:
