@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/alloop/v1/*.proto)
 GENERATED := alloop/v1/.generated
 DEMO_DIR ?= .alloop/demo
+# buf (proto lint and breaking-change check) comes from the npm registry, pinned, into .tools/ (ignored by git).
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install proto test test-unit demo bench compose-check lock secrets clean help
+.PHONY: install proto tools lint-proto test test-unit demo bench compose-check lock secrets clean help
 
 help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
@@ -29,7 +32,18 @@ $(GENERATED): $(STAMP) $(PROTOS)
 
 proto: $(GENERATED)
 
-test: proto
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+tools: $(BUF)
+
+# `buf lint` (STANDARD rules) and `buf breaking` against the previous commit's API; tests/unit/test_api_lint.py runs
+# the same checks inside `make test`.
+lint-proto: $(BUF)
+	$(BUF) lint
+	$(BUF) breaking --against '.git#ref=HEAD~1'
+
+test: proto tools
 	$(PY) -m pytest -q
 
 test-unit: proto
@@ -57,4 +71,4 @@ compose-check:
 	docker-compose -f docker-compose.yml config -q
 
 clean:
-	rm -rf $(VENV) alloop/v1 .pytest_cache
+	rm -rf $(VENV) alloop/v1 .pytest_cache .tools

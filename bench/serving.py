@@ -52,7 +52,7 @@ def run(pool_limit: int | None, repeats: int, workdir: Path, cache_dir: Path) ->
     from alloop.store.connection import EmbeddedRedis, connect
     from alloop.store.keys import Keys
     from alloop.store.versions import VersionRegistry
-    from alloop.v1 import query_pb2, query_pb2_grpc
+    from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
     from clients.common import open_channel
     from clients.pool import submit_records
     from query_service.features import FeatureCache
@@ -101,7 +101,7 @@ def run(pool_limit: int | None, repeats: int, workdir: Path, cache_dir: Path) ->
 
             cache = FeatureCache(len(ids))
             cache.features(predictor, "bench", ids, texts)  # what a replica holds after one Query on this pool
-            query = lambda: stub.Query(query_pb2.QueryRequest(pool="bench", strategy="least_confidence", k=K))  # noqa: E731
+            query = lambda: stub.Query(query_pb2.QueryRequest(pool="bench", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=K))  # noqa: E731
             empty_cache = lambda: setattr(running.app, "features", FeatureCache(settings.feature_cache_rows))  # noqa: E731
             out = {
                 "inprocess_text": median_seconds(lambda: predictor.predict_proba(texts), repeats),

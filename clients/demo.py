@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alloop.data.prepare import prepare
+from alloop.rpc.messages import strategy_names
 from clients import oracle
 from clients.stack import local_stack
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", choices=sorted(DEMOS), default="linear")
     parser.add_argument("--rounds", type=int, default=None, help="default: 5 for linear, 3 for bilstm")
     parser.add_argument("--k", type=int, default=None, help="labels per round (default: 200 for linear, 500 for bilstm)")
-    parser.add_argument("--strategy", default=None, help="default: kmeans_diversity for linear, least_confidence for bilstm")
+    parser.add_argument("--strategy", default=None, choices=strategy_names(), help="default: kmeans_diversity for linear, least_confidence for bilstm")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/alloop"))
     args = parser.parse_args(argv)
 

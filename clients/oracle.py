@@ -18,6 +18,7 @@ import grpc
 
 from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.data import Record, read_records
+from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from clients.common import add_address_flags, describe, query_stub, trainer_stub
 from clients.pool import submit_records
@@ -61,9 +62,9 @@ class Oracle:
         """Block on WatchModels until the query service serves a version newer than ``newer_than``."""
         stream = self.query.WatchModels(query_pb2.WatchModelsRequest(), timeout=timeout)
         try:
-            for version in stream:
-                if version.version > newer_than:
-                    return version
+            for update in stream:
+                if update.version.version > newer_than:
+                    return update.version
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise TimeoutError(f"no model version newer than {newer_than} within {timeout:.0f}s") from error
@@ -74,7 +75,7 @@ class Oracle:
 
     def label_round(self, strategy: str, k: int, round_no: int = 1) -> int:
         selected = self.query.Query(query_pb2.QueryRequest(
-            pool=self.pool, strategy=strategy, k=k, max_candidates=self.max_candidates,
+            pool=self.pool, strategy=strategy_value(strategy), k=k, max_candidates=self.max_candidates,
             seed=query_seed(self.seed, round_no),
         ))
         wanted = {item.id for item in selected.selected}
@@ -99,13 +100,13 @@ class Oracle:
         """Once the trainer holds ``labels_seen`` labels, ask for a round if its threshold will not start one."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.trainer.GetStatus(trainer_pb2.GetStatusRequest())
+            status = self.trainer.GetStatus(trainer_pb2.GetStatusRequest()).status
             if status.labels_seen >= labels_seen:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the trainer holds {status.labels_seen} labels, expected {labels_seen}")
             time.sleep(0.2)
-        if status.state != trainer_pb2.TrainerStatus.TRAINING and status.pending < status.retrain_threshold:
+        if status.state != trainer_pb2.TrainerStatus.STATE_TRAINING and status.pending < status.retrain_threshold:
             self.trainer.Train(trainer_pb2.TrainRequest())
 
 
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
             continue
         round_started = time.monotonic()
         labeled = oracle.label_round(args.strategy, k, round_no)
-        seen = trainer.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen
+        seen = trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen
         oracle.ensure_round(max(seen, version.train_size + labeled), args.timeout)
         version = oracle.wait_for_version(version.version, args.timeout)
         rows.append(row_for(round_no, version, time.monotonic() - round_started))
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool-file", type=Path, required=True, help="CSV/JSONL (id, text, label) with true labels")
     parser.add_argument("--pool", default="oracle", help="pool name")
     parser.add_argument("--classes", default="negative,positive")
-    parser.add_argument("--strategy", default="least_confidence")
+    parser.add_argument("--strategy", default="least_confidence", choices=strategy_names())
     parser.add_argument("--k", type=int, default=500, help="labels per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(

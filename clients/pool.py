@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from alloop.config import DEFAULT_CLASSES
 from alloop.data import Record, read_records
+from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import query_pb2, query_pb2_grpc
 from clients.common import add_address_flags, describe, query_stub
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_query = sub.add_parser("query", help="select k items with a strategy and queue them for labelers")
     p_query.add_argument("--pool", default="default")
-    p_query.add_argument("--strategy", default="least_confidence")
+    p_query.add_argument("--strategy", default="least_confidence", choices=strategy_names())
     p_query.add_argument("--k", type=int, required=True)
     args = parser.parse_args(argv)
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for rejection in result.rejections[:20]:
                 print(f"  rejected #{rejection.index} {rejection.id!r}: {rejection.reason}")
         else:
-            result = stub.Query(query_pb2.QueryRequest(pool=args.pool, strategy=args.strategy, k=args.k))
+            result = stub.Query(query_pb2.QueryRequest(pool=args.pool, strategy=strategy_value(args.strategy), k=args.k))
             print(f"queued {len(result.selected)} of {result.candidates} candidates (model version {result.model_version})")
             for item in result.selected:
                 probs = " ".join(f"{p:.3f}" for p in item.probabilities)

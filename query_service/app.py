@@ -234,10 +234,10 @@ class QueryApp:
         if max_items <= 0:
             raise InvalidRequest(f"max_items must be positive, got {max_items}")
         if lease_seconds < 0:
-            raise InvalidRequest(f"lease_seconds must not be negative, got {lease_seconds}")
+            raise InvalidRequest(f"lease_duration must not be negative, got {lease_seconds:g} s")
         if lease_seconds > self.settings.max_lease_seconds:
             raise InvalidRequest(
-                f"lease_seconds={lease_seconds} is longer than the {self.settings.max_lease_seconds:g} s a lease may "
+                f"lease_duration={lease_seconds:g} s is longer than the {self.settings.max_lease_seconds:g} s a lease may "
                 "last (ALLOOP_MAX_LEASE_SECONDS)"
             )
         max_items = min(max_items, self.settings.max_lease_items)

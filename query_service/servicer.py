@@ -13,11 +13,11 @@ from alloop.validation import quoted
 from alloop import logs
 from alloop.identity import Caller
 from alloop.rpc.auth import Credentials
-from alloop.rpc.messages import model_version_message
+from alloop.rpc.messages import model_version_message, seconds, strategy_name, strategy_value, timestamp
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
-from query_service.app import DEFAULT_POOL, QueryApp, Scored
+from query_service.app import DEFAULT_MEASURE, DEFAULT_POOL, QueryApp, Scored
 
 
 def _item_score(scored: Scored, version: int, pool: str = "") -> common_pb2.ItemScore:
@@ -76,14 +76,16 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     @grpc_errors
     def ScorePool(self, request_iterator: Iterator[query_pb2.ScorePoolRequest], context: grpc.ServicerContext) -> Iterator[query_pb2.ScorePoolResponse]:
         for request in request_iterator:
-            scored, version = self._app.score([(i.id, i.text) for i in request.items], request.strategy)
+            measure = strategy_name(request.strategy, "ScorePoolRequest.strategy", default=DEFAULT_MEASURE)
+            scored, version = self._app.score([(i.id, i.text) for i in request.items], measure)
             yield query_pb2.ScorePoolResponse(scores=[_item_score(s, version) for s in scored], model_version=version)
 
     @grpc_errors
     def Query(self, request: query_pb2.QueryRequest, context: grpc.ServicerContext) -> query_pb2.QueryResponse:
+        strategy = strategy_name(request.strategy, "QueryRequest.strategy")
         with logs.context(pool=request.pool[:200]):
             result = self._app.query(
-                request.pool, request.strategy, request.k, request.seed, request.max_candidates, self._caller(context),
+                request.pool, strategy, request.k, request.seed, request.max_candidates, self._caller(context),
             )
         return query_pb2.QueryResponse(
             selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
@@ -94,7 +96,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     @grpc_errors
     def LeaseTasks(self, request: query_pb2.LeaseTasksRequest, context: grpc.ServicerContext) -> query_pb2.LeaseTasksResponse:
-        leases = self._app.lease(request.max_items, request.lease_seconds)
+        leases = self._app.lease(request.max_items, seconds(request.lease_duration))
         return query_pb2.LeaseTasksResponse(
             tasks=[
                 query_pb2.Task(
@@ -102,10 +104,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                     id=lease.item_id,
                     text=lease.text,
                     lease_id=lease.lease_id,
-                    lease_expires_unix_ms=lease.expires_unix_ms,
+                    lease_expire_time=timestamp(unix_ms=lease.expires_unix_ms),
                     score=lease.task.score,
                     model_version=lease.task.model_version,
-                    strategy=lease.task.strategy,
+                    strategy=_queued_strategy(lease.task.strategy),
                 )
                 for lease in leases
             ],
@@ -132,14 +134,22 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     @grpc_errors
-    def GetModel(self, request: query_pb2.GetModelRequest, context: grpc.ServicerContext) -> common_pb2.ModelVersion:
-        return model_version_message(self._app.holder.current().metadata)
+    def GetModel(self, request: query_pb2.GetModelRequest, context: grpc.ServicerContext) -> query_pb2.GetModelResponse:
+        return query_pb2.GetModelResponse(version=model_version_message(self._app.holder.current().metadata))
 
     @grpc_errors
-    def WatchModels(self, request: query_pb2.WatchModelsRequest, context: grpc.ServicerContext) -> Iterator[common_pb2.ModelVersion]:
+    def WatchModels(self, request: query_pb2.WatchModelsRequest, context: grpc.ServicerContext) -> Iterator[query_pb2.WatchModelsResponse]:
         active = lambda: context.is_active() and not self._stopping.is_set()  # noqa: E731
         for served in self._app.holder.watch(active):
-            yield model_version_message(served.metadata)
+            yield query_pb2.WatchModelsResponse(version=model_version_message(served.metadata))
+
+
+def _queued_strategy(name: str) -> int:
+    """The Strategy of a queued task; UNSPECIFIED for a name the enum lacks (a task queued by an older replica)."""
+    try:
+        return strategy_value(name)
+    except ValueError:
+        return 0
 
 
 def _prepend(first: tuple[str, str], rest: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:

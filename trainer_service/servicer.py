@@ -13,10 +13,10 @@ from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.trainer import Trainer
 
 _KINDS = {
-    "round_started": trainer_pb2.TrainingEvent.ROUND_STARTED,
-    "epoch_end": trainer_pb2.TrainingEvent.EPOCH_END,
-    "round_finished": trainer_pb2.TrainingEvent.ROUND_FINISHED,
-    "round_failed": trainer_pb2.TrainingEvent.ROUND_FAILED,
+    "round_started": trainer_pb2.TrainingEvent.KIND_ROUND_STARTED,
+    "epoch_end": trainer_pb2.TrainingEvent.KIND_EPOCH_END,
+    "round_finished": trainer_pb2.TrainingEvent.KIND_ROUND_FINISHED,
+    "round_failed": trainer_pb2.TrainingEvent.KIND_ROUND_FAILED,
 }
 
 
@@ -26,17 +26,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self._stopping = stopping
 
     @grpc_errors
-    def GetStatus(self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext) -> trainer_pb2.TrainerStatus:
+    def GetStatus(self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext) -> trainer_pb2.GetStatusResponse:
         status = self._trainer.status()
-        return trainer_pb2.TrainerStatus(
+        state = trainer_pb2.TrainerStatus.STATE_TRAINING if status.training else trainer_pb2.TrainerStatus.STATE_IDLE
+        return trainer_pb2.GetStatusResponse(status=trainer_pb2.TrainerStatus(
             labels_seen=status.labels_seen,
             pending=status.pending,
-            state=trainer_pb2.TrainerStatus.TRAINING if status.training else trainer_pb2.TrainerStatus.IDLE,
+            state=state,
             current_round=status.current_round,
             current_version=status.current_version,
             retrain_threshold=self._trainer.settings.retrain_threshold,
             last_error=status.last_error,
-        )
+        ))
 
     @grpc_errors
     def Train(self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext) -> trainer_pb2.TrainResponse:
@@ -55,10 +56,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         )
 
     @grpc_errors
-    def WatchTraining(self, request: trainer_pb2.WatchTrainingRequest, context: grpc.ServicerContext) -> Iterator[trainer_pb2.TrainingEvent]:
+    def WatchTraining(self, request: trainer_pb2.WatchTrainingRequest, context: grpc.ServicerContext) -> Iterator[trainer_pb2.WatchTrainingResponse]:
         active = lambda: context.is_active() and not self._stopping.is_set()  # noqa: E731
         for event in self._trainer.events.subscribe(active):
-            yield trainer_pb2.TrainingEvent(
+            yield trainer_pb2.WatchTrainingResponse(event=trainer_pb2.TrainingEvent(
                 kind=_KINDS[event.kind],
                 round=event.round,
                 epoch=event.epoch,
@@ -69,4 +70,4 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 version=event.version,
                 message=event.message,
                 train_size=event.train_size,
-            )
+            ))

@@ -2,10 +2,67 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from alloop.errors import InvalidRequest
 from alloop.v1 import common_pb2
+
+_STRATEGY_PREFIX = "STRATEGY_"
+UNSPECIFIED = common_pb2.STRATEGY_UNSPECIFIED
+
+
+def strategy_names() -> list[str]:
+    """The registry names the Strategy enum carries (every value but UNSPECIFIED), in enum order."""
+    return [n.removeprefix(_STRATEGY_PREFIX).lower() for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED"]
+
+
+def strategy_value(name: str) -> int:
+    """The Strategy enum value for a registry name (``least_confidence`` -> STRATEGY_LEAST_CONFIDENCE).
+
+    Raises ValueError for a name the enum lacks, naming the ones it has: clients check a user's choice before they
+    connect.
+    """
+    try:
+        return int(common_pb2.Strategy.Value(_STRATEGY_PREFIX + name.upper()))
+    except ValueError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}") from None
+
+
+def strategy_name(value: int, field: str, default: str | None = None) -> str:
+    """The registry name a request's Strategy carries. UNSPECIFIED gives ``default``, or is refused when there is
+    none; a number this version of the API does not know is refused (proto3 keeps unknown enum numbers as is)."""
+    if value == UNSPECIFIED and default is not None:
+        return default
+    if value == UNSPECIFIED or value not in common_pb2.Strategy.values():
+        what = "unset (STRATEGY_UNSPECIFIED)" if value == UNSPECIFIED else f"an unknown Strategy number {value}"
+        choices = ", ".join(n for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED")
+        raise InvalidRequest(f"{field} is {what}; choose one of {choices}")
+    return common_pb2.Strategy.Name(value).removeprefix(_STRATEGY_PREFIX).lower()
+
+
+def timestamp(when: dt.datetime | None = None, unix_ms: int | None = None) -> Timestamp:
+    message = Timestamp()
+    if unix_ms is not None:
+        message.FromMilliseconds(unix_ms)
+    elif when is not None:
+        message.FromDatetime(when.astimezone(dt.timezone.utc))
+    return message
+
+
+def duration(seconds: float) -> Duration:
+    message = Duration()
+    message.FromNanoseconds(round(seconds * 1e9))
+    return message
+
+
+def seconds(message: Duration) -> float:
+    """A request's Duration in seconds (negative stays negative: the caller refuses it with its own message)."""
+    return message.seconds + message.nanos / 1e9
 
 
 def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
@@ -13,9 +70,8 @@ def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
     metrics = meta.get("metrics", {})
     stability = meta.get("stability") or {}
     kappa = stability.get("kappa")
-    return common_pb2.ModelVersion(
+    message = common_pb2.ModelVersion(
         version=int(meta.get("version", 0)),
-        created_at=str(meta.get("created_at", "")),
         sha256=str(meta.get("sha256", "")),
         metrics=common_pb2.ModelMetrics(
             accuracy=float(metrics.get("accuracy", 0.0)),
@@ -33,7 +89,10 @@ def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
         family=str(meta.get("family", "")),
         classes=list(meta.get("classes", [])),
         epochs=int(meta.get("epochs", 0)),
-        train_seconds=float(meta.get("train_seconds", 0.0)),
+        train_duration=duration(float(meta.get("train_seconds", 0.0))),
         stability_kappa=-1.0 if kappa is None else float(kappa),
         stop_recommended=bool(stability.get("stop", False)),
     )
+    if meta.get("created_at"):  # RFC 3339 in the registry
+        message.create_time.CopyFrom(timestamp(dt.datetime.fromisoformat(str(meta["created_at"]))))
+    return message

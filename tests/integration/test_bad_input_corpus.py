@@ -14,7 +14,8 @@ from typing import Any
 import grpc
 import pytest
 
-from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from alloop.rpc.messages import duration
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.conftest import dump_keys
 from tests.integration import models
@@ -82,12 +83,12 @@ class World:
     def pools(self, *messages: query_pb2.SubmitPoolRequest) -> Any:
         return self.q.SubmitPool(iter(messages), timeout=10)
 
-    def score(self, *items: tuple[str, str], strategy: str = "") -> Any:
+    def score(self, *items: tuple[str, str], strategy: int = 0) -> Any:
         return list(self.q.ScorePool(iter([query_pb2.ScorePoolRequest(
             items=[query_pb2.PoolItem(id=i, text=t) for i, t in items], strategy=strategy)]), timeout=10))
 
     def query(self, **kw: Any) -> Any:
-        return self.q.Query(query_pb2.QueryRequest(**{"pool": "p", "strategy": "entropy", "k": 1, **kw}), timeout=10)
+        return self.q.Query(query_pb2.QueryRequest(**{"pool": "p", "strategy": common_pb2.STRATEGY_ENTROPY, "k": 1, **kw}), timeout=10)
 
     def lease(self, **kw: Any) -> Any:
         return self.q.LeaseTasks(query_pb2.LeaseTasksRequest(**{"max_items": 1, **kw}), timeout=10)
@@ -145,7 +146,7 @@ CASES = [
     # --- ScorePool ----------------------------------------------------------------------------------------------
     Case("score: no items", lambda w: w.score(), INVALID, "no items"),
     Case("score: empty text", lambda w: w.score(("a", "")), INVALID, "text is empty"),
-    Case("score: unknown strategy", lambda w: w.score(("a", GOOD), strategy="vibes"), INVALID, "unknown strategy"),
+    Case("score: unknown strategy number", lambda w: w.score(("a", GOOD), strategy=1000), INVALID, "unknown Strategy number 1000"),
     Case("score: too many items", lambda w: w.score(*[(str(i), GOOD) for i in range(MAX_ITEMS + 1)]), EXHAUSTED, "split the request"),
     Case("score: text over the limit", lambda w: w.score(("a", HUGE)), INVALID, "the limit is"),
     # --- Query --------------------------------------------------------------------------------------------------
@@ -161,18 +162,20 @@ CASES = [
     Case("query: very negative seed", lambda w: w.query(seed=-(2**63)), INVALID, "seed must be 0"),
     Case("query: max_candidates over the bound", lambda w: w.query(max_candidates=46), EXHAUSTED, "ALLOOP_MAX_QUERY_CANDIDATES"),
     Case("query: k over what one Query may score", lambda w: w.query(k=46), EXHAUSTED, "45 items one Query may score"),
-    Case("query: 1 MB strategy name", lambda w: w.query(strategy="s" * 1_000_000), INVALID, "(1000000 characters)"),
-    Case("query: unknown strategy", lambda w: w.query(strategy="coin"), INVALID, "unknown strategy"),
-    Case("query: empty strategy", lambda w: w.query(strategy=""), INVALID, "unknown strategy"),
+    Case("query: unknown strategy number", lambda w: w.query(strategy=77), INVALID, "unknown Strategy number 77"),
+    Case("query: negative strategy number", lambda w: w.query(strategy=-1), INVALID, "unknown Strategy number -1"),
+    Case("query: unset strategy", lambda w: w.query(strategy=0), INVALID, "STRATEGY_UNSPECIFIED"),
+    Case("query: strategy sent as a string", lambda w: w.raw("Query", field(1, b"p") + field(2, b"entropy") + varint(3 << 3) + varint(1)), INVALID, "STRATEGY_UNSPECIFIED"),
     Case("query: truncated protobuf", lambda w: w.raw("Query", field(1, b"p")[:-1]), INVALID, "not a valid protobuf"),
     Case("query: wrong wire type", lambda w: w.raw("Query", varint(3 << 3 | 2) + b"\x05abc"), INVALID, "not a valid protobuf"),
     Case("query: invalid UTF-8 pool", lambda w: w.raw("Query", field(1, b"\xfe\xff")), INVALID, "UTF-8"),
     # --- LeaseTasks ---------------------------------------------------------------------------------------------
     Case("lease: max_items = 0", lambda w: w.lease(max_items=0), INVALID, "max_items must be positive"),
     Case("lease: max_items < 0", lambda w: w.lease(max_items=-5), INVALID, "max_items must be positive"),
-    Case("lease: negative lease", lambda w: w.lease(lease_seconds=-1), INVALID, "must not be negative"),
-    Case("lease: longer than ALLOOP_MAX_LEASE_SECONDS", lambda w: w.lease(lease_seconds=601), INVALID, "ALLOOP_MAX_LEASE_SECONDS"),
-    Case("lease: 2^31 - 1 seconds", lambda w: w.lease(lease_seconds=2**31 - 1), INVALID, "600 s a lease may last"),
+    Case("lease: negative lease", lambda w: w.lease(lease_duration=duration(-1)), INVALID, "must not be negative"),
+    Case("lease: longer than ALLOOP_MAX_LEASE_SECONDS", lambda w: w.lease(lease_duration=duration(601)), INVALID, "ALLOOP_MAX_LEASE_SECONDS"),
+    Case("lease: 2^31 - 1 seconds", lambda w: w.lease(lease_duration=duration(2**31 - 1)), INVALID, "600 s a lease may last"),
+    Case("lease: 10,000 years", lambda w: w.lease(lease_duration=duration(315_576_000_000)), INVALID, "600 s a lease may last"),
     Case("lease: garbage bytes", lambda w: w.raw("LeaseTasks", b"\xff\xff\xff\xff"), INVALID, "not a valid protobuf"),
     # --- SubmitLabels -------------------------------------------------------------------------------------------
     Case("labels: none", lambda w: w.label(), INVALID, "no labels"),

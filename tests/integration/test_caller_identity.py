@@ -14,7 +14,7 @@ import pytest
 
 from alloop.rpc.auth import Credentials
 from alloop.rpc.security import SecuritySettings
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.conftest import dump_keys
 from tests.integration import models
@@ -50,7 +50,7 @@ def stub(query_settings, redis_client, keys) -> Iterator[query_pb2_grpc.QuerySer
 
 
 def queue(stub: query_pb2_grpc.QueryServiceStub, k: int) -> list[str]:
-    response = stub.Query(query_pb2.QueryRequest(pool="p", strategy="random", k=k, seed=7),
+    response = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=k, seed=7),
                           metadata=bearer("op-token"), timeout=30)
     return [s.id for s in response.selected]
 
@@ -83,11 +83,11 @@ def test_the_recorded_labeler_comes_from_the_token(stub, redis_client, keys):
 
 
 def test_a_client_query_scores_at_most_the_bound_and_an_operator_is_not_bound(stub):
-    as_client = stub.Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=2), metadata=bearer("client-token"))
+    as_client = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("client-token"))
     assert as_client.candidates == CANDIDATES  # 30 unlabeled items, scored a sample of 12
     with pytest.raises(grpc.RpcError) as over:
-        stub.Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=2, max_candidates=CANDIDATES + 1),
+        stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2, max_candidates=CANDIDATES + 1),
                    metadata=bearer("client-token"))
     assert over.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "ALLOOP_MAX_QUERY_CANDIDATES" in over.value.details()
-    as_operator = stub.Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=2), metadata=bearer("op-token"))
+    as_operator = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("op-token"))
     assert as_operator.candidates == 30 - 2  # every unlabeled, unqueued item

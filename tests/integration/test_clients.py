@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from alloop.models.config import ModelConfig
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from clients import labeler, oracle, pool
 from query_service.server import create_server as create_query_server
 from tests.integration.services import channel, wait_for
@@ -66,7 +66,7 @@ def test_terminal_labeler_submits_keys_and_skips(services, corpus):
     stub = query_pb2_grpc.QueryServiceStub(channel(query.port))
     rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()][:10]
     pool.submit_records(stub, "lab", [pool.Record(r["id"], r["text"]) for r in rows], progress=False)
-    stub.Query(query_pb2.QueryRequest(pool="lab", strategy="entropy", k=3))
+    stub.Query(query_pb2.QueryRequest(pool="lab", strategy=common_pb2.STRATEGY_ENTROPY, k=3))
     answers = iter(["x", "1", "s", "0"])  # a wrong key is asked again; then label, skip, label
     shown: list[str] = []
     count = labeler.label_session(stub, "person", batch=5, ask=lambda _prompt: next(answers), say=shown.append)

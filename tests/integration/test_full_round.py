@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import grpc
 import pytest
 
-from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.integration.services import channel, wait_for
 from trainer_service.server import create_server as create_trainer_server
@@ -31,9 +32,11 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
 
     # The first version trains on the initial labeled set, and the query service picks it up by itself.
     wait_for(lambda: query.holder.current_or_none(), timeout=120, what="version 1 served")
-    first = q.GetModel(query_pb2.GetModelRequest())
+    first = q.GetModel(query_pb2.GetModelRequest()).version
     assert first.version == 1 and first.train_size == 120
     assert 0.0 <= first.metrics.accuracy <= 1.0 and first.metrics.test_size == 60
+    assert abs(first.create_time.ToDatetime(dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=10)
+    assert 0 < first.train_duration.ToNanoseconds() < 600e9
 
     pool = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
     truth = {row["id"]: row["label"] for row in pool}
@@ -41,7 +44,7 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
         pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in pool])]))
     assert (submitted.accepted, submitted.duplicate, submitted.pool_size) == (200, 0, 200)
 
-    selected = q.Query(query_pb2.QueryRequest(pool="reviews", strategy="least_confidence", k=20))
+    selected = q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
     assert len(selected.selected) == 20 and selected.model_version == 1
     assert all(s.model_version == 1 for s in selected.selected)
     assert selected.candidates == 200
@@ -51,21 +54,21 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
     assert list(leased.classes) == ["negative", "positive"]
 
     watch = q.WatchModels(query_pb2.WatchModelsRequest())
-    assert next(watch).version == 1
+    assert next(watch).version.version == 1
     labels = [query_pb2.Label(pool=task.pool, id=task.id, label=truth[task.id]) for task in leased.tasks]
     result = q.SubmitLabels(query_pb2.SubmitLabelsRequest(labeler="l1", labels=labels))
     assert (result.accepted, result.duplicate) == (20, 0)
 
     # 20 new labels reach the retrain threshold: the trainer trains version 2 and the query replica swaps to it.
-    assert next(watch).version == 2
+    assert next(watch).version.version == 2
     watch.cancel()
-    status = t.GetStatus(trainer_pb2.GetStatusRequest())
+    status = t.GetStatus(trainer_pb2.GetStatusRequest()).status
     assert status.labels_seen == 140 and status.current_version == 2
-    wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).pending == 0, what="pending labels trained")
+    wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.pending == 0, what="pending labels trained")
     versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest())
     assert [v.version for v in versions.versions] == [1, 2] and versions.versions[1].train_size == 140
 
-    again = q.Query(query_pb2.QueryRequest(pool="reviews", strategy="margin", k=5))
+    again = q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_MARGIN, k=5))
     assert again.model_version == 2 and again.candidates == 180  # labeled items are never offered again
     predicted = q.Predict(query_pb2.PredictRequest(texts=["a wonderful superb film", "dull awful mess"]))
     assert predicted.model_version == 2 and len(predicted.predictions) == 2
@@ -82,21 +85,22 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
 def test_train_rpc_waits_for_the_published_version(services):
     trainer, query = services
     t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
-    wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).current_version == 1, timeout=120, what="version 1")
+    wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.current_version == 1, timeout=120, what="version 1")
     events = t.WatchTraining(trainer_pb2.WatchTrainingRequest())
     # Events are not replayed: start the round only once the stream's handler has subscribed.
     wait_for(lambda: trainer.trainer.events.subscriber_count() == 1, what="WatchTraining subscribed")
     response = t.Train(trainer_pb2.TrainRequest(wait=True))
     assert response.started and response.version.version == 2
     kinds = []
-    for event in events:
+    for update in events:
+        event = update.event
         kinds.append(event.kind)
-        if event.kind == trainer_pb2.TrainingEvent.ROUND_FINISHED:
+        if event.kind == trainer_pb2.TrainingEvent.KIND_ROUND_FINISHED:
             assert event.version == 2
             break
     events.cancel()
-    assert kinds[0] == trainer_pb2.TrainingEvent.ROUND_STARTED
-    assert trainer_pb2.TrainingEvent.EPOCH_END in kinds
+    assert kinds[0] == trainer_pb2.TrainingEvent.KIND_ROUND_STARTED
+    assert trainer_pb2.TrainingEvent.KIND_EPOCH_END in kinds
 
 
 def test_train_without_labels_is_failed_precondition(trainer_settings, redis_client):

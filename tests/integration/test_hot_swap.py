@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from alloop import artifacts
 from alloop.artifacts import MODEL_FILE
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import MODEL_HEALTH
 from query_service.server import create_server as create_query_server
 from tests.integration import models
@@ -92,7 +92,7 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
         assert versions == sorted(versions), "a thread saw the version go backwards"
         assert versions[0] == 1 and versions[-1] == 2
     assert served_version(stub) == 2
-    assert stub.GetModel(query_pb2.GetModelRequest()).version == 2
+    assert stub.GetModel(query_pb2.GetModelRequest()).version.version == 2
 
 
 def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(served, query_settings, redis_client, keys):
@@ -108,7 +108,7 @@ def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(s
     models.publish(redis_client, keys, third)
     time.sleep(4 * query_settings.model_poll_seconds)  # a couple of poll intervals
     assert served_version(stub) == 2
-    assert stub.GetModel(query_pb2.GetModelRequest()).version == 2
+    assert stub.GetModel(query_pb2.GetModelRequest()).version.version == 2
 
     # Version 4's files are intact, but the registry records another digest for them.
     fourth = models.write(model_dir, 4)
@@ -148,7 +148,7 @@ def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings,
     time.sleep(4 * query_settings.model_poll_seconds)
     assert attempts.count(2) == tried
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(query_pb2.QueryRequest(pool="none", strategy="margin", k=1))
+        stub.Query(query_pb2.QueryRequest(pool="none", strategy=common_pb2.STRATEGY_MARGIN, k=1))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the service still works on version 1
 
 

@@ -20,7 +20,7 @@ from alloop.models import linear
 from alloop.models.linear import TFIDF_LAYER
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
-from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests import synthetic
 from tests.conftest import TINY_TRAINING
@@ -105,12 +105,12 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         q = query_pb2_grpc.QueryServiceStub(channel(query.port))
         t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
         wait_for(query.holder.current_or_none, timeout=120, what="version 1 served")
-        first = q.GetModel(query_pb2.GetModelRequest())
+        first = q.GetModel(query_pb2.GetModelRequest()).version
         assert first.family == "linear" and first.metrics.accuracy >= 0.8
         rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
         q.SubmitPool(iter([query_pb2.SubmitPoolRequest(pool="p", items=[
             query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
-        selected = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=20)).selected
+        selected = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=20)).selected
         truth = {r["id"]: r["label"] for r in rows}
         q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
             query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in selected]))
@@ -118,10 +118,10 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions
         assert [v.family for v in versions] == ["linear", "linear"] and versions[1].train_size == 140
         # The pool has not changed since version 2: version 3 keeps its vocabulary and IDF weights (no re-adapting).
-        more = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=5)).selected  # below the threshold
+        more = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5)).selected  # below the threshold
         q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
             query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in more]))
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen == 145, what="5 more labels consumed")
+        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 145, what="5 more labels consumed")
         third = t.Train(trainer_pb2.TrainRequest(wait=True), timeout=120).version
         assert third.train_size == 145
         models_path = trainer_settings.common.models_path
@@ -135,7 +135,7 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         wait_for(lambda: query.holder.current_or_none().version == 3, timeout=120, what="version 3 served")
         misses = query.app.features.misses
         assert misses > 0
-        again = q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=5))
+        again = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5))
         assert again.model_version == 3 and len(again.selected) == 5
         assert query.app.features.misses == misses
         # The pool's vocabulary and statistics were kept on disk for the next trainer process.

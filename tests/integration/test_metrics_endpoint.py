@@ -11,7 +11,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.integration.services import channel, wait_for
 from trainer_service.server import create_server as create_trainer_server
@@ -52,9 +52,9 @@ def test_counters_and_state_move_through_a_labeling_round(services, corpus):
     truth = {row["id"]: row["label"] for row in rows}
     q.SubmitPool(iter([query_pb2.SubmitPoolRequest(
         pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
-    q.Query(query_pb2.QueryRequest(pool="reviews", strategy="least_confidence", k=20))
+    q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
     with pytest.raises(grpc.RpcError):
-        q.Query(query_pb2.QueryRequest(pool="reviews", strategy="least_confidence", k=0))
+        q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=0))
     queued = scrape(query.metrics_port)
     assert value(queued, "alloop_pool_items", pool="reviews") == 200
     assert value(queued, "alloop_queue_items") == 20 and value(queued, "alloop_leased_items") == 0

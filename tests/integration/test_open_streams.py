@@ -53,7 +53,7 @@ def assert_still_answers(prober: grpc.Channel) -> None:
         health_pb2.HealthCheckResponse.SERVING
     )
     stub = query_pb2_grpc.QueryServiceStub(prober)
-    assert stub.GetModel(query_pb2.GetModelRequest(), metadata=bearer(TOKENS["labeler"]), timeout=PROBE_DEADLINE).version == 1
+    assert stub.GetModel(query_pb2.GetModelRequest(), metadata=bearer(TOKENS["labeler"]), timeout=PROBE_DEADLINE).version.version == 1
     predicted = stub.Predict(
         query_pb2.PredictRequest(texts=["a fine film"]), metadata=bearer(TOKENS["client"]), timeout=PROBE_DEADLINE
     )
@@ -97,7 +97,7 @@ def test_watch_models_streams_beyond_the_cap_are_refused(replica):
     admitted, refused = [], []
     for stream in streams:
         try:
-            assert next(stream).version == 1
+            assert next(stream).version.version == 1
             admitted.append(stream)
         except grpc.RpcError as exc:
             refused.append(exc.code())

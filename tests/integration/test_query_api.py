@@ -7,6 +7,7 @@ dump of the service's Redis keys that is identical before and after (a refused r
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,9 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from alloop.rpc.messages import duration
 from alloop.store.keys import Keys
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import RunningQueryService
 from query_service.server import create_server as create_query_server
 from tests import synthetic
@@ -155,17 +157,18 @@ def test_submit_pool_skip_invalid_stores_the_valid_items_and_reports_rejections(
 
 def test_query_bad_requests(api):
     with_pool(api, 30)
-    query = lambda **kw: api.stub.Query(query_pb2.QueryRequest(**{"pool": POOL, "strategy": "margin", "k": 5, **kw}))  # noqa: E731
+    query = lambda **kw: api.stub.Query(query_pb2.QueryRequest(**{"pool": POOL, "strategy": common_pb2.STRATEGY_MARGIN, "k": 5, **kw}))  # noqa: E731
     api.refused(lambda: query(pool="nope"), NOT_FOUND, "'nope' does not exist", "SubmitPool first")
     api.refused(lambda: query(k=0), INVALID, "k must be a positive number", "got 0")
     api.refused(lambda: query(k=-3), INVALID, "k must be a positive number", "got -3")
-    api.refused(lambda: query(strategy="most_fun"), INVALID, "unknown strategy 'most_fun'", "least_confidence")
+    api.refused(lambda: query(strategy=99), INVALID, "unknown Strategy number 99", "STRATEGY_LEAST_CONFIDENCE")
+    api.refused(lambda: query(strategy=common_pb2.STRATEGY_UNSPECIFIED), INVALID, "QueryRequest.strategy is unset")
     api.refused(lambda: query(k=31), PRECONDITION, "k=31 is more than the 30", "'reviews'")
     api.refused(lambda: query(pool=""), INVALID, "pool name must not be empty")
     api.refused(lambda: query(max_candidates=-1), INVALID, "max_candidates must be 0", "got -1")
     api.refused(lambda: query(k=5, max_candidates=4), INVALID, "k=5 is more than max_candidates=4")
     # The same service still answers a good query, and k may then not exceed what is left.
-    selected = query(k=25, strategy="entropy")
+    selected = query(k=25, strategy=common_pb2.STRATEGY_ENTROPY)
     assert len(selected.selected) == 25 and selected.candidates == 30 and selected.model_version == 1
     api.refused(lambda: query(k=6), PRECONDITION, "k=6 is more than the 5")
     query(k=5)
@@ -180,11 +183,11 @@ def test_query_with_max_candidates_scores_a_seeded_sample_and_selects_from_it(ap
     sample = np.sort(np.random.default_rng(5).choice(len(ids), size=10, replace=False))
     probs = api.running.holder.current().predictor.predict_proba([texts[i] for i in sample])
     top = np.argsort(probs.max(axis=1), kind="stable")[:3]
-    first = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="least_confidence", k=3, seed=5, max_candidates=10))
+    first = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3, seed=5, max_candidates=10))
     assert first.candidates == 10
     assert {s.id for s in first.selected} == {ids[sample[i]] for i in top}
     # A cap above what is left scores everything that is left.
-    rest = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="random", k=2, seed=5, max_candidates=1000))
+    rest = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_RANDOM, k=2, seed=5, max_candidates=1000))
     assert rest.candidates == 27
 
 
@@ -193,13 +196,19 @@ def test_query_with_max_candidates_scores_a_seeded_sample_and_selects_from_it(ap
 
 def test_lease_tasks_bad_requests(api):
     with_pool(api, 10)
-    api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="least_confidence", k=3))
+    api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3))
     lease = lambda **kw: api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(**{"labeler": "l1", "max_items": 2, **kw}))  # noqa: E731
     api.refused(lambda: lease(max_items=0), INVALID, "max_items must be positive", "got 0")
     api.refused(lambda: lease(max_items=-1), INVALID, "max_items must be positive")
-    api.refused(lambda: lease(lease_seconds=-5), INVALID, "lease_seconds must not be negative")
+    api.refused(lambda: lease(lease_duration=duration(-5)), INVALID, "lease_duration must not be negative")
+    before = time.time()
     leased = lease()
     assert len(leased.tasks) == 2 and all(t.lease_id and t.text for t in leased.tasks)
+    for task in leased.tasks:  # the strategy that queued it, and the default lease (60 s in these settings)
+        assert task.strategy == common_pb2.STRATEGY_LEAST_CONFIDENCE and task.model_version == 1
+        assert before + 59 <= task.lease_expire_time.ToMilliseconds() / 1000 <= time.time() + 61
+    short = lease(max_items=1, lease_duration=duration(2.5))
+    assert short.tasks[0].lease_expire_time.ToMilliseconds() / 1000 == pytest.approx(time.time() + 2.5, abs=1.0)
 
 
 # --- SubmitLabels ------------------------------------------------------------------------------------------------
@@ -212,7 +221,7 @@ def labels_request(*labels: tuple[str, str, int]) -> query_pb2.SubmitLabelsReque
 
 def test_submit_labels_bad_requests_record_nothing(api):
     items = with_pool(api, 10)
-    selected = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="least_confidence", k=3)).selected
+    selected = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3)).selected
     queued = [s.id for s in selected]
     never = next(i for i, _ in items if i not in queued)
     submit = lambda *labels: api.stub.SubmitLabels(labels_request(*labels))  # noqa: E731
@@ -240,7 +249,7 @@ def test_labels_for_distinct_items_whose_pool_and_id_share_a_slash_are_not_dupli
     # ("a/b", "c") and ("a", "b/c") are different items; ids and pool names may hold any character.
     for pool, item_id in (("a/b", "c"), ("a", "b/c")):
         assert api.submit_pool([(item_id, f"text of {pool} {item_id}")], pool=pool).accepted == 1
-        assert len(api.stub.Query(query_pb2.QueryRequest(pool=pool, strategy="margin", k=1)).selected) == 1
+        assert len(api.stub.Query(query_pb2.QueryRequest(pool=pool, strategy=common_pb2.STRATEGY_MARGIN, k=1)).selected) == 1
     result = api.stub.SubmitLabels(labels_request(("a/b", "c", 1), ("a", "b/c", 0)))
     assert (result.accepted, result.duplicate) == (2, 0)
 
@@ -274,7 +283,7 @@ def test_score_pool_answers_each_batch_in_turn_and_stores_nothing(api):
     # Lock-step: each batch is answered before the next one is sent, so the stream really is bidirectional.
     for n, batch in enumerate(batches):
         requests.put(query_pb2.ScorePoolRequest(
-            items=[query_pb2.PoolItem(id=i, text=t) for i, t in batch], strategy="margin" if n == 1 else ""))
+            items=[query_pb2.PoolItem(id=i, text=t) for i, t in batch], strategy=common_pb2.STRATEGY_MARGIN if n == 1 else common_pb2.STRATEGY_UNSPECIFIED))
         response = next(responses)
         assert response.model_version == 1
         assert [s.id for s in response.scores] == [i for i, _ in batch]
@@ -295,8 +304,8 @@ def test_score_pool_answers_each_batch_in_turn_and_stores_nothing(api):
     assert len(next(stream).scores) == 1
     api.refused(lambda: list(stream), INVALID, "items #0", "empty or only white space")
     api.refused(
-        lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")], strategy="nah")])),
-        INVALID, "unknown strategy 'nah'")
+        lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")], strategy=42)])),
+        INVALID, "ScorePoolRequest.strategy is an unknown Strategy number 42")
     api.refused(lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest()])), INVALID, "no items")
 
 
@@ -307,9 +316,9 @@ def test_query_and_predict_before_any_model_is_failed_precondition(unready, quer
     api = unready
     assert api.submit_pool(reviews(10)).accepted == 10  # pools do not need a model
     ready = "no model version is published yet"
-    api.refused(lambda: api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy="margin", k=2)), PRECONDITION, ready)
+    api.refused(lambda: api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_MARGIN, k=2)), PRECONDITION, ready)
     api.refused(lambda: api.stub.Predict(query_pb2.PredictRequest(texts=["hello"])), PRECONDITION, ready)
-    api.refused(lambda: api.stub.GetModel(query_pb2.GetModelRequest()), PRECONDITION, ready)
+    api.refused(lambda: api.stub.GetModel(query_pb2.GetModelRequest()).version, PRECONDITION, ready)
     api.refused(
         lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")])])),
         PRECONDITION, ready)
@@ -317,7 +326,7 @@ def test_query_and_predict_before_any_model_is_failed_precondition(unready, quer
     models.write_and_publish(api.client, api.keys, query_settings.common.models_path, 1)
     wait_for(api.running.holder.current_or_none, timeout=30, what="version 1 served")
     assert api.stub.Predict(query_pb2.PredictRequest(texts=["hello"])).model_version == 1
-    assert api.stub.GetModel(query_pb2.GetModelRequest()).train_size == models.TRAIN_SIZE
+    assert api.stub.GetModel(query_pb2.GetModelRequest()).version.train_size == models.TRAIN_SIZE
 
 
 # --- health ------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alloop.store.connection import EmbeddedRedis, connect, open_redis
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests.integration.services import channel, wait_for
 from trainer_service.server import create_server as create_trainer_server
@@ -65,7 +65,7 @@ def test_the_whole_loop_runs_as_a_least_privilege_acl_user(tmp_path, trainer_set
             truth = {row["id"]: row["label"] for row in rows}
             q.SubmitPool(iter([query_pb2.SubmitPoolRequest(
                 pool="p", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
-            q.Query(query_pb2.QueryRequest(pool="p", strategy="least_confidence", k=20))
+            q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
             tasks = q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=20)).tasks
             labels = [query_pb2.Label(pool=t.pool, id=t.id, label=truth[t.id]) for t in tasks]
             assert q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=labels)).accepted == 20

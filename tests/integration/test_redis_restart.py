@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alloop.store.connection import EmbeddedRedis, connect, free_port
 from alloop.store.keys import Keys
-from alloop.v1 import query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests import synthetic
 from tests.integration import models
@@ -43,19 +43,19 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
         rows = synthetic.reviews(50, 9, "r")
         q.SubmitPool(iter([query_pb2.SubmitPoolRequest(pool="p", items=[
             query_pb2.PoolItem(id=str(r["id"]), text=str(r["text"])) for r in rows])]))
-        selected = q.Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=4)).selected
+        selected = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=4)).selected
         truth = {str(r["id"]): int(r["label"]) for r in rows}  # type: ignore[call-overload]
         first = selected[0]
         q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[query_pb2.Label(pool="p", id=first.id, label=truth[first.id])]))
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen == 1, what="first label consumed")
+        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 1, what="first label consumed")
 
         server.stop()  # SIGTERM: Redis flushes its AOF and exits
         wait_for(lambda: status(query.port) == NOT_SERVING and status(trainer.port) == NOT_SERVING, timeout=10,
                  what="NOT_SERVING while Redis is down")
         for call in (
-            lambda: q.Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=1), timeout=10),
+            lambda: q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=1), timeout=10),
             lambda: q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=5), timeout=10),
-            lambda: t.GetStatus(trainer_pb2.GetStatusRequest(), timeout=10),
+            lambda: t.GetStatus(trainer_pb2.GetStatusRequest(), timeout=10).status,
         ):
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as err:
@@ -75,9 +75,9 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
         result = q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
             query_pb2.Label(pool="p", id=task.id, label=truth[task.id]) for task in leased]))
         assert result.accepted == 3
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).labels_seen == 4, timeout=15,
+        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 4, timeout=15,
                  what="the trainer's consumer resumed")
-        assert q.Query(query_pb2.QueryRequest(pool="p", strategy="margin", k=2)).candidates == 46
+        assert q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=2)).candidates == 46
     finally:
         query.stop(0)
         trainer.stop(0)

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from alloop.store.connection import connect, free_port
-from alloop.v1 import query_pb2, query_pb2_grpc
+from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import SERVICE_NAME as QUERY_SERVICE
 from query_service.server import create_server as create_query_server
 from tests.integration.generic_calls import health_status
@@ -38,7 +38,7 @@ def test_a_query_replica_without_redis_reports_not_serving_from_the_first_ping(q
 
 
 def grpc_query(ch: grpc.Channel) -> object:
-    return query_pb2_grpc.QueryServiceStub(ch).Query(query_pb2.QueryRequest(pool="p", strategy="entropy", k=1), timeout=10)
+    return query_pb2_grpc.QueryServiceStub(ch).Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=1), timeout=10)
 
 
 
@@ -50,7 +50,7 @@ def test_get_model_names_the_unreachable_redis_and_the_watcher_logs_no_traceback
         with channel(running.port) as ch:
             stub = query_pb2_grpc.QueryServiceStub(ch)
             with pytest.raises(grpc.RpcError) as err:
-                stub.GetModel(query_pb2.GetModelRequest(), timeout=10)
+                stub.GetModel(query_pb2.GetModelRequest(), timeout=10).version
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "Redis" in err.value.details() and "no model version is published" not in err.value.details()
             wait_for(lambda: any("model watcher" in r.getMessage() for r in caplog.records), timeout=10,

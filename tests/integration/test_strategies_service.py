@@ -27,6 +27,7 @@ from alloop.models.text_model import Predictor, embedding_projection, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.store.keys import item_member
 from alloop.store.labeling import QueuedTask
+from alloop.rpc.messages import strategy_value
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_strategy
 from alloop.v1 import query_pb2, query_pb2_grpc
 from alloop.config import QuerySettings
@@ -92,11 +93,11 @@ def loaded_bilstm(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
 
 @pytest.mark.parametrize("strategy", NEW_STRATEGIES)
 def test_query_with_each_new_strategy_selects_and_queues_k_items(service, redis_client, keys, strategy):
-    response = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy, k=K, seed=3))
+    response = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy_value(strategy), k=K, seed=3))
     ids = [s.id for s in response.selected]
     assert len(ids) == K and len(set(ids)) == K
     assert set(ids) <= {item_id for item_id, _ in pool_items()}
-    assert response.model_version == 1 and response.candidates == POOL_SIZE and response.strategy == strategy
+    assert response.model_version == 1 and response.candidates == POOL_SIZE and response.strategy == strategy_value(strategy)
     for scored in response.selected:
         assert scored.model_version == 1 and scored.pool == POOL
         assert len(scored.probabilities) == 2
@@ -118,12 +119,12 @@ def test_query_with_each_new_strategy_selects_and_queues_k_items(service, redis_
     assert redis_client.zcard(keys.queue) == K
 
     # The next Query sees only what is left, and never selects a queued item again.
-    again = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy, k=POOL_SIZE - K))
+    again = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy_value(strategy), k=POOL_SIZE - K))
     assert again.candidates == POOL_SIZE - K
     assert {s.id for s in again.selected}.isdisjoint(ids)
     assert len({s.id for s in again.selected}) == POOL_SIZE - K
     with pytest.raises(grpc.RpcError) as err:
-        service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy, k=1))
+        service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy_value(strategy), k=1))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -138,14 +139,14 @@ def test_deterministic_strategies_select_what_the_pure_function_selects(service,
         embeddings=served.predictor.embed(pool_texts) if strategy in NEEDS_EMBEDDINGS else None,
     )
     expected = get_strategy(strategy)(served.predictor.predict_proba(pool_texts), K, context)
-    response = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy, k=K))
+    response = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy_value(strategy), k=K))
     assert [s.id for s in response.selected] == [ids[i] for i in expected.indices]
 
 
 def test_score_pool_reports_least_confidence_for_the_new_strategies(service):
     items = [query_pb2.PoolItem(id=i, text=t) for i, t in pool_items(5, "s")]
     for strategy in NEW_STRATEGIES:
-        response = next(service.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=items, strategy=strategy)])))
+        response = next(service.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=items, strategy=strategy_value(strategy))])))
         for scored in response.scores:
             assert scored.uncertainty == pytest.approx(1.0 - max(scored.probabilities), abs=1e-6)
 
