@@ -57,12 +57,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from alloop.cli import add_version_flag
+from alloop.envvars import integer, number
 from alloop.models.config import FAMILY_NAMES, ModelConfig, TrainingConfig
 from alloop.rpc.limits import ServerLimits, limits_from_env
 from alloop.rpc.security import TRUE, SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
 
 DEFAULT_CLASSES = ("negative", "positive")
+DEFAULT_POOL = "default"  # the pool a request or a client names when it names none
 DEFAULT_STATE_DIR = Path(".alloop")
 DEFAULT_QUERY_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TRAINER_ADDRESS = "127.0.0.1:50052"
@@ -73,17 +76,11 @@ def _truthy(value: str) -> bool:
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = int(env.get(name, default))
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
+    return integer(env, name, default, minimum=1)
 
 
 def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = int(env.get(name, default))
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or a positive integer, got {value}")
-    return value
+    return integer(env, name, default, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -220,12 +217,12 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
     return QuerySettings(
         common=common_from_env(env),
         address=env.get("ALLOOP_QUERY_ADDRESS", d.address),
-        lease_seconds=float(env.get("ALLOOP_LEASE_SECONDS", d.lease_seconds)),
-        max_lease_items=int(env.get("ALLOOP_MAX_LEASE_ITEMS", d.max_lease_items)),
-        score_batch_size=int(env.get("ALLOOP_SCORE_BATCH_SIZE", d.score_batch_size)),
-        max_batch_items=int(env.get("ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items)),
-        max_text_chars=int(env.get("ALLOOP_MAX_TEXT_CHARS", d.max_text_chars)),
-        model_poll_seconds=float(env.get("ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds)),
+        lease_seconds=number(env, "ALLOOP_LEASE_SECONDS", d.lease_seconds),
+        max_lease_items=integer(env, "ALLOOP_MAX_LEASE_ITEMS", d.max_lease_items),
+        score_batch_size=integer(env, "ALLOOP_SCORE_BATCH_SIZE", d.score_batch_size),
+        max_batch_items=integer(env, "ALLOOP_MAX_BATCH_ITEMS", d.max_batch_items),
+        max_text_chars=integer(env, "ALLOOP_MAX_TEXT_CHARS", d.max_text_chars),
+        model_poll_seconds=number(env, "ALLOOP_MODEL_POLL_SECONDS", d.model_poll_seconds),
         model_load_attempts=_positive_int(env, "ALLOOP_MODEL_LOAD_ATTEMPTS", d.model_load_attempts),
         mc_passes=_positive_int(env, "ALLOOP_MC_PASSES", d.mc_passes),
         max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
@@ -240,7 +237,7 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         max_pools=_positive_int(env, "ALLOOP_MAX_POOLS", d.max_pools),
         max_query_k=_positive_int(env, "ALLOOP_MAX_QUERY_K", d.max_query_k),
         max_query_candidates=_positive_int(env, "ALLOOP_MAX_QUERY_CANDIDATES", d.max_query_candidates),
-        max_lease_seconds=float(env.get("ALLOOP_MAX_LEASE_SECONDS", d.max_lease_seconds)),
+        max_lease_seconds=number(env, "ALLOOP_MAX_LEASE_SECONDS", d.max_lease_seconds),
     )
 
 
@@ -259,42 +256,42 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
     return TrainerSettings(
         common=common,
         address=env.get("ALLOOP_TRAINER_ADDRESS", d.address),
-        retrain_threshold=int(env.get("ALLOOP_RETRAIN_THRESHOLD", d.retrain_threshold)),
+        retrain_threshold=integer(env, "ALLOOP_RETRAIN_THRESHOLD", d.retrain_threshold),
         initial_data=path("ALLOOP_INITIAL_DATA"),
         val_data=path("ALLOOP_VAL_DATA"),
         test_data=path("ALLOOP_TEST_DATA"),
         model=ModelConfig(
-            max_tokens=int(env.get("ALLOOP_MAX_TOKENS", m.max_tokens)),
-            sequence_length=int(env.get("ALLOOP_SEQUENCE_LENGTH", m.sequence_length)),
-            embedding_dim=int(env.get("ALLOOP_EMBEDDING_DIM", m.embedding_dim)),
-            lstm_units=int(env.get("ALLOOP_LSTM_UNITS", m.lstm_units)),
-            dense_units=int(env.get("ALLOOP_DENSE_UNITS", m.dense_units)),
-            dropout=float(env.get("ALLOOP_DROPOUT", m.dropout)),
+            max_tokens=integer(env, "ALLOOP_MAX_TOKENS", m.max_tokens),
+            sequence_length=integer(env, "ALLOOP_SEQUENCE_LENGTH", m.sequence_length),
+            embedding_dim=integer(env, "ALLOOP_EMBEDDING_DIM", m.embedding_dim),
+            lstm_units=integer(env, "ALLOOP_LSTM_UNITS", m.lstm_units),
+            dense_units=integer(env, "ALLOOP_DENSE_UNITS", m.dense_units),
+            dropout=number(env, "ALLOOP_DROPOUT", m.dropout),
             n_classes=len(common.classes),
             family=family,
-            linear_max_tokens=int(env.get("ALLOOP_LINEAR_MAX_TOKENS", m.linear_max_tokens)),
-            ngrams=int(env.get("ALLOOP_NGRAMS", m.ngrams)),
-            linear_c=float(env.get("ALLOOP_LINEAR_C", m.linear_c)),
-            linear_lsa_components=int(env.get("ALLOOP_LSA_COMPONENTS", m.linear_lsa_components)),
-            linear_lsa_pivot=int(env.get("ALLOOP_LSA_PIVOT", m.linear_lsa_pivot)),
-            linear_nb_scale=float(env.get("ALLOOP_NB_SCALE", m.linear_nb_scale)),
-            linear_nb_unlabeled=float(env.get("ALLOOP_NB_UNLABELED", m.linear_nb_unlabeled)),
-            linear_pseudo_weight=float(env.get("ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight)),
+            linear_max_tokens=integer(env, "ALLOOP_LINEAR_MAX_TOKENS", m.linear_max_tokens),
+            ngrams=integer(env, "ALLOOP_NGRAMS", m.ngrams),
+            linear_c=number(env, "ALLOOP_LINEAR_C", m.linear_c),
+            linear_lsa_components=integer(env, "ALLOOP_LSA_COMPONENTS", m.linear_lsa_components),
+            linear_lsa_pivot=integer(env, "ALLOOP_LSA_PIVOT", m.linear_lsa_pivot),
+            linear_nb_scale=number(env, "ALLOOP_NB_SCALE", m.linear_nb_scale),
+            linear_nb_unlabeled=number(env, "ALLOOP_NB_UNLABELED", m.linear_nb_unlabeled),
+            linear_pseudo_weight=number(env, "ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight),
         ),
         training=TrainingConfig(
-            epochs=int(env.get("ALLOOP_EPOCHS", t.epochs)),
-            batch_size=int(env.get("ALLOOP_BATCH_SIZE", t.batch_size)),
-            patience=int(env.get("ALLOOP_PATIENCE", t.patience)),
+            epochs=integer(env, "ALLOOP_EPOCHS", t.epochs),
+            batch_size=integer(env, "ALLOOP_BATCH_SIZE", t.batch_size),
+            patience=integer(env, "ALLOOP_PATIENCE", t.patience),
             # The seed's BiLSTM continues from the last weights; the linear model is rebuilt on the current pool.
             warm_start=_truthy(env.get("ALLOOP_WARM_START", "1" if family == "bilstm" else "0")),
-            seed=int(env.get("ALLOOP_SEED", t.seed)),
+            seed=integer(env, "ALLOOP_SEED", t.seed),
         ),
         export_saved_model=_truthy(env.get("ALLOOP_EXPORT_SAVED_MODEL", "1")),
         security=security_from_env(env),
         limits=limits_from_env(env),
         metrics_address=env.get("ALLOOP_METRICS_ADDRESS", "").strip() or None,
-        round_lock_seconds=float(env.get("ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds)),
-        stop_set_size=int(env.get("ALLOOP_STOP_SET_SIZE", d.stop_set_size)),
+        round_lock_seconds=number(env, "ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds),
+        stop_set_size=integer(env, "ALLOOP_STOP_SET_SIZE", d.stop_set_size),
         fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
         consumer=env.get("ALLOOP_TRAINER_NAME", "").strip(),
         corpus_cache_dir=Path(env["ALLOOP_CORPUS_CACHE_DIR"]) if env.get("ALLOOP_CORPUS_CACHE_DIR") else None,
@@ -302,6 +299,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    add_version_flag(parser)
     parser.add_argument(
         "--redis-url",
         help="Redis URL without a password (env REDIS_URL; the password goes in REDIS_URL or ALLOOP_REDIS_PASSWORD_FILE, "
@@ -309,7 +307,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--state-dir", type=Path, help="state directory (env ALLOOP_STATE_DIR, default .alloop)")
     parser.add_argument("--model-dir", type=Path, help="model store (env ALLOOP_MODEL_DIR)")
-    parser.add_argument("--address", help="host:port to serve on")
+    parser.add_argument("--address", help="host:port to serve on (env ALLOOP_QUERY_ADDRESS / ALLOOP_TRAINER_ADDRESS)")
 
 
 def apply_common_flags(common: CommonSettings, args: argparse.Namespace) -> CommonSettings:

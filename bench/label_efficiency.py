@@ -173,7 +173,7 @@ def oracle_args(query: str, trainer: str, data: Path, strategy: str, seed: int, 
                 run_dir: Path) -> argparse.Namespace:
     """The oracle's arguments for one curve; its Query draws are seeded from the curve's seed (``--seed``)."""
     return oracle.build_parser().parse_args([
-        "--query", query, "--trainer", trainer, "--pool-file", str(data / "pool.jsonl"),
+        "--query-address", query, "--trainer-address", trainer, "--pool-file", str(data / "pool.jsonl"),
         "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
         "--out", str(run_dir), "--quiet", "--timeout", "1800", "--seed", str(seed),
         "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),

@@ -8,32 +8,50 @@ import time
 
 import grpc
 
-from alloop.config import DEFAULT_QUERY_ADDRESS, DEFAULT_TRAINER_ADDRESS
+from alloop.cli import add_version_flag
+from alloop.config import DEFAULT_POOL, DEFAULT_QUERY_ADDRESS, DEFAULT_TRAINER_ADDRESS
+from alloop.envvars import integer
 from alloop.rpc.security import open_secure_channel
 from alloop.v1 import query_pb2_grpc, trainer_pb2_grpc
 
-MAX_MESSAGE_BYTES = int(os.environ.get("ALLOOP_MAX_MESSAGE_BYTES", 64 * 1024 * 1024))
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False) -> None:
+    """The flags every client shares: ``--version``, and each service's address as ``--<service>-address``, named
+    like the variable that sets it."""
+    add_version_flag(parser)
     parser.add_argument(
-        "--query", default=os.environ.get("ALLOOP_QUERY_ADDRESS", DEFAULT_QUERY_ADDRESS),
-        help="query service host:port (env ALLOOP_QUERY_ADDRESS)",
+        "--query-address", dest="query", default=os.environ.get("ALLOOP_QUERY_ADDRESS", DEFAULT_QUERY_ADDRESS),
+        metavar="HOST:PORT", help="query service (env ALLOOP_QUERY_ADDRESS, default %(default)s)",
     )
     if trainer:
         parser.add_argument(
-            "--trainer", default=os.environ.get("ALLOOP_TRAINER_ADDRESS", DEFAULT_TRAINER_ADDRESS),
-            help="trainer service host:port (env ALLOOP_TRAINER_ADDRESS)",
+            "--trainer-address", dest="trainer", metavar="HOST:PORT",
+            default=os.environ.get("ALLOOP_TRAINER_ADDRESS", DEFAULT_TRAINER_ADDRESS),
+            help="trainer service (env ALLOOP_TRAINER_ADDRESS, default %(default)s)",
         )
+
+
+def add_pool_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", default=DEFAULT_POOL, help="pool name (default %(default)s)")
+
+
+def add_count_flag(parser: argparse.ArgumentParser, *, default: int | None, what: str) -> None:
+    parser.add_argument("-k", "--count", type=int, default=default, required=default is None, help=what)
 
 
 def open_channel(address: str, timeout: float = 30.0) -> grpc.Channel:
     """TLS when ALLOOP_TLS_CA is set; ALLOOP_TOKEN goes with every call as ``authorization: Bearer``."""
+    try:
+        largest = integer(os.environ, "ALLOOP_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     channel = open_secure_channel(
         address,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", largest),
+            ("grpc.max_send_message_length", largest),
         ],
     )
     try:

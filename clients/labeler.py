@@ -55,7 +55,7 @@ def label_session(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Label queued items in the terminal.")
+    parser = argparse.ArgumentParser(prog="alloop-label", description="Label queued items in the terminal.")
     add_address_flags(parser)
     parser.add_argument(
         "--labeler", default="",

@@ -20,7 +20,7 @@ from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.data import Record, read_records
 from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
-from clients.common import add_address_flags, describe, query_stub, trainer_stub
+from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, query_stub, trainer_stub
 from clients.pool import submit_records
 
 
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     print_header()
     print_row(rows[0])
     # Either R rounds of k labels, or rounds that reach each total in --budgets.
-    targets = args.budgets or [version.train_size + args.k * r for r in range(1, args.rounds + 1)]
+    targets = args.budgets or [version.train_size + args.count * r for r in range(1, args.rounds + 1)]
     for round_no, target in enumerate(targets, start=1):
         k = target - version.train_size
         if k <= 0:
@@ -197,24 +197,24 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
         version = oracle.wait_for_version(version.version, args.timeout)
         rows.append(row_for(round_no, version, time.monotonic() - round_started))
         print_row(rows[-1])
-    meta = {"strategy": args.strategy, "k": args.k, "budgets": args.budgets, "pool": args.pool, "pool_size": len(records)}
+    meta = {"strategy": args.strategy, "k": args.count, "budgets": args.budgets, "pool": args.pool, "pool_size": len(records)}
     json_path, png_path = write_outputs(rows, args.out, meta)
     print(f"learning curve: {json_path} and {png_path}", flush=True)
     return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Simulated oracle: label queried items from the dataset's true labels.")
+    parser = argparse.ArgumentParser(prog="alloop-oracle", description="Simulated oracle: label queried items from the dataset's true labels.")
     add_address_flags(parser, trainer=True)
     parser.add_argument("--pool-file", type=Path, required=True, help="CSV/JSONL (id, text, label) with true labels")
-    parser.add_argument("--pool", default="oracle", help="pool name")
+    add_pool_flag(parser)
     parser.add_argument("--classes", default="negative,positive")
     parser.add_argument("--strategy", default="least_confidence", choices=strategy_names())
-    parser.add_argument("--k", type=int, default=500, help="labels per round")
+    add_count_flag(parser, default=500, what="labels per round (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--budgets", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
-        help="label totals to reach, one round each (e.g. 400,600,1000); overrides --k/--rounds",
+        help="label totals to reach, one round each (e.g. 400,600,1000); overrides --count/--rounds",
     )
     parser.add_argument(
         "--max-candidates", type=int, default=0,

@@ -1,7 +1,7 @@
 """Batch pool client: upload a CSV/JSONL pool (with a progress bar) and query items for labeling.
 
     alloop-pool submit reviews.jsonl --pool reviews
-    alloop-pool query --pool reviews --strategy entropy --k 100
+    alloop-pool query --pool reviews --strategy entropy -k 100
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alloop.config import DEFAULT_CLASSES
 from alloop.data import Record, read_records
 from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import query_pb2, query_pb2_grpc
-from clients.common import add_address_flags, describe, query_stub
+from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, query_stub
 
 DEFAULT_BATCH = 256
 
@@ -53,12 +53,12 @@ def submit_records(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Submit a pool to alloop, or query items for labeling.")
+    parser = argparse.ArgumentParser(prog="alloop-pool", description="Submit a pool to alloop, or query items for labeling.")
     add_address_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="upload a CSV/JSONL file of (id, text[, label]) as an unlabeled pool")
     p_submit.add_argument("path", type=Path)
-    p_submit.add_argument("--pool", default="default")
+    add_pool_flag(p_submit)
     p_submit.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="items per stream message")
     p_submit.add_argument("--skip-invalid", action="store_true", help="store the valid items, report the others")
     p_submit.add_argument(
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         help="class names, for files whose (ignored) label column holds names (env ALLOOP_CLASSES)",
     )
     p_query = sub.add_parser("query", help="select k items with a strategy and queue them for labelers")
-    p_query.add_argument("--pool", default="default")
+    add_pool_flag(p_query)
     p_query.add_argument("--strategy", default="least_confidence", choices=strategy_names())
-    p_query.add_argument("--k", type=int, required=True)
+    add_count_flag(p_query, default=None, what="items to select and queue")
     args = parser.parse_args(argv)
 
     stub = query_stub(args.query)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for rejection in result.rejections[:20]:
                 print(f"  rejected #{rejection.index} {rejection.id!r}: {rejection.reason}")
         else:
-            result = stub.Query(query_pb2.QueryRequest(pool=args.pool, strategy=strategy_value(args.strategy), k=args.k))
+            result = stub.Query(query_pb2.QueryRequest(pool=args.pool, strategy=strategy_value(args.strategy), k=args.count))
             print(f"queued {len(result.selected)} of {result.candidates} candidates (model version {result.model_version})")
             for item in result.selected:
                 probs = " ".join(f"{p:.3f}" for p in item.probabilities)

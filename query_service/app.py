@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alloop.config import QuerySettings
+from alloop.config import DEFAULT_POOL, QuerySettings
 from alloop.errors import FailedPrecondition, InvalidRequest, PermissionDenied, ResourceExhausted
 from alloop.models.text_model import Features
 from alloop.identity import ANONYMOUS, Caller
@@ -27,7 +27,6 @@ from alloop.validation import check_batch_size, check_label, check_name, check_t
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
 
-DEFAULT_POOL = "default"
 ANONYMOUS_LABELER = "anonymous"  # recorded for a label without a labeler name when tokens are off
 DEFAULT_MEASURE = "least_confidence"
 

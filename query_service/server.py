@@ -131,7 +131,7 @@ def replica_state(pools: PoolStore, labeling: LabelingStore, holder: ModelHolder
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="alloop query service (gRPC)")
+    parser = argparse.ArgumentParser(prog="alloop-query-service", description="alloop query service (gRPC)")
     add_common_flags(parser)
     args = parser.parse_args(argv)
     try:

@@ -17,7 +17,8 @@ from alloop.rpc.messages import model_version_message, seconds, strategy_name, s
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
-from query_service.app import DEFAULT_MEASURE, DEFAULT_POOL, QueryApp, Scored
+from alloop.config import DEFAULT_POOL
+from query_service.app import DEFAULT_MEASURE, QueryApp, Scored
 
 
 def _item_score(scored: Scored, version: int, pool: str = "") -> common_pb2.ItemScore:

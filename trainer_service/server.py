@@ -69,7 +69,7 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="alloop trainer service (gRPC)")
+    parser = argparse.ArgumentParser(prog="alloop-trainer-service", description="alloop trainer service (gRPC)")
     add_common_flags(parser)
     parser.add_argument("--initial-data", type=Path, help="initial labeled set, CSV/JSONL (env ALLOOP_INITIAL_DATA)")
     parser.add_argument("--val-data", type=Path, help="validation set (env ALLOOP_VAL_DATA)")

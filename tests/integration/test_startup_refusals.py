@@ -40,3 +40,16 @@ def test_an_unknown_log_format_is_refused_with_one_line_naming_the_variable(tmp_
                           timeout=120)
     assert done.returncode == 2 and "ALLOOP_LOG_FORMAT must be one of plain, json" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("main", "variable", "value", "message"), [
+    ("query_service.server", "ALLOOP_LEASE_SECONDS", "five minutes", "ALLOOP_LEASE_SECONDS must be a number, got 'five minutes'"),
+    ("query_service.server", "ALLOOP_GRPC_WORKERS", "many", "ALLOOP_GRPC_WORKERS must be an integer, got 'many'"),
+    ("trainer_service.server", "ALLOOP_RETRAIN_THRESHOLD", "1e3", "ALLOOP_RETRAIN_THRESHOLD must be an integer, got '1e3'"),
+    ("trainer_service.server", "ALLOOP_LINEAR_C", "nan", "ALLOOP_LINEAR_C must be a finite number"),
+])
+def test_a_malformed_number_is_refused_with_one_line_naming_the_variable(main, variable, value, message, tmp_path):
+    env = {**os.environ, "ALLOOP_STATE_DIR": str(tmp_path), variable: value}
+    done = subprocess.run([sys.executable, "-m", main], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

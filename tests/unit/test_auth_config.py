@@ -231,7 +231,7 @@ def test_server_limits_from_the_environment():
         limits_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "8"})
     with pytest.raises(ValueError, match="ALLOOP_MAX_CONCURRENT_RPCS"):
         limits_from_env({"ALLOOP_MAX_CONCURRENT_RPCS": "10"})
-    with pytest.raises(ValueError, match="ALLOOP_GRPC_WORKERS must be a number"):
+    with pytest.raises(ValueError, match="ALLOOP_GRPC_WORKERS must be an integer"):
         limits_from_env({"ALLOOP_GRPC_WORKERS": "many"})
     assert query_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "3"}).limits.workers == 8
     assert trainer_from_env({"ALLOOP_STREAM_IDLE_SECONDS": "5"}).limits.stream_idle_seconds == 5
