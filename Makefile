@@ -52,11 +52,21 @@ test-unit: proto
 demo: proto
 	$(VENV)/bin/alloop-demo --workdir $(DEMO_DIR)
 
-# The image's pinned dependencies (hashes included), from pyproject.toml's dependencies and its proto extra.
+# The images' pinned dependencies (hashes included, for linux/amd64): requirements/trainer.lock (dependencies + the
+# trainer extra), requirements/query.lock (dependencies only), requirements/build.lock (the builder stage: the proto
+# extra and pyproject's build requirements). Each later file starts from the trainer's pins, so a package that two
+# images share has one version in both (a model the trainer writes is read by the same Keras in the query image).
+lock: LOCK_FLAGS = --quiet --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras
 lock: $(STAMP)
 	$(PY) -m pip install -q pip-tools
-	$(VENV)/bin/pip-compile --quiet --allow-unsafe --extra=proto --generate-hashes --no-emit-find-links \
-		--no-emit-index-url --output-file=requirements.lock --strip-extras pyproject.toml
+	mkdir -p requirements
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --extra=trainer --output-file=requirements/trainer.lock pyproject.toml
+	cp requirements/trainer.lock requirements/query.lock
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --output-file=requirements/query.lock pyproject.toml
+	cp requirements/trainer.lock requirements/build.lock
+	$(PY) -c 'import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); \
+		print(*t["project"]["optional-dependencies"]["proto"], *t["build-system"]["requires"], sep="\n")' \
+		| $(VENV)/bin/pip-compile $(LOCK_FLAGS) --output-file=requirements/build.lock -
 
 # Random Redis password and bearer tokens (one per role, named for it) for docker-compose.yml; kept if present.
 secrets:

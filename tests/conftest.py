@@ -61,12 +61,7 @@ def dump_keys(client: redis.Redis, prefix: str) -> dict[str, object]:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> dict[str, Path]:
-    return {
-        "initial": synthetic.write_jsonl(tmp_path / "initial.jsonl", synthetic.reviews(120, 1, "init")),
-        "val": synthetic.write_jsonl(tmp_path / "val.jsonl", synthetic.reviews(60, 2, "val")),
-        "test": synthetic.write_jsonl(tmp_path / "test.jsonl", synthetic.reviews(60, 3, "test")),
-        "pool": synthetic.write_jsonl(tmp_path / "pool.jsonl", synthetic.reviews(200, 4, "pool")),
-    }
+    return synthetic.write_corpus(tmp_path)
 
 
 @pytest.fixture

@@ -25,3 +25,14 @@ def reviews(n: int, seed: int, prefix: str) -> list[dict[str, object]]:
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def write_corpus(folder: Path) -> dict[str, Path]:
+    """Small synthetic splits, as `alloop-prepare --out` names them: 120 initial, 60 val, 60 test, 200 pool."""
+    return {
+        "initial": write_jsonl(folder / "initial.jsonl", reviews(120, 1, "init")),
+        "val": write_jsonl(folder / "val.jsonl", reviews(60, 2, "val")),
+        "test": write_jsonl(folder / "test.jsonl", reviews(60, 3, "test")),
+        "pool": write_jsonl(folder / "pool.jsonl", reviews(200, 4, "pool")),
+    }
+

@@ -68,6 +68,17 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     return RunningTrainerService(server, bound.port, trainer, watchdog, stopping, bound.limiter, metrics_port)
 
 
+def require_scikit_learn() -> None:
+    """The linear family fits with scikit-learn, an extra the query image leaves out: say so at start-up rather
+    than in the middle of the first round."""
+    try:
+        import sklearn  # noqa: F401, PLC0415
+    except ImportError:
+        raise ValueError(
+            "the linear family fits with scikit-learn, which is not installed here: pip install 'alloop[trainer]'"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="alloop-trainer-service", description="alloop trainer service (gRPC)")
     add_common_flags(parser)
@@ -89,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
         )
         settings.security.check(settings.address)
+        if settings.model.family == "linear":
+            require_scikit_learn()
     except ValueError as exc:  # a bad setting: one line naming it, no traceback
         parser.exit(2, f"{parser.prog}: {exc}\n")
     client, embedded = open_redis(

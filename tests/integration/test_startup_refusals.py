@@ -53,3 +53,13 @@ def test_a_malformed_number_is_refused_with_one_line_naming_the_variable(main, v
     done = subprocess.run([sys.executable, "-m", main], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_linear_trainer_without_scikit_learn_is_refused_with_one_line(tmp_path: Path):
+    shadow = tmp_path / "shadow" / "sklearn"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError('no sklearn here', name='sklearn')\n")
+    env = {**os.environ, "ALLOOP_STATE_DIR": str(tmp_path), "PYTHONPATH": str(tmp_path / "shadow")}
+    done = subprocess.run([sys.executable, "-m", "trainer_service.server"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "pip install 'alloop[trainer]'" in done.stderr and "Traceback" not in done.stderr

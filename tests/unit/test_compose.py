@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.container_files import exec_form, healthcheck_of, load_compose, service_env, stages
 from tests.integration.test_redis_auth import least_privilege_acl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +68,52 @@ def test_make_secrets_writes_owner_only_files_in_the_format_the_services_read(tm
     before = tokens.read_text()
     subprocess.run(["make", "-s", "secrets"], cwd=tmp_path, check=True, capture_output=True)
     assert tokens.read_text() == before  # kept: running it again rotates nothing
+
+
+# --- operations: health, start order, restarts, limits, images ----------------------------------------------------
+
+SERVICE_ADDRESS = {"query": "ALLOOP_QUERY_ADDRESS", "trainer": "ALLOOP_TRAINER_ADDRESS"}
+
+
+def test_every_service_has_a_healthcheck_a_restart_policy_and_resource_limits() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        health = service.get("healthcheck") or {}
+        assert health.get("test") and not health.get("disable"), f"{name} has no healthcheck"
+        assert {"interval", "timeout", "retries"} <= set(health), f"{name}: {health}"
+        assert service.get("restart") == "unless-stopped", f"{name} restarts {service.get('restart')!r}"
+        assert service.get("mem_limit") and service.get("cpus"), f"{name} runs without memory and CPU limits"
+
+
+def test_services_start_once_what_they_depend_on_is_healthy() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services
+            assert condition == {"condition": "service_healthy"}, f"{name} waits for {dependency} to be {condition}"
+    assert set(services["trainer"]["depends_on"]) == {"redis"} and set(services["query"]["depends_on"]) == {"redis"}
+
+
+def test_built_services_use_their_own_image_target_command_and_health_port() -> None:
+    compose = load_compose()
+    by_name = stages()
+    for name, variable in SERVICE_ADDRESS.items():
+        service = compose["services"][name]
+        assert service["build"] == {"context": ".", "target": name}, service["build"]
+        assert name in by_name, f"the Dockerfile has no target {name}"
+        cmd = [exec_form(i.args) for i in by_name[name].all("CMD")][-1]
+        assert service["command"] == cmd, f"{name} runs {service['command']}, its image {cmd}"
+        port = service_env(service)[variable].rsplit(":", 1)[1]
+        assert service["healthcheck"]["test"] == ["CMD", "alloop-healthcheck", "--address", f"127.0.0.1:{port}"]
+        image_check = healthcheck_of(name)
+        assert image_check is not None and image_check[1] == service["healthcheck"]["test"][1:], (
+            f"{name}: compose's healthcheck and the image's HEALTHCHECK differ"
+        )
+
+
+def test_no_bilstm_era_variables_on_the_trainer() -> None:
+    """The default family (linear) is solved exactly: epochs, patience, batch size and warm start are the BiLSTM's.
+    tests/integration/test_compose_stack.py finds any such variable from the code; this names the ones it had."""
+    env = service_env(load_compose()["services"]["trainer"])
+    assert env.get("ALLOOP_MODEL_FAMILY", "linear") == "linear"
+    assert not {"ALLOOP_EPOCHS", "ALLOOP_PATIENCE", "ALLOOP_BATCH_SIZE", "ALLOOP_WARM_START"} & set(env)
