@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> None:
             retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
         )
         settings.security.check(settings.address)
+        for variable, path in (("ALLOOP_INITIAL_DATA", settings.initial_data), ("ALLOOP_VAL_DATA", settings.val_data),
+                               ("ALLOOP_TEST_DATA", settings.test_data)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{variable} (or its flag): {path} is not a readable file")
         if settings.model.family == "linear":
             require_scikit_learn()
     except ValueError as exc:  # a bad setting: one line naming it, no traceback

@@ -63,3 +63,10 @@ def test_a_linear_trainer_without_scikit_learn_is_refused_with_one_line(tmp_path
     done = subprocess.run([sys.executable, "-m", "trainer_service.server"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "pip install 'alloop[trainer]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_data_file_is_refused_with_one_line_naming_the_variable(tmp_path: Path):
+    env = {**os.environ, "ALLOOP_STATE_DIR": str(tmp_path), "ALLOOP_VAL_DATA": str(tmp_path / "nope.jsonl")}
+    done = subprocess.run([sys.executable, "-m", "trainer_service.server"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "ALLOOP_VAL_DATA (or its flag)" in done.stderr and "Traceback" not in done.stderr
