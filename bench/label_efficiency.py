@@ -1,13 +1,21 @@
 """Label efficiency, measured through the running services: learning curves per model family and strategy.
 
 Each curve is a real run: an embedded Redis, the trainer and the query service as processes, and the simulated
-oracle answering queried items with IMDB's true labels (clients/oracle.py), on the seed's balanced splits (the
-same 5,000 validation and 5,000 test reviews for every curve, seed, family and peer: SPLIT_SEED; the candidates are
-the other 40,000, and a curve's seed draws which of them start labelled). Full-data accuracy is measured in the
-same run by training each family once on every candidate. Results: bench/results/label_efficiency.json and .png.
+oracle answering queried items with their true labels (clients/oracle.py). The splits are drawn once (SPLIT_SEED):
+the same validation and test items for every curve, seed, family and peer; the candidates are the rest, and a
+curve's seed draws which of them start labelled. On IMDB these are the seed's balanced splits (5,000 validation,
+5,000 test, 40,000 candidates); on another corpus (``--corpus``) a class-balanced test split of min(2,500, 20% of
+the smallest class) per class and a validation split of min(2,500, 10%). Full-data accuracy is measured in the same
+run by training each family once on every candidate, and small-text and modAL run on the same splits and rounds.
+Results: bench/results/label_efficiency.json and .png.
 
     python -m bench.label_efficiency --quick     # linear family, 3 strategies, 1 seed, up to 2,000 labels
     python -m bench.label_efficiency             # both families, each family's strategies and seeds (PLANS)
+    python -m bench.label_efficiency --corpus .cache/corpora/bbc-news.jsonl --classes \
+        business,entertainment,politics,sports,tech      # any labelled corpus (bench/corpora.py fetches a suite)
+
+On a corpus the plan's budgets are clipped to its candidates and its initial labels to a tenth of the smallest
+class's candidates; the family defaults to ``linear`` (the BiLSTM is the seed's IMDB model: ``--families`` adds it).
 
 Which strategies run for which family, and why some do not, is in PLANS and lands in the JSON as ``skipped``:
 binary least-confidence, margin and entropy rank items identically (tests/unit/test_strategies.py), so one of
@@ -108,6 +116,21 @@ class Corpus:
     classes: tuple[str, ...]
     val_per_class: int
     test_per_class: int
+    counts: tuple[int, ...] = ()  # records per class, before the splits
+
+    @property
+    def name(self) -> str:
+        """The pool name the oracle submits the corpus under, and the label in reports: the file's stem."""
+        return self.path.stem
+
+    def candidates_per_class(self, pool_limit: int | None = None) -> list[int]:
+        """What each class has left for initial labels and the pool once test and validation are drawn (a pool
+        limit scales them down alike)."""
+        left = [c - self.test_per_class - self.val_per_class for c in self.counts]
+        total = sum(left)
+        if pool_limit is not None and total > pool_limit:
+            left = [int(c * pool_limit / total) for c in left]
+        return left
 
 
 CORPUS_TEST_PER_CLASS = 2500  # as the seed's IMDB test split ...
@@ -130,7 +153,30 @@ def corpus_sizes(path: Path, classes: tuple[str, ...] | None = None) -> Corpus:
     val = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_VAL_FRACTION))
     if min(test, val) < 1:
         raise ValueError(f"{path}: the smallest class has {smallest} records, too few for test and validation splits")
-    return Corpus(path, tuple(names), val, test)
+    return Corpus(path, tuple(names), val, test, tuple(int(c) for c in counts))
+
+
+def fit_plan(plan: FamilyPlan, corpus: Corpus, pool_limit: int | None, initial_asked: bool) -> FamilyPlan:
+    """``plan`` cut to what ``corpus`` holds: budgets above the candidates dropped (a Query cannot ask for more items
+    than are left), and initial labels at most a tenth of the smallest class's candidates. An initial size someone
+    asked for that the corpus cannot hold is refused in one line rather than failing inside a run."""
+    per_class = corpus.candidates_per_class(pool_limit)
+    most = max(1, min(per_class) // 10)
+    initial = plan.initial_per_class
+    if initial > most:
+        if initial_asked:
+            raise SystemExit(f"--initial-per-class {initial}: {corpus.path.name}'s smallest class has "
+                             f"{min(per_class)} candidates after the test and validation splits; use at most {most}")
+        initial = most
+    start, total = initial * len(per_class), sum(per_class)
+    budgets = [b for b in plan.budgets if start < b <= total]
+    if initial != plan.initial_per_class or budgets != plan.budgets:
+        print(f"{corpus.path.name}: {plan.name} plan fitted to {total} candidates: {initial} initial labels per "
+              f"class, budgets {budgets}", flush=True)
+    if not budgets:
+        raise SystemExit(f"{corpus.path.name}: none of the budgets {plan.budgets} lies between the {start} initial "
+                         f"labels and the {total} candidates; give --budgets")
+    return replace(plan, initial_per_class=initial, budgets=budgets)
 
 
 SPLIT_SEED = 0
@@ -163,18 +209,19 @@ def run_curve(
     env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed), "ALLOOP_CLASSES": classes,
            # Every curve's pool text is the same candidates: adapt the vocabulary and run the SVD once per run.
            "ALLOOP_CORPUS_CACHE_DIR": str(work / "corpus-cache")}
+    pool = corpus.name if corpus else "imdb"
     with local_stack(run_dir, data, env) as stack:
-        rows = oracle.run(oracle_args(stack.query, stack.trainer, data, strategy, seed, budgets, classes, run_dir))
+        rows = oracle.run(oracle_args(stack.query, stack.trainer, data, strategy, seed, budgets, classes, run_dir, pool))
     return [{"labels": r.labels, "accuracy": r.accuracy, "false_positives": r.false_positives,
              "false_negatives": r.false_negatives, "kappa": r.kappa, "seconds": r.seconds} for r in rows]
 
 
 def oracle_args(query: str, trainer: str, data: Path, strategy: str, seed: int, budgets: list[int], classes: str,
-                run_dir: Path) -> argparse.Namespace:
+                run_dir: Path, pool: str = "imdb") -> argparse.Namespace:
     """The oracle's arguments for one curve; its Query draws are seeded from the curve's seed (``--seed``)."""
     return oracle.build_parser().parse_args([
         "--query-address", query, "--trainer-address", trainer, "--pool-file", str(data / "pool.jsonl"),
-        "--pool", "imdb", "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
+        "--pool", pool, "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
         "--out", str(run_dir), "--quiet", "--timeout", "1800", "--seed", str(seed),
         "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
     ])
@@ -205,14 +252,15 @@ def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: in
 
 
 def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
-    """family -> strategy -> labels -> {mean, min, max, n} over seeds."""
+    """family -> strategy -> labels -> {mean, std (population), min, max, n} over seeds."""
     grouped: dict[str, dict[str, dict[int, list[float]]]] = {}
     for run in runs:
         per = grouped.setdefault(run["family"], {}).setdefault(run["strategy"], {})
         for point in run["curve"]:
             per.setdefault(point["labels"], []).append(point["accuracy"])
     return {
-        fam: {s: {n: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)), "n": len(v)}
+        fam: {s: {n: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
+                      "max": float(np.max(v)), "n": len(v)}
                   for n, v in sorted(points.items())} for s, points in strategies.items()}
         for fam, strategies in grouped.items()
     }
@@ -378,7 +426,13 @@ def compare_with_peers(
         own[name] = next((n for n in sorted(theirs[name]) if ceiling is not None and theirs[name][n] >= ceiling), None)
     hits = [n for n in reach.values() if n is not None]
     own_hits = [n for n in own.values() if n is not None]
+    ceilings = [a for entry in peer_result["peers"].values() if (a := entry.get("full_data", {}).get("accuracy"))]
+    best_peer_full = max(ceilings, default=None)
+    ours_reaching = [n for c in ours for n in sorted(c) if best_peer_full is not None and c[n] >= best_peer_full]
     return {
+        "best_peer_full_accuracy": best_peer_full,
+        # The fewest labels with which any alloop curve (mean over seeds) reaches the best peer's full-data model.
+        "labels_to_best_peer_full_accuracy": min(ours_reaching, default=None),
         "peer_margin": margin,  # alloop's best family+strategy minus the best peer (interpolated between rounds)
         "peer_labels_to_seed_full_accuracy": min(hits) if hits else None,
         "peer_labels_to_seed_full_accuracy_by_peer": reach,
@@ -390,31 +444,49 @@ def compare_with_peers(
 REPORT_BUDGETS = (200, 500, 1000, 2000, 5000, 10_000, 15_000)
 
 
+def report_columns(curves: list[dict[int, Any]]) -> list[int]:
+    """The label counts a table shows: REPORT_BUDGETS inside some curve's range, or, where none is (a small
+    corpus), the rounds themselves."""
+    columns = [n for n in REPORT_BUDGETS if any(c and min(c) <= n <= max(c) for c in curves)]
+    return columns or sorted({n for c in curves for n in c})
+
+
 def report(result: dict[str, Any]) -> str:
-    """The README's table from a results file: mean accuracy (%) per family/strategy and peer at REPORT_BUDGETS
-    (interpolated between rounds, blank outside a curve), and each one's full-data accuracy."""
-    head = "| labels | " + " | ".join(f"{n:,}" for n in REPORT_BUDGETS) + " | all candidates |"
-    lines = [head, "|---" * (len(REPORT_BUDGETS) + 2) + "|"]
-
-    def row(name: str, curve: dict[int, float], full: float | None) -> str:
-        cells = [f"{v * 100:.1f}" if (v := _at(curve, n)) is not None else "" for n in REPORT_BUDGETS]
-        return f"| {name} | " + " | ".join(cells) + f" | {'' if full is None else f'{full * 100:.1f}'} |"
-
+    """The table from a results file: per family/strategy and peer, mean accuracy (%) over seeds with its
+    population std (interpolated between rounds, blank outside a curve), and each one's full-data accuracy."""
+    rows: list[tuple[str, dict[int, float], dict[int, float], float | None]] = []
     for fam, strategies in result.get("curves", {}).items():
         full = result.get("full_data", {}).get(fam, {}).get("accuracy")
         seeds = result.get("seeds", {})
         n_family = seeds.get(fam) if isinstance(seeds, dict) else seeds
         for strategy, curve in strategies.items():
             n = result.get("seeds_by_strategy", {}).get(fam, {}).get(strategy, n_family)
-            lines.append(row(f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
-                             {int(k): v["mean"] for k, v in curve.items()}, full))
+            rows.append((f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
+                         {int(k): v["mean"] for k, v in curve.items()},
+                         {int(k): v.get("std", 0.0) for k, v in curve.items()}, full))
     for name, entry in ((result.get("peers") or {}).get("peers") or {}).items():
-        lines.append(row(f"peer: {name}", {b["labels"]: b["mean"] for b in entry["budgets"]},
-                         entry.get("full_data", {}).get("accuracy")))
+        rows.append((f"peer: {name}", {b["labels"]: b["mean"] for b in entry["budgets"]},
+                     {b["labels"]: b.get("std", 0.0) for b in entry["budgets"]},
+                     entry.get("full_data", {}).get("accuracy")))
+    columns = report_columns([mean for _, mean, _, _ in rows])
+    where = result.get("corpus")
+    title = f"{Path(where['path']).stem}: " if isinstance(where, dict) else "IMDB: "
+    lines = [f"{title}test accuracy (%), mean ± std over seeds",
+             "", "| labels | " + " | ".join(f"{n:,}" for n in columns) + " | all candidates |",
+             "|---" * (len(columns) + 2) + "|"]
+    for name, mean, std, full in rows:
+        cells = []
+        for n in columns:
+            value, spread = _at(mean, n), _at(std, n)
+            cells.append("" if value is None else f"{value * 100:.1f}" + (f" ±{spread * 100:.1f}" if spread else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if full is None else f'{full * 100:.1f}'} |")
     return "\n".join(lines)
 
 
-def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: dict[str, Any] | None = None) -> None:
+def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: dict[str, Any] | None = None,
+         title: str = "IMDB") -> None:
+    """Curves with their seed spread, the peers' curves, and every full-data line (alloop's families and each peer
+    library's); the seed BiLSTM's published line only on IMDB."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -426,12 +498,20 @@ def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: 
             xs = sorted(c)
             ax.plot(xs, [c[n]["mean"] * 100 for n in xs], marker=".", label=f"{fam} / {s}")
             ax.fill_between(xs, [c[n]["min"] * 100 for n in xs], [c[n]["max"] * 100 for n in xs], alpha=0.15)
+    ceilings: dict[float, str] = {}
     for name, entry in (peer_result or {}).get("peers", {}).items():
         points = sorted((b["labels"], b["mean"]) for b in entry["budgets"])
-        ax.plot([n for n, _ in points], [a * 100 for _, a in points], linestyle="--", marker="x", label=f"peer: {name}")
+        line = ax.plot([n for n, _ in points], [a * 100 for _, a in points], linestyle="--", marker="x",
+                       label=f"peer: {name}")[0]
+        if (ceiling := entry.get("full_data", {}).get("accuracy")) is not None and ceiling not in ceilings:
+            ceilings[ceiling] = name  # one line per library: its peers share the full-data model
+            ax.axhline(ceiling * 100, color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"peer {name}, all labels")
     for fam, f in full.items():
         ax.axhline(f["accuracy"] * 100, linestyle="--", linewidth=1, label=f"{fam}, all {f['labels']:,} labels")
-    ax.axhline(SEED_FULL_ACCURACY_PUBLISHED * 100, color="grey", linestyle=":", label="seed, published (85.8%)")
+    if title == "IMDB":
+        ax.axhline(SEED_FULL_ACCURACY_PUBLISHED * 100, color="grey", linestyle=":", label="seed, published (85.8%)")
+    ax.set_title(title)
     ax.set_xlabel("labels")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xscale("log")
@@ -473,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the seed's reproduction: full-data BiLSTM and its ratio protocol "
                              "(15k -> 30k labels)")
     parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
-    parser.add_argument("--families", default=None, help="comma list (default: linear,bilstm; quick: linear)")
+    parser.add_argument("--families", default=None,
+                        help="comma list (default: linear,bilstm on IMDB; linear on --corpus and with --quick)")
     parser.add_argument("--strategies", default=None, help="comma list for every family (default: each family's plan)")
     parser.add_argument("--seeds", type=int, default=None, help="default: each family's plan (quick: 1)")
     parser.add_argument("--max-labels", type=int, default=None,
@@ -482,10 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
     parser.add_argument("--corpus", type=Path, default=None,
-                        help="a labelled CSV/JSONL (id, text, label) corpus instead of IMDB (splits: see corpus_sizes)")
+                        help="a labelled CSV/JSONL (id, text, label) corpus instead of IMDB; test: min(2,500, 20%% of "
+                             "the smallest class) per class, validation: min(2,500, 10%%), the rest candidates")
     parser.add_argument("--classes", default=None, help="--corpus class names in label order (default: inferred)")
     parser.add_argument("--initial-per-class", type=int, default=None,
-                        help="initial labels per class (default: 100 for linear, 500 for bilstm)")
+                        help="initial labels per class (default: 100 for linear, 500 for bilstm; on a corpus at most "
+                             "a tenth of its smallest class)")
     parser.add_argument("--budgets", default=None,
                         help="comma list of label totals, one round each (default: the plan's)")
     parser.add_argument("--resume", type=Path, default=None,
@@ -509,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out = args.out or RESULTS / ("label_efficiency_quick.json" if args.quick else "label_efficiency.json")
 
-    families = (args.families or ("linear" if args.quick else "linear,bilstm")).split(",")
+    families = (args.families or ("linear" if args.quick or args.corpus else "linear,bilstm")).split(",")
     classes = tuple(args.classes.split(",")) if args.classes else None
     corpus = corpus_sizes(args.corpus, classes) if args.corpus else None
     chosen = args.strategies.split(",") if args.strategies else (QUICK_STRATEGIES if args.quick else None)
@@ -523,8 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]}
                for fam in families}
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
-    max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
+    if corpus is not None:
+        plans = {fam: fit_plan(plan, corpus, pool_limit, args.initial_per_class is not None)
+                 for fam, plan in plans.items()}
+    max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     previous: dict[str, Any] = {}
     if args.resume:
         previous = json.loads(args.resume.read_text())
@@ -598,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     args.out.with_suffix(".partial.json").unlink(missing_ok=True)  # the whole result is written: no partial one
-    plot(curves, full, args.out.with_suffix(".png"), peer_result)
+    plot(curves, full, args.out.with_suffix(".png"), peer_result, title=corpus.name if corpus else "IMDB")
     print(json.dumps({k: v for k, v in result.items() if k not in ("curves", "runs", "peers")}, indent=2))
     return 0
 

@@ -80,6 +80,9 @@ def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     assert result["labels_to_seed_full_accuracy"] is None  # no seed model on a user's corpus
     assert set(result["peers"]["peers"]) >= {"small_text_breaking_ties", "modal_uncertainty"}
     assert set(result["peer_margin"]) == set()  # 500+ labels: beyond this corpus, so no margin is claimed
+    assert "labels_to_best_peer_full_accuracy" in result and result["best_peer_full_accuracy"] > 0.6
+    table = label_efficiency.report(result)
+    assert table.startswith("corpus: test accuracy (%)") and "| 12 | 24 | 36 |" in table
     assert (tmp_path / "result.png").stat().st_size > 1000
     assert result["splits"]["split_seed"] == 0 and result["resumed"] is None
 
@@ -94,4 +97,14 @@ def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     assert sorted((r["strategy"], r["seed"]) for r in resumed["runs"] if r["seed"] == 1) == [
         ("kmeans_diversity", 1), ("random", 1)]
     with pytest.raises(SystemExit, match="pool_limit"):  # other candidates: refused before anything runs
-        label_efficiency.main([*argv, "--pool-limit", "50", "--resume", str(out), "--out", str(tmp_path / "x.json")])
+        label_efficiency.main([*argv, "--pool-limit", "150", "--resume", str(out), "--out", str(tmp_path / "x.json")])
+
+
+def test_the_default_plan_is_fitted_to_a_small_corpus_or_refused_in_one_line(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", 80)  # 56 candidates per class: no default budget fits
+    base = ["--corpus", str(corpus), "--workdir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit, match="give --budgets"):
+        label_efficiency.main(base)
+    with pytest.raises(SystemExit, match="use at most 5"):  # a tenth of the smallest class's 56 candidates
+        label_efficiency.main([*base, "--initial-per-class", "20", "--budgets", "100"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.label_efficiency import first_reaching, mean_curves, summarize
 
 
@@ -18,7 +20,9 @@ def test_mean_curves_and_keys():
         run("linear", "entropy", 1, [(200, 0.77), (1000, 0.86), (2000, 0.89)]),
     ]
     curves = mean_curves(runs)
-    assert curves["linear"]["random"][200] == {"mean": 0.79, "min": 0.78, "max": 0.80, "n": 2}
+    point = curves["linear"]["random"][200]
+    assert (point["mean"], point["min"], point["max"], point["n"]) == (0.79, 0.78, 0.80, 2)
+    assert abs(point["std"] - 0.01) < 1e-12  # population std over seeds
     assert first_reaching(curves["linear"]["entropy"], 0.856) == 1000
     assert first_reaching(curves["linear"]["random"], 0.9) is None
     keys = summarize(curves, {"linear": {"accuracy": 0.885, "labels": 40000}})
@@ -62,9 +66,58 @@ def test_report_interpolates_each_curve_and_leaves_the_outside_blank():
         "peers": {"peers": {"st": {"budgets": [{"labels": 200, "mean": 0.7}, {"labels": 500, "mean": 0.8}]}}},
     }
     lines = report(result).splitlines()
-    assert lines[0].startswith("| labels | 200 | 500 | 1,000 | 2,000 | 5,000 |")
-    assert lines[2] == "| alloop `linear` / random (1 seed) | 80.0 | 81.5 | 84.0 | 88.0 |  |  |  | 91.5 |"
-    assert lines[3] == "| peer: st | 70.0 | 80.0 |  |  |  |  |  |  |"
+    assert lines[0] == "IMDB: test accuracy (%), mean ± std over seeds"
+    assert lines[2] == "| labels | 200 | 500 | 1,000 | 2,000 | all candidates |"  # only budgets some curve covers
+    assert lines[4] == "| alloop `linear` / random (1 seed) | 80.0 | 81.5 | 84.0 | 88.0 | 91.5 |"
+    assert lines[5] == "| peer: st | 70.0 | 80.0 |  |  |  |"
+
+
+def test_report_shows_the_spread_over_seeds_and_a_small_corpus_own_rounds():
+    from bench.label_efficiency import report
+
+    curves = mean_curves([run("linear", "random", s, [(12, 0.5 + s / 100), (24, 0.6 + s / 50)]) for s in range(2)])
+    result = {
+        "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
+        "seeds": {"linear": 2}, "corpus": {"path": "/x/bbc-news.jsonl"},
+        "peers": {"peers": {"st": {"budgets": [{"labels": 12, "mean": 0.4, "std": 0.02}]}}},
+    }
+    lines = report(result).splitlines()
+    assert lines[0].startswith("bbc-news: ")
+    assert lines[2] == "| labels | 12 | 24 | all candidates |"  # below 200 labels: the rounds themselves
+    assert lines[4] == "| alloop `linear` / random (2 seeds) | 50.5 ±0.5 | 61.0 ±1.0 |  |"
+    assert lines[5] == "| peer: st | 40.0 ±2.0 |  |  |"
+
+
+def test_labels_to_the_best_peers_full_data_accuracy():
+    from bench.label_efficiency import compare_with_peers
+
+    curves = mean_curves([run("linear", "random", 0, [(500, 0.80), (1000, 0.86), (2000, 0.90)])])
+    peers = {"peers": {"a": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.85}},
+                       "b": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.88}}}}
+    out = compare_with_peers(curves, peers, seed_target=None)
+    assert out["best_peer_full_accuracy"] == 0.88 and out["labels_to_best_peer_full_accuracy"] == 2000
+    peers["peers"]["b"]["full_data"]["accuracy"] = 0.95
+    assert compare_with_peers(curves, peers, seed_target=None)["labels_to_best_peer_full_accuracy"] is None
+
+
+def test_a_plan_is_fitted_to_a_corpus_or_refused_in_one_line():
+    import pytest
+
+    from bench.label_efficiency import PLANS, Corpus, fit_plan
+
+    small = Corpus(Path("bbc.jsonl"), ("a", "b", "c"), val_per_class=10, test_per_class=20, counts=(330, 400, 500))
+    assert small.candidates_per_class() == [300, 370, 470]
+    linear = fit_plan(PLANS["linear"], small, None, initial_asked=False)
+    assert linear.initial_per_class == 30  # a tenth of the smallest class's 300 candidates, not 100
+    assert linear.budgets == [400, 600, 800, 1000]  # the plan's rounds up to the 1,140 candidates
+    bigger = Corpus(Path("tweets.jsonl"), ("a", "b"), 500, 1000, (9000, 4000))
+    bilstm = fit_plan(PLANS["bilstm"], bigger, None, initial_asked=False)
+    assert bilstm.initial_per_class == 250 and bilstm.budgets == [1500, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]
+    with pytest.raises(SystemExit, match="use at most 30"):
+        fit_plan(PLANS["bilstm"], small, None, initial_asked=True)
+    assert fit_plan(PLANS["linear"], small, 570, initial_asked=False).initial_per_class == 15  # a pool limit halves it
+    with pytest.raises(SystemExit, match="give --budgets"):
+        fit_plan(PLANS["linear"], Corpus(Path("t.jsonl"), ("a", "b"), 1, 2, (60, 60)), None, initial_asked=False)
 
 
 def test_resume_reuses_only_the_same_family_strategy_seed_and_rounds():
@@ -166,6 +219,8 @@ def test_the_benchmark_seeds_each_curves_oracle_and_the_oracle_seeds_each_query(
 
     args = oracle_args("q:1", "t:2", tmp_path, "random", 2, [400, 600], "negative,positive", tmp_path / "run")
     assert args.seed == 2
+    assert args.pool == "imdb"
+    assert oracle_args("q:1", "t:2", tmp_path, "random", 2, [400], "a,b", tmp_path / "run", "bbc-news").pool == "bbc-news"
 
     class Recorder:  # a stand-in for the query stub: records the Query, leases nothing
         def __init__(self) -> None:
