@@ -38,6 +38,8 @@
 | ALLOOP_MODEL_FAMILY | linear | trainer (linear: TF-IDF 1-2-grams, logistic; bilstm: the seed's model) |
 | ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
 | ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT / ALLOOP_NB_SCALE / ALLOOP_NB_UNLABELED / ALLOOP_PSEUDO_WEIGHT | 250000 / 2 / 32 / 300 / 1000 / 2 / 1 / 0.3 | trainer (linear) |
+| ALLOOP_LINEAR_MIN_DF | 1 | trainer (linear: tokens and n-grams in fewer texts of the pools stay out of the vocabulary; 2 helps very short texts at a few hundred labels) |
+| ALLOOP_LINEAR_SELECT_FOLDS / ALLOOP_LINEAR_SELECT_ROWS | 0 / 2000 | trainer (linear: k-fold cross-validation on at most that many labels chooses C and the blocks each round; 0: off) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
@@ -271,12 +273,15 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             family=family,
             linear_max_tokens=integer(env, "ALLOOP_LINEAR_MAX_TOKENS", m.linear_max_tokens),
             ngrams=integer(env, "ALLOOP_NGRAMS", m.ngrams),
+            linear_min_df=integer(env, "ALLOOP_LINEAR_MIN_DF", m.linear_min_df, minimum=1),
             linear_c=number(env, "ALLOOP_LINEAR_C", m.linear_c),
             linear_lsa_components=integer(env, "ALLOOP_LSA_COMPONENTS", m.linear_lsa_components),
             linear_lsa_pivot=integer(env, "ALLOOP_LSA_PIVOT", m.linear_lsa_pivot),
             linear_nb_scale=number(env, "ALLOOP_NB_SCALE", m.linear_nb_scale),
             linear_nb_unlabeled=number(env, "ALLOOP_NB_UNLABELED", m.linear_nb_unlabeled),
             linear_pseudo_weight=number(env, "ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight),
+            linear_select_folds=integer(env, "ALLOOP_LINEAR_SELECT_FOLDS", m.linear_select_folds, minimum=0),
+            linear_select_rows=integer(env, "ALLOOP_LINEAR_SELECT_ROWS", m.linear_select_rows, minimum=2),
         ),
         training=TrainingConfig(
             epochs=integer(env, "ALLOOP_EPOCHS", t.epochs),

@@ -3,6 +3,10 @@
     python -m bench.linear_study                                  # without pseudo-labelled pool rows vs with them
     python -m bench.linear_study --variant base:linear_nb_scale=0 --variant pivot3k:linear_lsa_pivot=3000
     python -m bench.linear_study --seeds 1 --max-labels 2000      # a few minutes
+    python -m bench.linear_study --corpus rt-snippets --strategy random --variant base: --variant cv:linear_select_folds=4
+
+Settings are chosen on the validation split (``--score val``, the default on a ``--corpus``); the test split is for
+reporting a choice already made (``--score test``).
 
 Why a second harness: bench/label_efficiency.py measures the product through its running services, which is what
 the results must come from, but takes an hour for one setting. Choosing a setting needs many curves: this one
@@ -47,18 +51,29 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name or "default", overrides
 
 
-def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
+def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None, score: str = "test",
+                  min_df: int | None = None) -> dict[str, Any]:
+    """Count vectors of one seed's candidates and of the split accuracy is scored on (``score``: val or test), over
+    the vocabulary the trainer would adapt (``min_df``: ModelConfig's default unless given)."""
     from alloop.data import read_records  # noqa: PLC0415
     from alloop.models import linear  # noqa: PLC0415
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
-    data = prepare_run_data(PLANS["linear"], seed, workdir, cache_dir, None, None)  # the benchmark's own splits
-    records = {name: read_records(data / f"{name}.jsonl", require_label=True) for name in ("initial", "pool", "test")}
+    plan = PLANS["linear"]
+    if corpus is not None:  # the suite's start: about 200 labels over the classes
+        plan = replace(plan, initial_per_class=max(1, 200 // len(corpus.classes)))
+    data = prepare_run_data(plan, seed, workdir, cache_dir, None, corpus)  # the benchmark's own splits
+    names = corpus.classes if corpus is not None else None
+    records = {name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
+               for name in ("initial", "pool", score)}
+    records["test"] = records[score]
     candidates = records["initial"] + records["pool"]
-    corpus = sorted({r.text for r in candidates})
+    corpus_texts = sorted({r.text for r in candidates})
     cache = linear.CorpusCache(workdir / "corpus-cache")  # shared with bench/label_efficiency.py's runs
-    config = ModelConfig(family="linear")
-    vectorizer = cache.vectorizer(config, corpus)
+    config = ModelConfig(family="linear", n_classes=len(names) if names else 2)
+    if min_df is not None:
+        config = replace(config, linear_min_df=min_df)
+    vectorizer = cache.vectorizer(config, corpus_texts)
     return {
         "counts": cache.counts(vectorizer, [r.text for r in candidates]),
         "labels": np.array([int(r.label) for r in candidates]),
@@ -66,7 +81,8 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path) -> dict[str, Any]:
         "text_ids": np.unique([r.text for r in candidates], return_inverse=True)[1],
         "test": cache.counts(vectorizer, [r.text for r in records["test"]]),
         "test_labels": np.array([int(r.label) for r in records["test"]]),
-        "stats": cache.stats(vectorizer, corpus, config.linear_lsa_components, seed),
+        "stats": cache.stats(vectorizer, corpus_texts, config.linear_lsa_components, seed),
+        "n_classes": config.n_classes,
         "initial": len(records["initial"]),
     }
 
@@ -136,7 +152,7 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
     """:func:`rounds`, then the same settings on every candidate (the last key: the full-data accuracy)."""
     from alloop.models.config import ModelConfig  # noqa: PLC0415
 
-    config = replace(ModelConfig(family="linear"), **overrides)
+    config = replace(ModelConfig(family="linear", n_classes=data["n_classes"]), **overrides)
     accuracy, _, _ = rounds(data, config, strategy, budgets, seed)
     accuracy[len(data["labels"])] = accuracy_on_test(data, *fitter(data, config, seed)(np.arange(len(data["labels"]))))
     return accuracy
@@ -151,21 +167,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-labels", type=int, default=10_000)
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
-    parser.add_argument("--out", type=Path, default=RESULTS / "linear_study_pseudo.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/linear_study_pseudo.json (a corpus: linear_study_<corpus>.json)")
+    parser.add_argument("--corpus", default=None, help="a suite corpus (bench/corpora.py) instead of IMDB")
+    parser.add_argument("--score", choices=("val", "test"), default=None,
+                        help="the split accuracy is measured on (default: val on a corpus, test on IMDB)")
+    parser.add_argument("--budgets", default=None, help="comma list of label totals (default: the linear plan's)")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    corpus = None
+    if args.corpus:
+        from bench import corpora  # noqa: PLC0415
+        from bench.label_efficiency import corpus_sizes  # noqa: PLC0415
+
+        path, classes = corpora.fetch(args.corpus)
+        corpus = corpus_sizes(path, classes)
+    score = args.score or ("val" if corpus is not None else "test")
+    args.out = args.out or RESULTS / (f"linear_study_{args.corpus}.json" if args.corpus else "linear_study_pseudo.json")
     budgets = study_budgets(args.max_labels)
+    if args.budgets:
+        budgets = [budgets[0], *sorted(int(b) for b in args.budgets.split(",") if int(b) > budgets[0])]
+    if corpus is not None:
+        budgets = [max(1, 200 // len(corpus.classes)) * len(corpus.classes),
+                   *(b for b in budgets[1:] if b <= sum(corpus.candidates_per_class()))]
     started = time.monotonic()
     runs: dict[str, list[dict[int, float]]] = {name: [] for name, _ in variants}
     for seed in range(args.seeds):
-        data = seed_features(seed, args.workdir, args.cache_dir)
+        features: dict[int | None, dict[str, Any]] = {}  # per vocabulary: a variant may set linear_min_df
         for name, overrides in variants:
-            runs[name].append(curve(data, overrides, args.strategy, budgets, seed))
+            min_df = overrides.get("linear_min_df")
+            if min_df not in features:
+                features[min_df] = seed_features(seed, args.workdir, args.cache_dir, corpus, score, min_df)
+            runs[name].append(curve(features[min_df], overrides, args.strategy, budgets, seed))
             print(f"{name}/seed {seed}: " + " ".join(f"{n}:{a:.4f}" for n, a in runs[name][-1].items()), flush=True)
     summary = {name: {str(n): float(np.mean([r[n] for r in rs])) for n in rs[0]} for name, rs in runs.items()}
     result = {
         "device": device(),
         "strategy": args.strategy, "seeds": args.seeds, "budgets": budgets,
+        "corpus": args.corpus or "imdb", "scored_on": score,
         "variants": dict(variants), "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": summary,  # the last key of each is every candidate: the variant's full-data accuracy
         "runs": {name: [{str(n): a for n, a in r.items()} for r in rs] for name, rs in runs.items()},

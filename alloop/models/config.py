@@ -24,12 +24,19 @@ class ModelConfig:
     # linear family
     linear_max_tokens: int = 250_000
     ngrams: int = 2
+    # A token (or n-gram) in fewer texts of the corpus stays out of the vocabulary. 2 helps one-sentence snippets and
+    # e-mails at a few hundred labels and costs tweets past 1,000 (bench/results/linear_study_min_df/): not a default.
+    linear_min_df: int = 1
     linear_c: float = 32.0  # inverse L2 strength of the logistic fit
     linear_lsa_components: int = 300
     linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
     linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
     linear_nb_unlabeled: float = 1.0  # weight of the pools' predicted class mass in that importance; 0: labels only
     linear_pseudo_weight: float = 0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
+    # k: choose C and the naive-Bayes and LSA blocks each round by k-fold cross-validation on (at most
+    # linear_select_rows of) the labels (alloop.models.linear_selection); 0: use the settings above as they are.
+    linear_select_folds: int = 0
+    linear_select_rows: int = 2000
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -37,8 +44,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_c <= 0 or self.linear_lsa_pivot <= 0:
-            raise ValueError("linear_max_tokens, ngrams, linear_c and linear_lsa_pivot must be positive")
+        if (self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_c <= 0 or self.linear_lsa_pivot <= 0
+                or self.linear_min_df <= 0):
+            raise ValueError("linear_max_tokens, ngrams, linear_min_df, linear_c and linear_lsa_pivot must be positive")
         if not (self.linear_nb_scale >= 0 and math.isfinite(self.linear_nb_scale)):
             raise ValueError(f"linear_nb_scale must be 0 (no naive-Bayes block) or more, got {self.linear_nb_scale}")
         if not (self.linear_nb_unlabeled >= 0 and math.isfinite(self.linear_nb_unlabeled)):
@@ -49,6 +57,9 @@ class ModelConfig:
             raise ValueError(
                 f"linear_pseudo_weight must be 0 (no pseudo-labels) or more, got {self.linear_pseudo_weight}"
             )
+        if self.linear_select_folds < 0 or self.linear_select_folds == 1 or self.linear_select_rows < 2:
+            raise ValueError(f"linear_select_folds must be 0 (off) or at least 2, got {self.linear_select_folds}, "
+                             f"and linear_select_rows at least 2, got {self.linear_select_rows}")
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
         if self.family not in FAMILY_NAMES:
@@ -66,8 +77,9 @@ class ModelConfig:
 
 FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
     "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
-    "linear": ("linear_max_tokens", "ngrams", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
-               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "n_classes"),
+    "linear": ("linear_max_tokens", "ngrams", "linear_min_df", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
+               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "linear_select_folds",
+               "linear_select_rows", "n_classes"),
 }
 
 

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +52,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import tensorflow as tf
 
+from alloop.models import linear_selection as selection
 from alloop.models.config import ModelConfig
 from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize, to_host
 
@@ -115,7 +116,23 @@ def build_vectorizer(
         vectorizer.set_vocabulary(list(vocabulary))
     else:
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(_CHUNK))
+        if config.linear_min_df > 1:
+            keep = frequent_columns(vectorize(vectorizer, texts), config.linear_min_df)
+            if len(keep) < vectorizer.vocabulary_size():  # a called layer keeps its width: build a new one
+                words = vectorizer.get_vocabulary()
+                return build_vectorizer(config, (), [words[i] for i in keep])
     return vectorizer
+
+
+def frequent_columns(counts: sp.csr_matrix, min_df: int) -> npt.NDArray[np.int64]:
+    """The columns (in order) that occur in at least ``min_df`` texts, and column 0, the out-of-vocabulary count.
+
+    Why: on short texts most bigrams occur once; each still takes a share of its row's L2 norm and a weight of its
+    own, so the words that generalise count for less. Measured per corpus in bench/results/linear_study_min_df/:
+    it pays on some corpora and costs on others, hence ModelConfig.linear_min_df's default of 1 (no cut)."""
+    documents = np.bincount(counts.indices, minlength=counts.shape[1])  # CSR without duplicates: one per text
+    documents[0] = max(documents[0], min_df)
+    return np.flatnonzero(documents >= min_df)
 
 
 def build_classifier(config: ModelConfig, vectorizer: keras.layers.TextVectorization) -> keras.Model:
@@ -237,7 +254,7 @@ class CorpusCache:
 
     def vectorizer(self, config: ModelConfig, corpus: Sequence[str]) -> keras.layers.TextVectorization:
         """A vectorizer adapted on ``corpus`` with ``config``'s settings: from disk when this corpus was seen."""
-        settings = f"{config.linear_max_tokens}-{config.ngrams}"
+        settings = f"{config.linear_max_tokens}-{config.ngrams}" + (f"-df{config.linear_min_df}" if config.linear_min_df > 1 else "")
         path = self._path("vocabulary", f"{texts_digest(corpus)[:24]}-{settings}", ".json")
         if path is not None and path.exists():
             try:
@@ -476,7 +493,9 @@ def solve(
             "least two classes"
         )
     x = tfidf(counts, stats.idf)
-    w = lsa_weight(len(y), config.linear_lsa_pivot)
+    choice = choose_settings(x, y, stats, config, seed)
+    config = replace(config, linear_c=choice.c, linear_nb_scale=choice.nb_scale)
+    w = lsa_weight(len(y), config.linear_lsa_pivot) if choice.lsa else 0.0
     lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
     folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
@@ -513,6 +532,32 @@ def solve(
         kernel[:, present] = folded.T
         bias[present] = intercept
     return kernel, bias, train_loss
+
+
+def choose_settings(
+    x: sp.csr_matrix, y: npt.NDArray[np.int64], stats: CorpusStats, config: ModelConfig, seed: int
+) -> selection.Choice:
+    """The fit's C and blocks: the configured ones, or with ``config.linear_select_folds`` the ones k-fold
+    cross-validation on the labels prefers (alloop.models.linear_selection). Each fold's naive-Bayes importance
+    comes from its own training rows, so no held-out label shapes the features it is scored with."""
+    configured = selection.Choice(config.linear_c, config.linear_nb_scale, config.linear_lsa_components > 0)
+    if config.linear_select_folds < 2:
+        return configured
+    splits = selection.folds(y, config.linear_select_folds, config.linear_select_rows, seed)
+    projected = stats.project(x) if config.linear_lsa_components > 0 else None
+
+    def predict(choice: selection.Choice, train: npt.NDArray[np.int64], held: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        w = lsa_weight(len(train), config.linear_lsa_pivot) if choice.lsa and projected is not None else 0.0
+        lsa = sp.csr_matrix(projected[train] * w) if w else sp.csr_matrix((len(train), stats.basis.shape[1]))
+        scale = choice.nb_scale * nb_importance(x[train], y[train]) if choice.nb_scale > 0 else None
+        folded, intercept, _ = _fit(x[train], y[train], lsa, w, scale, stats, replace(config, linear_c=choice.c), seed)
+        return np.unique(y[train])[_predicted(x[held], folded, intercept).argmax(axis=1)]
+
+    chosen = selection.choose(selection.candidates(config.linear_nb_scale, config.linear_lsa_components), splits, y,
+                              predict)
+    log.info("settings chosen by %d-fold cross-validation on %d labels: %s (held-out accuracy %.4f)",
+             config.linear_select_folds, len(y), chosen.describe(), chosen.cv_accuracy)
+    return chosen
 
 
 def _predicted(

@@ -39,7 +39,10 @@ def data(n: int, seed: int, prefix: str) -> LabeledData:
 
 def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
     # Real reviews hold U+0085 / U+2028 inside words; such tokens once made a saved vocabulary unloadable.
-    unlabeled = ["an unseenword in the pool only"] * 3 + ["tell me\x85you now", "one\u2028two lines", "x\u00a0y"] * 2
+    # Each in two texts, so the test holds with ModelConfig.linear_min_df at 2 as well.
+    unlabeled = ["an unseenword in the pool only", "another unseenword"] + [
+        f"tell me\x85you {w}" for w in ("now", "then")] + [f"one\u2028two {w}" for w in ("lines", "rows")] + [
+        f"x\u00a0y {w}" for w in ("a", "b")]
     result = train_round(
         data(200, 1, "tr"), data(60, 2, "va"), data(100, 3, "te"),
         model_config=LINEAR, training=replace(TINY_TRAINING, epochs=15, warm_start=False),

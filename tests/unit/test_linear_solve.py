@@ -380,3 +380,32 @@ def test_pseudo_labels_work_for_n_way_problems_and_keep_to_the_labelled_classes(
     assert kernel.shape == (40, 4) and bias[0] < -20 and bias[2] < -20
     assert np.all(kernel[:, [0, 1, 2]] == 0)  # one logit: class 3 against class 1
     assert not np.allclose(kernel, solve(counts[two], y[two], stats, off, 0, counts, unlabeled)[0])
+
+
+def test_cross_validation_chooses_settings_from_the_labels_and_the_fold_still_holds(caplog):
+    counts, y = separable(rows=90, classes=3)
+    stats = corpus_stats(counts, components=5, seed=0)
+    config = ModelConfig(n_classes=3, linear_select_folds=3)
+    with caplog.at_level("INFO", logger="alloop.models.linear"):
+        kernel, bias, _ = solve(counts, y, stats, config, seed=0)
+    assert "settings chosen by 3-fold cross-validation on 90 labels" in caplog.text
+    predicted = (tfidf(counts, stats.idf) @ kernel + bias).argmax(axis=1)
+    assert (predicted == y).mean() > 0.95  # the separable tokens are found whatever the grid picked
+    from alloop.models.linear import choose_settings
+
+    choice = choose_settings(tfidf(counts, stats.idf), y, stats, config, seed=0)
+    assert choice.cv_accuracy > 0.9 and choice.c in (2.0, 8.0, 32.0)
+    off = choose_settings(tfidf(counts, stats.idf), y, stats, replace(config, linear_select_folds=0), seed=0)
+    assert (off.c, off.nb_scale, off.lsa) == (config.linear_c, config.linear_nb_scale, True)  # as configured
+
+
+def test_with_min_df_2_a_token_of_one_text_only_stays_out_of_the_vocabulary():
+    from alloop.models.linear import build_vectorizer, frequent_columns
+
+    counts = sp.csr_matrix(np.array([[1, 1, 0, 2], [0, 1, 0, 1], [3, 0, 1, 0]], dtype=np.float32))
+    assert frequent_columns(counts, 2).tolist() == [0, 1, 3]  # column 0 (out of vocabulary) always stays
+    texts = ["good film here", "good plot there", "rare words once"]
+    words = build_vectorizer(ModelConfig(linear_max_tokens=1000, linear_min_df=2), texts).get_vocabulary()
+    assert "good" in words and "rare" not in words and "good film" not in words and words[0] == "[UNK]"
+    every = build_vectorizer(ModelConfig(linear_max_tokens=1000, linear_min_df=1), texts).get_vocabulary()
+    assert "rare" in every and "good film" in every
