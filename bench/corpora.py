@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import bz2
+import dataclasses
 import csv
 import email
 import email.header
@@ -80,8 +81,13 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = ROOT / ".cache" / "corpora"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever a converter or the cleaning changes, so cached JSONL files made the old way are rebuilt."""
+
+MAX_TEXT_CHARS = 50_000
+"""Longer texts are cut to this many characters (half the query service's default ALLOOP_MAX_TEXT_CHARS, which a
+pool upload must respect): a few e-mails carry 100k+ characters of quoted HTML. Every reader, peers included, sees
+the cut text."""
 
 DOWNLOADS = "downloads"  # verified registry files, under the cache directory
 _PIP_TIMEOUT_S = 900
@@ -544,6 +550,7 @@ class CleanReport:
     conflicting_texts: int  # distinct texts that occur with more than one label ...
     conflicting_records: int  # ... and all their copies, which are dropped
     kept: int
+    truncated: int = 0  # kept texts cut to MAX_TEXT_CHARS
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -553,14 +560,20 @@ class CleanReport:
             "conflicting_texts": self.conflicting_texts,
             "conflicting_records": self.conflicting_records,
             "kept": self.kept,
+            "truncated": self.truncated,
         }
 
 
 def clean(records: Sequence[Record]) -> tuple[list[Record], CleanReport]:
-    """Drop empty texts; keep the first of exact duplicate texts; drop every copy of a text with different labels.
+    """Cut texts to MAX_TEXT_CHARS; drop empty texts; keep the first of exact duplicate texts; drop every copy of a
+    text with different labels.
 
-    Texts are compared exactly, as the converters produce them (stripped); record order is kept. Ids must be unique.
+    Texts are compared exactly, as the converters produce them (stripped) and cut; record order is kept. Ids must be
+    unique.
     """
+    cut = {record.id for record in records if len(record.text) > MAX_TEXT_CHARS}
+    records = [dataclasses.replace(record, text=record.text[:MAX_TEXT_CHARS].rstrip())
+               if len(record.text) > MAX_TEXT_CHARS else record for record in records]
     labels: dict[str, set[int | None]] = {}
     ids: set[str] = set()
     for record in records:
@@ -583,7 +596,8 @@ def clean(records: Sequence[Record]) -> tuple[list[Record], CleanReport]:
         else:
             seen_texts.add(record.text)
             kept.append(record)
-    report = CleanReport(len(records), empty, duplicates, len(conflicting), conflicting_records, len(kept))
+    report = CleanReport(len(records), empty, duplicates, len(conflicting), conflicting_records, len(kept),
+                         sum(record.id in cut for record in kept))
     return kept, report
 
 

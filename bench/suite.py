@@ -31,11 +31,15 @@ FULL = {"strategies": "random,least_confidence,kmeans_diversity", "seeds": 3,
         "budgets": "500,1000,1500,2000,3000,5000,7000,10000", "pool_limit": None}
 
 
-def run_corpus(name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path) -> dict[str, Any]:
-    """bench.label_efficiency on one suite corpus; returns its results file's content."""
+def run_corpus(name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path, reuse: bool = False) -> dict[str, Any]:
+    """bench.label_efficiency on one suite corpus (or, with ``reuse``, its results file from an earlier run of the
+    same mode); returns the results file's content."""
     path, classes = corpora.fetch(name, cache)
     settings = QUICK if quick else FULL
     out = out_dir / f"{name}{'_quick' if quick else ''}.json"
+    if reuse and out.exists():
+        print(f"{name}: reusing {out}", flush=True)
+        return {"file": _shown(out), "reused": True, **json.loads(out.read_text())}
     argv = ["--corpus", str(path), "--classes", ",".join(classes), "--families", "linear",
             "--strategies", str(settings["strategies"]), "--seeds", str(settings["seeds"]),
             "--budgets", str(settings["budgets"]),
@@ -45,8 +49,11 @@ def run_corpus(name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path
     if settings["pool_limit"]:
         argv += ["--pool-limit", str(settings["pool_limit"])]
     label_efficiency.main(argv)
-    return {"file": str(out.relative_to(label_efficiency.ROOT)) if out.is_relative_to(label_efficiency.ROOT)
-            else str(out), **json.loads(out.read_text())}
+    return {"file": _shown(out), **json.loads(out.read_text())}
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(label_efficiency.ROOT)) if path.is_relative_to(label_efficiency.ROOT) else str(path)
 
 
 def initial_per_class(path: Path, classes: tuple[str, ...], pool_limit: int | None) -> int:
@@ -64,6 +71,7 @@ def corpus_summary(result: dict[str, Any]) -> dict[str, Any]:
     corpus = result["corpus"]
     return {
         "file": result.get("file"),
+        "reused": result.get("reused", False),
         "classes": corpus["classes"],
         "size": candidates + (corpus["val_per_class"] + corpus["test_per_class"]) * len(corpus["classes"]),
         "candidates": candidates,
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="default: bench/results/suite.json (quick: suite_quick.json)")
     parser.add_argument("--report", type=Path, default=None, help="print a suite file's table (markdown) and exit")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a corpus's results file from an earlier run of the same mode where there is one")
     args = parser.parse_args(argv)
     if args.report:
         print(report(json.loads(args.report.read_text())))
@@ -148,20 +158,25 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / ("suite_quick.json" if args.quick else "suite.json")
     started = time.monotonic()
     per_corpus: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     for name in names:
         t0 = time.monotonic()
-        per_corpus[name] = {**corpus_summary(run_corpus(name, args.quick, out.parent / "suite", args.cache,
-                                                         args.workdir)),
-                            "seconds": round(time.monotonic() - t0, 1)}
+        try:
+            result = run_corpus(name, args.quick, out.parent / "suite", args.cache, args.workdir, args.reuse)
+        except Exception as exc:  # noqa: BLE001 - one corpus failing must not lose the others' measurements
+            failed[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            print(f"{name}: FAILED {failed[name]}", flush=True)
+            continue
+        per_corpus[name] = {**corpus_summary(result), "seconds": round(time.monotonic() - t0, 1)}
         print(f"{name}: {json.dumps(per_corpus[name]['peer_margin'])}", flush=True)
     suite = {"device": device(), "quick": args.quick, "settings": QUICK if args.quick else FULL,
              "initial_labels": INITIAL_LABELS, "wall_seconds": round(time.monotonic() - started, 1),
-             "corpora": per_corpus, "summary": summarize(per_corpus)}
+             "corpora": per_corpus, "failed": failed, "summary": summarize(per_corpus)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(suite, indent=2))
     plot(suite, out.with_suffix(".png"))
     print(report(suite))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

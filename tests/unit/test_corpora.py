@@ -87,7 +87,7 @@ def test_clean_drops_empty_and_duplicates_and_conflicts() -> None:
     kept, report = clean(records)
     assert [record.id for record in kept] == ["a", "g"]
     assert report.as_dict() == {
-        "raw": 8, "empty": 2, "duplicates": 1, "conflicting_texts": 1, "conflicting_records": 3, "kept": 2,
+        "raw": 8, "empty": 2, "duplicates": 1, "conflicting_texts": 1, "conflicting_records": 3, "kept": 2, "truncated": 0,
     }
 
 
@@ -336,7 +336,7 @@ def test_fetch_verifies_converts_cleans_and_then_reuses(tmp_path: Path, registry
     assert texts_and_labels(records) == [("good film", 1), ("bad film", 0)]
     manifest = json.loads((cache / "tiny.manifest.json").read_text())
     assert manifest["cleaning"] == {"raw": 6, "empty": 1, "duplicates": 1, "conflicting_texts": 1,
-                                    "conflicting_records": 2, "kept": 2}
+                                    "conflicting_records": 2, "kept": 2, "truncated": 0}
     assert manifest["class_counts"] == {"no": 1, "yes": 1} and manifest["integrity"] == spec.integrity
     assert (cache / "downloads" / spec.artifact).read_bytes() == PAYLOAD
     assert not [p for p in (cache / "downloads").iterdir() if p.name.startswith(".")]  # staging removed
@@ -403,8 +403,15 @@ def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[s
 def test_summary_prints_counts_lengths_and_the_benchmark_line() -> None:
     manifest = {"classes": ["no", "yes"], "items": 2, "class_counts": {"no": 1, "yes": 1}, "median_words": 2,
                 "p90_words": 2.0, "cleaning": {"raw": 6, "empty": 1, "duplicates": 1, "conflicting_texts": 1,
-                                               "conflicting_records": 2, "kept": 2}}
+                                               "conflicting_records": 2, "kept": 2, "truncated": 0}}
     text = corpora.summary("tiny", Path("/c/tiny.jsonl"), manifest)
     assert "tiny: 2 items (6 in the package; removed 1 empty, 1 duplicate copies, 2 records of 1 texts" in text
     assert "median 2, 90th percentile 2" in text
     assert "--corpus /c/tiny.jsonl --classes no,yes" in text
+
+
+def test_clean_cuts_texts_over_the_limit_the_services_take() -> None:
+    long = Record("a", "word " * (corpora.MAX_TEXT_CHARS // 5 + 10), 0)
+    kept, report = clean([long, Record("b", "short", 1)])
+    assert len(kept[0].text) <= corpora.MAX_TEXT_CHARS and kept[1].text == "short"
+    assert report.truncated == 1 and report.as_dict()["truncated"] == 1
