@@ -132,6 +132,10 @@ class Corpus:
             left = [int(c * pool_limit / total) for c in left]
         return left
 
+    def most_initial_per_class(self, pool_limit: int | None = None) -> int:
+        """The largest initial set per class a run may start from: a tenth of the smallest class's candidates."""
+        return max(1, min(self.candidates_per_class(pool_limit)) // 10)
+
 
 CORPUS_TEST_PER_CLASS = 2500  # as the seed's IMDB test split ...
 CORPUS_TEST_FRACTION = 0.2  # ... capped at 20% of the smallest class
@@ -161,7 +165,7 @@ def fit_plan(plan: FamilyPlan, corpus: Corpus, pool_limit: int | None, initial_a
     than are left), and initial labels at most a tenth of the smallest class's candidates. An initial size someone
     asked for that the corpus cannot hold is refused in one line rather than failing inside a run."""
     per_class = corpus.candidates_per_class(pool_limit)
-    most = max(1, min(per_class) // 10)
+    most = corpus.most_initial_per_class(pool_limit)
     initial = plan.initial_per_class
     if initial > most:
         if initial_asked:

@@ -51,6 +51,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name or "default", overrides
 
 
+def corpus_initial_per_class(corpus: Any) -> int:
+    """About 200 initial labels split over a corpus's classes, as the suite starts (bench/suite.py)."""
+    return max(1, 200 // len(corpus.classes))
+
+
 def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None, score: str = "test",
                   min_df: int | None = None) -> dict[str, Any]:
     """Count vectors of one seed's candidates and of the split accuracy is scored on (``score``: val or test), over
@@ -61,7 +66,7 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None,
 
     plan = PLANS["linear"]
     if corpus is not None:  # the suite's start: about 200 labels over the classes
-        plan = replace(plan, initial_per_class=max(1, 200 // len(corpus.classes)))
+        plan = replace(plan, initial_per_class=corpus_initial_per_class(corpus))
     data = prepare_run_data(plan, seed, workdir, cache_dir, None, corpus)  # the benchmark's own splits
     names = corpus.classes if corpus is not None else None
     records = {name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.budgets:
         budgets = [budgets[0], *sorted(int(b) for b in args.budgets.split(",") if int(b) > budgets[0])]
     if corpus is not None:
-        budgets = [max(1, 200 // len(corpus.classes)) * len(corpus.classes),
+        budgets = [corpus_initial_per_class(corpus) * len(corpus.classes),
                    *(b for b in budgets[1:] if b <= sum(corpus.candidates_per_class()))]
     started = time.monotonic()
     runs: dict[str, list[dict[int, float]]] = {name: [] for name, _ in variants}

@@ -59,8 +59,7 @@ def _shown(path: Path) -> str:
 def initial_per_class(path: Path, classes: tuple[str, ...], pool_limit: int | None) -> int:
     """About INITIAL_LABELS in all, at most what the corpus's plan fitting allows (a tenth of its smallest class)."""
     corpus = label_efficiency.corpus_sizes(path, classes)
-    most = max(1, min(corpus.candidates_per_class(pool_limit)) // 10)
-    return max(1, min(most, INITIAL_LABELS // len(classes)))
+    return max(1, min(corpus.most_initial_per_class(pool_limit), INITIAL_LABELS // len(classes)))
 
 
 def corpus_summary(result: dict[str, Any]) -> dict[str, Any]:
