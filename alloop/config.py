@@ -40,6 +40,7 @@
 | ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT / ALLOOP_NB_SCALE / ALLOOP_NB_UNLABELED / ALLOOP_PSEUDO_WEIGHT | 250000 / 2 / 32 / 300 / 1000 / 2 / 1 / 0.3 | trainer (linear) |
 | ALLOOP_LINEAR_MIN_DF | 1 | trainer (linear: tokens and n-grams in fewer texts of the pools stay out of the vocabulary; 2 helps very short texts at a few hundred labels) |
 | ALLOOP_LINEAR_SELECT_FOLDS / ALLOOP_LINEAR_SELECT_ROWS | 0 / 2000 | trainer (linear: k-fold cross-validation on at most that many labels chooses C and the blocks each round; 0: off) |
+| ALLOOP_CLASS_PRIOR | validation | trainer (linear: the class shares the model's odds assume: the validation split's, or the labelled set's) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
 | ALLOOP_EXPORT_SAVED_MODEL | 1 | trainer |
@@ -60,8 +61,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from alloop.cli import add_version_flag
-from alloop.envvars import integer, number
-from alloop.models.config import FAMILY_NAMES, ModelConfig, TrainingConfig
+from alloop.envvars import choice, integer, number
+from alloop.models.config import CLASS_PRIORS, FAMILY_NAMES, ModelConfig, TrainingConfig
 from alloop.rpc.limits import ServerLimits, limits_from_env
 from alloop.rpc.security import TRUE, SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
@@ -282,6 +283,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             linear_pseudo_weight=number(env, "ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight),
             linear_select_folds=integer(env, "ALLOOP_LINEAR_SELECT_FOLDS", m.linear_select_folds, minimum=0),
             linear_select_rows=integer(env, "ALLOOP_LINEAR_SELECT_ROWS", m.linear_select_rows, minimum=2),
+            linear_class_prior=choice(env, "ALLOOP_CLASS_PRIOR", m.linear_class_prior, CLASS_PRIORS),
         ),
         training=TrainingConfig(
             epochs=integer(env, "ALLOOP_EPOCHS", t.epochs),

@@ -45,3 +45,12 @@ def number(env: Mapping[str, str], name: str, default: float, minimum: float | N
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum:g}, got {value:g}")
     return value
+
+
+def choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """``name`` as one of ``choices`` (``default`` when unset or blank)."""
+    raw = _raw(env, name)
+    value = default if raw is None else raw
+    if value not in choices:
+        raise ValueError(f"{name}={value[:40]!r}; choose one of {', '.join(choices)}")
+    return value

@@ -70,7 +70,7 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None,
     data = prepare_run_data(plan, seed, workdir, cache_dir, None, corpus)  # the benchmark's own splits
     names = corpus.classes if corpus is not None else None
     records = {name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
-               for name in ("initial", "pool", score)}
+               for name in {"initial", "pool", "val", score}}
     records["test"] = records[score]
     candidates = records["initial"] + records["pool"]
     corpus_texts = sorted({r.text for r in candidates})
@@ -89,6 +89,8 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None,
         "stats": cache.stats(vectorizer, corpus_texts, config.linear_lsa_components, seed),
         "n_classes": config.n_classes,
         "initial": len(records["initial"]),
+        # What the trainer passes solve() as the validation split's class shares (ModelConfig.linear_class_prior).
+        "prior": linear.class_shares([int(r.label) for r in records["val"]], config.n_classes),
     }
 
 
@@ -111,7 +113,8 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
         kernel, bias, _ = linear.solve(
-            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabelled(data, rows)
+            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabelled(data, rows),
+            data["prior"],
         )
         return kernel, bias
 

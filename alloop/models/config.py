@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 FAMILY_NAMES = ("bilstm", "linear")
+CLASS_PRIORS = ("labels", "validation")
 POOL_ADAPTED_FAMILIES = ("linear",)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
 
 
@@ -37,6 +38,10 @@ class ModelConfig:
     # linear_select_rows of) the labels (alloop.models.linear_selection); 0: use the settings above as they are.
     linear_select_folds: int = 0
     linear_select_rows: int = 2000
+    # The class shares the model's odds assume: "validation", the validation split's (the operator's sample of what
+    # the model will meet; alloop.models.linear.prior_shift); "labels", the labelled set's, skewed by what active
+    # learning asked for.
+    linear_class_prior: str = "validation"
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units"):
@@ -62,6 +67,8 @@ class ModelConfig:
                              f"and linear_select_rows at least 2, got {self.linear_select_rows}")
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
+        if self.linear_class_prior not in CLASS_PRIORS:
+            raise ValueError(f"linear_class_prior must be one of {', '.join(CLASS_PRIORS)}, got {self.linear_class_prior!r}")
         if self.family not in FAMILY_NAMES:
             raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILY_NAMES)}")
         if self.n_classes < 2:
@@ -79,7 +86,7 @@ FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
     "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
     "linear": ("linear_max_tokens", "ngrams", "linear_min_df", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
                "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "linear_select_folds",
-               "linear_select_rows", "n_classes"),
+               "linear_select_rows", "linear_class_prior", "n_classes"),
 }
 
 

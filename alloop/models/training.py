@@ -184,7 +184,7 @@ def _solve_round(
         unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
     kernel, bias, train_loss = linear.solve(
         family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts,
-        unlabeled,
+        unlabeled, linear.class_shares(val.labels, model_config.n_classes),
     )
     classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
     classifier.layers[-1].set_weights([kernel, bias])

@@ -12,7 +12,8 @@ from sklearn.feature_extraction.text import TfidfTransformer
 
 from alloop.models.config import ModelConfig
 from alloop.models.linear import (
-    SublinearTfIdf, corpus_stats, lsa_weight, nb_importance, pseudo_labels, solve, tfidf, uses_corpus,
+    SublinearTfIdf, class_shares, corpus_stats, lsa_weight, nb_importance, prior_shift, pseudo_labels, solve, tfidf,
+    uses_corpus,
 )
 
 
@@ -409,3 +410,66 @@ def test_with_min_df_2_a_token_of_one_text_only_stays_out_of_the_vocabulary():
     assert "good" in words and "rare" not in words and "good film" not in words and words[0] == "[UNK]"
     every = build_vectorizer(ModelConfig(linear_max_tokens=1000, linear_min_df=1), texts).get_vocabulary()
     assert "rare" in every and "good film" in every
+
+
+def test_class_shares_are_smoothed_over_the_configured_classes():
+    np.testing.assert_allclose(class_shares([0, 0, 1], 3), [3 / 6, 2 / 6, 1 / 6])
+    np.testing.assert_allclose(class_shares([], 2), [0.5, 0.5])
+
+
+def test_prior_shift_moves_the_odds_from_the_labels_shares_to_the_targets():
+    y = np.array([0, 0, 0, 1])  # labelled 3:1, the target 1:1: class 1's odds go up threefold
+    np.testing.assert_allclose(prior_shift(y, np.array([0.5, 0.5])), [np.log(3.0)])
+    y = np.array([0, 0, 1, 2, 2, 2, 2, 2])
+    shift = prior_shift(y, np.array([0.25, 0.25, 0.25, 0.25]))  # class 3 has no label: the rest share the target
+    np.testing.assert_allclose(shift, np.log(np.array([1 / 3, 1 / 3, 1 / 3]) / np.array([2 / 8, 1 / 8, 5 / 8])))
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_a_validation_prior_moves_only_the_intercepts(classes):
+    counts, y = separable(90, classes=3)
+    y = np.where(np.arange(90) % 5 == 0, 1, np.where(y == 2, 0, y)) if classes == 2 else y  # skewed labels
+    stats = corpus_stats(counts, components=4, seed=0)
+    config = ModelConfig(family="linear", n_classes=classes, linear_c=4.0, linear_class_prior="validation")
+    target = np.full(classes, 1.0 / classes)
+    kernel, bias, loss = solve(counts, y, stats, config, seed=0, target_prior=target)
+    as_labelled = solve(counts, y, stats, config, 0, target_prior=None)
+    ignored = solve(counts, y, stats, replace(config, linear_class_prior="labels"), 0, target_prior=target)
+    for same in (as_labelled, ignored):
+        np.testing.assert_array_equal(same[0], kernel)
+        assert same[2] == loss
+    np.testing.assert_array_equal(ignored[1], as_labelled[1])
+    present = np.unique(y)
+    moved = bias - as_labelled[1]
+    expected = prior_shift(y, target)
+    np.testing.assert_allclose(moved if classes == 2 else moved[present], expected, rtol=1e-5, atol=1e-5)
+    if classes > 2:
+        assert bias[3] == as_labelled[1][3]  # a class without labels stays improbable
+
+
+def test_the_class_prior_comes_from_the_environment_and_a_bad_one_names_the_variable():
+    from alloop.config import trainer_from_env
+
+    assert trainer_from_env({}).model.linear_class_prior == ModelConfig().linear_class_prior
+    assert trainer_from_env({"ALLOOP_CLASS_PRIOR": "labels"}).model.linear_class_prior == "labels"
+    with pytest.raises(ValueError, match="ALLOOP_CLASS_PRIOR='flat'; choose one of labels, validation"):
+        trainer_from_env({"ALLOOP_CLASS_PRIOR": "flat"})
+    with pytest.raises(ValueError, match="linear_class_prior must be one of"):
+        ModelConfig(linear_class_prior="flat")
+
+
+def test_the_prior_shift_counts_what_the_fit_saw_pseudo_labelled_rows_included():
+    y = np.array([0, 0, 1, 1])
+    # Balanced labels, but pseudo-labelled rows of class 0 weighing 2 in all: the fit saw class 0 at 4 of 6.
+    shift = prior_shift(np.array([0, 0, 1, 1, 0, 0]), np.array([0.5, 0.5]), np.array([1, 1, 1, 1, 1.5, 0.5]))
+    np.testing.assert_allclose(shift, [np.log(0.5 / (2 / 6)) - np.log(0.5 / (4 / 6))])
+    np.testing.assert_allclose(prior_shift(y, np.array([0.5, 0.5])), [0.0])
+
+    counts, labels = separable(60)
+    corpus = sp.vstack([counts, counts_matrix(60, 40, seed=3)], format="csr")
+    stats = corpus_stats(corpus, components=4, seed=0)
+    config = ModelConfig(family="linear", linear_c=4.0, linear_class_prior="validation")
+    unlabeled = np.r_[np.zeros(60, dtype=bool), np.ones(60, dtype=bool)]
+    _, moved, _ = solve(counts, labels, stats, config, 0, corpus, unlabeled, np.array([0.5, 0.5]))
+    _, kept, _ = solve(counts, labels, stats, replace(config, linear_class_prior="labels"), 0, corpus, unlabeled)
+    assert moved[0] != kept[0]  # balanced labels, yet the pseudo-labelled rows tilted the fit: the shift undoes it
