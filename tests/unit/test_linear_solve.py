@@ -428,7 +428,8 @@ def test_prior_shift_moves_the_odds_from_the_labels_shares_to_the_targets():
 @pytest.mark.parametrize("classes", [2, 4])
 def test_a_validation_prior_moves_only_the_intercepts(classes):
     counts, y = separable(90, classes=3)
-    y = np.where(np.arange(90) % 5 == 0, 1, np.where(y == 2, 0, y)) if classes == 2 else y  # skewed labels
+    skewed = np.where(np.arange(90) % 5 == 0, 1, np.where(y == 2, 0, y))  # 48 of class 0, 42 of class 1
+    y = skewed if classes == 2 else np.where(np.arange(90) % 9 == 1, 0, y)  # 40, 20, 30 of classes 0, 1, 2
     stats = corpus_stats(counts, components=4, seed=0)
     config = ModelConfig(family="linear", n_classes=classes, linear_c=4.0, linear_class_prior="validation")
     target = np.full(classes, 1.0 / classes)
