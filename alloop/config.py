@@ -39,7 +39,8 @@
 | ALLOOP_WARM_START | 1 for bilstm, 0 for linear | trainer |
 | ALLOOP_LINEAR_MAX_TOKENS / ALLOOP_NGRAMS / ALLOOP_LINEAR_C / ALLOOP_LSA_COMPONENTS / ALLOOP_LSA_PIVOT / ALLOOP_NB_SCALE / ALLOOP_NB_UNLABELED / ALLOOP_PSEUDO_WEIGHT | 250000 / 2 / 32 / 300 / 1000 / 2 / 1 / 0.3 | trainer (linear) |
 | ALLOOP_LINEAR_MIN_DF | 1 | trainer (linear: tokens and n-grams in fewer texts of the pools stay out of the vocabulary; 2 helps very short texts at a few hundred labels) |
-| ALLOOP_LINEAR_SELECT_FOLDS / ALLOOP_LINEAR_SELECT_ROWS | 0 / 2000 | trainer (linear: k-fold cross-validation on at most that many labels chooses C and the blocks each round; 0: off) |
+| ALLOOP_LINEAR_SELECT | validation | trainer (linear: each round keeps the naive-Bayes and LSA blocks and the pseudo-labels that score best on the validation split; folds: k-fold cross-validation on the labels chooses C and the blocks; configured: as set) |
+| ALLOOP_LINEAR_SELECT_FOLDS / ALLOOP_LINEAR_SELECT_ROWS | 4 / 2000 | trainer (linear, with ALLOOP_LINEAR_SELECT=folds: k, and at most that many labels) |
 | ALLOOP_CLASS_PRIOR | validation | trainer (linear: the class shares the model's odds assume: the validation split's, or the labelled set's) |
 | ALLOOP_MAX_TOKENS / ALLOOP_SEQUENCE_LENGTH / ALLOOP_EMBEDDING_DIM | 3000 / 150 / 128 | trainer |
 | ALLOOP_LSTM_UNITS / ALLOOP_DENSE_UNITS / ALLOOP_DROPOUT | 32 / 20 / 0.5 | trainer |
@@ -62,7 +63,7 @@ from urllib.parse import urlsplit
 
 from alloop.cli import add_version_flag
 from alloop.envvars import choice, integer, number
-from alloop.models.config import CLASS_PRIORS, FAMILY_NAMES, ModelConfig, TrainingConfig
+from alloop.models.config import CLASS_PRIORS, FAMILY_NAMES, LINEAR_SELECTIONS, ModelConfig, TrainingConfig
 from alloop.rpc.limits import ServerLimits, limits_from_env
 from alloop.rpc.security import TRUE, SecuritySettings, security_from_env
 from alloop.store.keys import DEFAULT_PREFIX
@@ -281,7 +282,8 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             linear_nb_scale=number(env, "ALLOOP_NB_SCALE", m.linear_nb_scale),
             linear_nb_unlabeled=number(env, "ALLOOP_NB_UNLABELED", m.linear_nb_unlabeled),
             linear_pseudo_weight=number(env, "ALLOOP_PSEUDO_WEIGHT", m.linear_pseudo_weight),
-            linear_select_folds=integer(env, "ALLOOP_LINEAR_SELECT_FOLDS", m.linear_select_folds, minimum=0),
+            linear_select=choice(env, "ALLOOP_LINEAR_SELECT", m.linear_select, LINEAR_SELECTIONS),
+            linear_select_folds=integer(env, "ALLOOP_LINEAR_SELECT_FOLDS", m.linear_select_folds, minimum=2),
             linear_select_rows=integer(env, "ALLOOP_LINEAR_SELECT_ROWS", m.linear_select_rows, minimum=2),
             linear_class_prior=choice(env, "ALLOOP_CLASS_PRIOR", m.linear_class_prior, CLASS_PRIORS),
         ),

@@ -87,6 +87,7 @@ def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None,
         "test": cache.counts(vectorizer, [r.text for r in records["test"]]),
         "test_labels": np.array([int(r.label) for r in records["test"]]),
         "stats": cache.stats(vectorizer, corpus_texts, config.linear_lsa_components, seed),
+        "val": (cache.counts(vectorizer, [r.text for r in records["val"]]), [int(r.label) for r in records["val"]]),
         "n_classes": config.n_classes,
         "initial": len(records["initial"]),
         # What the trainer passes solve() as the validation split's class shares (ModelConfig.linear_class_prior).
@@ -114,7 +115,7 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
         kernel, bias, _ = linear.solve(
             data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabelled(data, rows),
-            data["prior"],
+            data["prior"], data["val"],
         )
         return kernel, bias
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 FAMILY_NAMES = ("bilstm", "linear")
 CLASS_PRIORS = ("labels", "validation")
+LINEAR_SELECTIONS = ("validation", "folds", "configured")
 POOL_ADAPTED_FAMILIES = ("linear",)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
 
 
@@ -34,9 +35,12 @@ class ModelConfig:
     linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
     linear_nb_unlabeled: float = 1.0  # weight of the pools' predicted class mass in that importance; 0: labels only
     linear_pseudo_weight: float = 0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
-    # k: choose C and the naive-Bayes and LSA blocks each round by k-fold cross-validation on (at most
-    # linear_select_rows of) the labels (alloop.models.linear_selection); 0: use the settings above as they are.
-    linear_select_folds: int = 0
+    # How each round settles which blocks join the fit (alloop.models.linear_selection): "validation", the blocks
+    # and pseudo-labels that score best on the validation split at linear_c; "folds", C and the blocks by
+    # linear_select_folds-fold cross-validation on (at most linear_select_rows of) the labels; "configured", the
+    # settings above as they are.
+    linear_select: str = "validation"
+    linear_select_folds: int = 4
     linear_select_rows: int = 2000
     # The class shares the model's odds assume: "validation", the validation split's (the operator's sample of what
     # the model will meet; alloop.models.linear.prior_shift); "labels", the labelled set's, skewed by what active
@@ -62,8 +66,10 @@ class ModelConfig:
             raise ValueError(
                 f"linear_pseudo_weight must be 0 (no pseudo-labels) or more, got {self.linear_pseudo_weight}"
             )
-        if self.linear_select_folds < 0 or self.linear_select_folds == 1 or self.linear_select_rows < 2:
-            raise ValueError(f"linear_select_folds must be 0 (off) or at least 2, got {self.linear_select_folds}, "
+        if self.linear_select not in LINEAR_SELECTIONS:
+            raise ValueError(f"linear_select must be one of {', '.join(LINEAR_SELECTIONS)}, got {self.linear_select!r}")
+        if self.linear_select_folds < 2 or self.linear_select_rows < 2:
+            raise ValueError(f"linear_select_folds must be at least 2, got {self.linear_select_folds}, "
                              f"and linear_select_rows at least 2, got {self.linear_select_rows}")
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
@@ -85,7 +91,7 @@ class ModelConfig:
 FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
     "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
     "linear": ("linear_max_tokens", "ngrams", "linear_min_df", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
-               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "linear_select_folds",
+               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "linear_select", "linear_select_folds",
                "linear_select_rows", "linear_class_prior", "n_classes"),
 }
 

@@ -453,6 +453,10 @@ def pseudo_labels(
     return classes[predicted.argmax(axis=1)], weights
 
 
+Validation = tuple[sp.csr_matrix, Sequence[int]]
+"""The validation split's count vectors and labels, for :func:`solve` to choose its settings on."""
+
+
 def solve(
     counts: sp.csr_matrix,
     labels: Sequence[int],
@@ -462,23 +466,27 @@ def solve(
     corpus: sp.csr_matrix | None = None,
     unlabeled: npt.NDArray[np.bool_] | None = None,
     target_prior: npt.NDArray[np.float64] | None = None,
+    validation: Validation | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """The Dense layer's (kernel, bias) for labelled rows, and the fit's training log-loss: L2 logistic regression on
     ``[tfidf, s * importance * tfidf, w * lsa]``, folded into one kernel over the TF-IDF columns.
+
+    Which blocks join comes from :func:`choose_settings` (with ``config.linear_select == "validation"``, the
+    ``validation`` split decides; without one, every configured block joins).
 
     ``corpus`` (count vectors of the pools' text) lets the naive-Bayes importance count the corpus' predicted class
     mass too (``config.linear_nb_unlabeled``): a first fit on the labels alone predicts it, and a second fit uses the
     importance it gives. Labelled rows may be in the corpus: their fitted probabilities are near their labels, so
     they only count a little more.
 
-    ``unlabeled`` marks the corpus rows no label covers. With ``config.linear_pseudo_weight`` they join a third fit,
-    the one returned, as pseudo-labelled rows (:func:`pseudo_labels`, as the second fit predicts them). That fit's
-    importance counts the labels once and these rows' mass as the second fit predicts it. Why: labels that active
-    learning chose are the hard cases, and the easy mass they leave out tilts the fit (Wang et al.'s CEAL, 2016).
-    Least-confidence, in-process, 3 seeds: +0.3 to +0.9 point from 1,600 to 8,000 labels, level at 10,000
-    (bench/results/linear_study_pseudo.json). A fully labelled corpus has no such rows, so the full-data model is
-    the second fit's, as without pseudo-labels. Without ``unlabeled`` or with a weight of 0, the second fit is
-    returned.
+    ``unlabeled`` marks the corpus rows no label covers. With ``config.linear_pseudo_weight`` they join a third fit
+    as pseudo-labelled rows (:func:`pseudo_labels`, as the second fit predicts them). That fit's importance counts
+    the labels once and these rows' mass as the second fit predicts it. Why: labels that active learning chose are
+    the hard cases, and the easy mass they leave out tilts the fit (Wang et al.'s CEAL, 2016). The third fit is
+    returned unless the validation split chooses and scores the second at least as well: pseudo-labels from a weak
+    model teach it its own mistakes (on fifteen genres at 30% accuracy they cost ten points). A fully labelled
+    corpus has no such rows, so the full-data model is the second fit's. Without ``unlabeled`` or with a weight of
+    0, the second fit is returned.
 
     ``target_prior`` (class shares over the configured classes: the validation split's, :func:`class_shares`) moves
     the intercepts to those shares when ``config.linear_class_prior`` is ``"validation"`` (:func:`prior_shift`).
@@ -497,12 +505,14 @@ def solve(
             "least two classes"
         )
     x = tfidf(counts, stats.idf)
-    choice = choose_settings(x, y, stats, config, seed)
+    shift_to = target_prior if config.linear_class_prior == "validation" else None
+    held = _held_out(validation, stats, present, shift_to) if config.linear_select == "validation" else None
+    choice, first = choose_settings(x, y, stats, config, seed, held)
     config = replace(config, linear_c=choice.c, linear_nb_scale=choice.nb_scale)
     w = lsa_weight(len(y), config.linear_lsa_pivot) if choice.lsa else 0.0
     lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
-    folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
+    folded, intercept, train_loss = first or _fit(x, y, lsa, w, scale, stats, config, seed)
     fitted_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64] | None] = (y, None)  # the returned fit's rows
 
     def pooled_scale(rows: sp.csr_matrix, predicted: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -524,11 +534,17 @@ def solve(
             keep = np.flatnonzero(weights > 0)
             extra = sp.csr_matrix(rest[keep])
             pseudo = (extra, sp.csr_matrix(stats.project(extra) * w), guessed[keep], weights[keep])
-            folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed, pseudo)
-            fitted_rows = (np.concatenate([y, guessed[keep]]), np.concatenate([np.ones(len(y)), weights[keep]]))
+            third = _fit(x, y, lsa, w, scale, stats, config, seed, pseudo)
+            rows = (np.concatenate([y, guessed[keep]]), np.concatenate([np.ones(len(y)), weights[keep]]))
+            without = held(folded, intercept, y, None) if held is not None else -math.inf
+            with_pseudo = held(third[0], third[1], *rows) if held is not None else math.inf
+            if with_pseudo > without:
+                (folded, intercept, train_loss), fitted_rows = third, rows
+            log.info("pseudo-labelled rows %s: validation accuracy %.4f with them, %.4f without",
+                     "kept" if with_pseudo > without else "left out", with_pseudo, without)
     vocabulary = x.shape[1]
-    if target_prior is not None and config.linear_class_prior == "validation":
-        intercept = intercept + prior_shift(fitted_rows[0], target_prior, fitted_rows[1])
+    if shift_to is not None:
+        intercept = intercept + prior_shift(fitted_rows[0], shift_to, fitted_rows[1])
     if config.n_classes == 2:
         return folded.T.astype(np.float32), intercept.astype(np.float32), train_loss
     kernel = np.zeros((vocabulary, config.n_classes), dtype=np.float32)
@@ -542,30 +558,82 @@ def solve(
     return kernel, bias, train_loss
 
 
+Fit = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]
+"""What :func:`_fit` returns: weights folded onto the TF-IDF columns, intercepts, training log-loss."""
+HeldOut = Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], "npt.NDArray[np.float64] | None"], float]
+"""``(folded, intercept, fitted labels, their row weights) -> accuracy on the validation split``, the intercepts
+moved to the target class shares first, as the returned model's will be."""
+
+
+def _held_out(
+    validation: Validation | None,
+    stats: CorpusStats,
+    present: npt.NDArray[np.int64],
+    shift_to: npt.NDArray[np.float64] | None,
+) -> HeldOut | None:
+    if validation is None or validation[0].shape[0] == 0:
+        return None
+    rows, truth = tfidf(validation[0], stats.idf), np.asarray(validation[1], dtype=np.int64)
+
+    def accuracy(folded: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64], y: npt.NDArray[np.int64],
+                 weights: npt.NDArray[np.float64] | None) -> float:
+        if shift_to is not None:
+            intercept = intercept + prior_shift(y, shift_to, weights)
+        return float((present[_predicted(rows, folded, intercept).argmax(axis=1)] == truth).mean())
+
+    return accuracy
+
+
 def choose_settings(
-    x: sp.csr_matrix, y: npt.NDArray[np.int64], stats: CorpusStats, config: ModelConfig, seed: int
-) -> selection.Choice:
-    """The fit's C and blocks: the configured ones, or with ``config.linear_select_folds`` the ones k-fold
-    cross-validation on the labels prefers (alloop.models.linear_selection). Each fold's naive-Bayes importance
-    comes from its own training rows, so no held-out label shapes the features it is scored with."""
+    x: sp.csr_matrix,
+    y: npt.NDArray[np.int64],
+    stats: CorpusStats,
+    config: ModelConfig,
+    seed: int,
+    held: HeldOut | None = None,
+) -> tuple[selection.Choice, Fit | None]:
+    """The fit's C and blocks, and the labels-only fit with them where choosing made it.
+
+    ``config.linear_select``: ``"validation"`` with a ``held`` scorer, every combination of the configured blocks
+    fitted on the labels at ``config.linear_c`` and scored on the validation split; ``"folds"``, k-fold
+    cross-validation on the labels over C and the blocks (alloop.models.linear_selection), each fold's naive-Bayes
+    importance from its own training rows so that no held-out label shapes the features it is scored with;
+    otherwise the configured settings."""
     configured = selection.Choice(config.linear_c, config.linear_nb_scale, config.linear_lsa_components > 0)
-    if config.linear_select_folds < 2:
-        return configured
-    splits = selection.folds(y, config.linear_select_folds, config.linear_select_rows, seed)
     projected = stats.project(x) if config.linear_lsa_components > 0 else None
 
-    def predict(choice: selection.Choice, train: npt.NDArray[np.int64], held: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        w = lsa_weight(len(train), config.linear_lsa_pivot) if choice.lsa and projected is not None else 0.0
-        lsa = sp.csr_matrix(projected[train] * w) if w else sp.csr_matrix((len(train), stats.basis.shape[1]))
-        scale = choice.nb_scale * nb_importance(x[train], y[train]) if choice.nb_scale > 0 else None
-        folded, intercept, _ = _fit(x[train], y[train], lsa, w, scale, stats, replace(config, linear_c=choice.c), seed)
-        return np.unique(y[train])[_predicted(x[held], folded, intercept).argmax(axis=1)]
+    def fit(choice: selection.Choice, train: npt.NDArray[np.int64] | slice) -> Fit:
+        rows, labels = x[train], y[train]
+        w = lsa_weight(rows.shape[0], config.linear_lsa_pivot) if choice.lsa and projected is not None else 0.0
+        lsa = sp.csr_matrix(projected[train] * w) if w else sp.csr_matrix((rows.shape[0], stats.basis.shape[1]))
+        scale = choice.nb_scale * nb_importance(rows, labels) if choice.nb_scale > 0 else None
+        return _fit(rows, labels, lsa, w, scale, stats, replace(config, linear_c=choice.c), seed)
+
+    if config.linear_select == "validation" and held is not None:
+        fits: dict[tuple[float, float, bool], Fit] = {}
+
+        def score(choice: selection.Choice) -> float:
+            made = fits[choice.c, choice.nb_scale, choice.lsa] = fit(choice, slice(None))
+            return held(made[0], made[1], y, None)
+
+        grid = selection.candidates(config.linear_nb_scale, config.linear_lsa_components, (config.linear_c,))
+        chosen = selection.best(grid, score)
+        log.info("blocks chosen on the validation split with %d labels: %s (accuracy %.4f)", len(y),
+                 chosen.describe(), chosen.cv_accuracy)
+        return chosen, fits[chosen.c, chosen.nb_scale, chosen.lsa]
+    if config.linear_select != "folds":
+        return configured, None
+    splits = selection.folds(y, config.linear_select_folds, config.linear_select_rows, seed)
+
+    def predict(choice: selection.Choice, train: npt.NDArray[np.int64], held_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        folded, intercept, _ = fit(choice, train)
+        return np.unique(y[train])[_predicted(x[held_rows], folded, intercept).argmax(axis=1)]
 
     chosen = selection.choose(selection.candidates(config.linear_nb_scale, config.linear_lsa_components), splits, y,
                               predict)
     log.info("settings chosen by %d-fold cross-validation on %d labels: %s (held-out accuracy %.4f)",
              config.linear_select_folds, len(y), chosen.describe(), chosen.cv_accuracy)
-    return chosen
+    return chosen, None
 
 
 def _predicted(
@@ -630,6 +698,12 @@ def _fit(
         y, weights = np.concatenate([y, pseudo[2]]), np.concatenate([np.ones(labelled), pseudo[3]])
     blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [lsa]
     features = sp.hstack(blocks, format="csr")
+    width = features.shape[1]
+    # Only the columns some row uses: an L2 fit gives every other column a weight of exactly 0, so leaving them out
+    # finds the same optimum, and L-BFGS' cost per iteration follows the parameters (500 snippets use a tenth of
+    # a 250,000-token vocabulary; 15 classes made the full width 3.75M parameters).
+    used = np.flatnonzero(np.diff(features.tocsc().indptr))
+    features = features[:, used]
     # liblinear (binary) penalizes the intercept like a weight, L-BFGS (N-way) does not; with C = 32 and a few
     # hundred labels the difference is far below what the benchmark can see, so each problem gets its usual solver.
     # liblinear's dual form: the same optimum (the problem is strictly convex), found 2.5-3x faster here, where
@@ -642,8 +716,9 @@ def _fit(
     fitted = model.predict_proba(features[:labelled])[np.arange(labelled), np.searchsorted(model.classes_, y[:labelled])]
     fitted = np.clip(fitted, 1e-7, 1.0)
     train_loss = float(-np.mean(np.log(fitted)))
-    coef = model.coef_.astype(np.float64)  # (1, columns) for two present classes, (len(present), columns) otherwise
-    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, features.shape[1] - stats.basis.shape[1]:])
+    coef = np.zeros((model.coef_.shape[0], width))  # (1, columns) for two present classes, (present, columns) else
+    coef[:, used] = model.coef_
+    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, width - stats.basis.shape[1]:])
     if scale is not None:
         folded += coef[:, vocabulary : 2 * vocabulary] * scale
     return folded, model.intercept_.astype(np.float64), train_loss

@@ -182,9 +182,12 @@ def _solve_round(
     if corpus_counts is not None:
         labelled = set(train.texts)
         unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
+    # The validation split chooses the fit's blocks (ModelConfig.linear_select): its accuracy reported below is the
+    # chosen fit's, so slightly optimistic; the test split never takes part.
     kernel, bias, train_loss = linear.solve(
         family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts,
         unlabeled, linear.class_shares(val.labels, model_config.n_classes),
+        validation=(cache.counts(vectorizer, val.texts), val.labels),
     )
     classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
     classifier.layers[-1].set_weights([kernel, bias])

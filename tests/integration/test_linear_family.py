@@ -75,15 +75,16 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
     marks: list[np.ndarray] = []
     solve = linear.solve
 
-    def recording_solve(*args: object) -> object:
+    def recording_solve(*args: object, **kwargs: object) -> object:
         marks.append(np.asarray(args[6]))
-        return solve(*args)
+        return solve(*args, **kwargs)
 
     monkeypatch.setattr(linear, "solve", recording_solve)
 
     def kernel(weight: float, unlabeled: list[str]) -> np.ndarray:
         result = train_round(
-            train, val, test, model_config=replace(LINEAR, linear_pseudo_weight=weight),
+            # configured: the validation split would be free to leave the pseudo-labelled rows out
+            train, val, test, model_config=replace(LINEAR, linear_pseudo_weight=weight, linear_select="configured"),
             training=replace(TINY_TRAINING, warm_start=False), work_dir=tmp_path / "work",
             unlabeled_texts=unlabeled, corpus_cache=cache,
         )

@@ -386,7 +386,7 @@ def test_pseudo_labels_work_for_n_way_problems_and_keep_to_the_labelled_classes(
 def test_cross_validation_chooses_settings_from_the_labels_and_the_fold_still_holds(caplog):
     counts, y = separable(rows=90, classes=3)
     stats = corpus_stats(counts, components=5, seed=0)
-    config = ModelConfig(n_classes=3, linear_select_folds=3)
+    config = ModelConfig(n_classes=3, linear_select="folds", linear_select_folds=3)
     with caplog.at_level("INFO", logger="alloop.models.linear"):
         kernel, bias, _ = solve(counts, y, stats, config, seed=0)
     assert "settings chosen by 3-fold cross-validation on 90 labels" in caplog.text
@@ -394,10 +394,69 @@ def test_cross_validation_chooses_settings_from_the_labels_and_the_fold_still_ho
     assert (predicted == y).mean() > 0.95  # the separable tokens are found whatever the grid picked
     from alloop.models.linear import choose_settings
 
-    choice = choose_settings(tfidf(counts, stats.idf), y, stats, config, seed=0)
+    choice, _ = choose_settings(tfidf(counts, stats.idf), y, stats, config, seed=0)
     assert choice.cv_accuracy > 0.9 and choice.c in (2.0, 8.0, 32.0)
-    off = choose_settings(tfidf(counts, stats.idf), y, stats, replace(config, linear_select_folds=0), seed=0)
+    off, _ = choose_settings(tfidf(counts, stats.idf), y, stats, replace(config, linear_select="configured"), seed=0)
     assert (off.c, off.nb_scale, off.lsa) == (config.linear_c, config.linear_nb_scale, True)  # as configured
+    # "validation" without a validation split to score on: as configured, not cross-validated
+    assert choose_settings(tfidf(counts, stats.idf), y, stats, replace(config, linear_select="validation"), 0)[0] == off
+
+
+def predicted_classes(fit, counts: sp.csr_matrix, idf) -> np.ndarray:
+    logits = np.asarray(tfidf(counts, idf) @ fit[0]) + fit[1]
+    return (logits[:, 0] > 0).astype(int) if fit[0].shape[1] == 1 else logits.argmax(axis=1)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_validation_split_chooses_the_blocks_and_a_tie_goes_to_the_simplest_fit(classes):
+    counts, y = separable(90, classes=classes)
+    stats = corpus_stats(counts, components=4, seed=0)
+    val = counts_matrix(80, 40, seed=5)  # rows without a class token: fits with different blocks disagree on them
+    base = ModelConfig(family="linear", n_classes=classes, linear_c=4.0, linear_nb_scale=2.0, linear_pseudo_weight=0.0,
+                       linear_select="configured")
+    variants = {(nb, lsa): solve(counts, y, stats, replace(base, linear_nb_scale=nb, linear_lsa_components=4 * lsa), 0)
+                for lsa in (0, 1) for nb in (0.0, 2.0)}
+    answers = {key: predicted_classes(fit, val, stats.idf) for key, fit in variants.items()}
+    assert len({tuple(a) for a in answers.values()}) == 4  # else the split could not tell the blocks apart
+    choosing = replace(base, linear_select="validation", linear_lsa_components=4)
+    for key, truth in answers.items():  # a validation split that each fit in turn answers perfectly
+        chosen = solve(counts, y, stats, choosing, 0, validation=(val, truth))
+        np.testing.assert_array_equal(chosen[0], variants[key][0])
+        np.testing.assert_array_equal(chosen[1], variants[key][1])
+    everyone = solve(counts, y, stats, choosing, 0, validation=(counts, y))  # all four fits score 100% here
+    np.testing.assert_array_equal(everyone[0], variants[0.0, 0][0])
+
+
+def test_pseudo_labels_stay_only_where_the_validation_split_scores_them_better(caplog):
+    counts, y = separable(60)
+    corpus = sp.vstack([counts, counts_matrix(60, 40, seed=3)], format="csr")
+    stats = corpus_stats(corpus, components=4, seed=0)
+    unlabeled = np.r_[np.zeros(60, dtype=bool), np.ones(60, dtype=bool)]
+    base = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=0.0, linear_lsa_components=0,
+                       linear_select="configured")
+    with_pseudo = solve(counts, y, stats, base, 0, corpus, unlabeled)
+    without = solve(counts, y, stats, replace(base, linear_pseudo_weight=0.0), 0, corpus, unlabeled)
+    val = counts_matrix(80, 40, seed=5)
+    kept, left = predicted_classes(with_pseudo, val, stats.idf), predicted_classes(without, val, stats.idf)
+    assert (kept != left).any()
+    choosing = replace(base, linear_select="validation")
+    for truth, expected in ((kept, with_pseudo), (left, without)):
+        with caplog.at_level("INFO", logger="alloop.models.linear"):
+            chosen = solve(counts, y, stats, choosing, 0, corpus, unlabeled, validation=(val, truth))
+        np.testing.assert_array_equal(chosen[0], expected[0])
+        assert chosen[2] == expected[2]
+    assert "pseudo-labelled rows kept" in caplog.text and "pseudo-labelled rows left out" in caplog.text
+
+
+def test_the_selection_comes_from_the_environment_and_a_bad_one_names_the_variable():
+    from alloop.config import trainer_from_env
+
+    assert trainer_from_env({}).model.linear_select == "validation"
+    assert trainer_from_env({"ALLOOP_LINEAR_SELECT": "folds"}).model.linear_select == "folds"
+    with pytest.raises(ValueError, match="ALLOOP_LINEAR_SELECT='cv'; choose one of"):
+        trainer_from_env({"ALLOOP_LINEAR_SELECT": "cv"})
+    with pytest.raises(ValueError, match="ALLOOP_LINEAR_SELECT_FOLDS"):
+        trainer_from_env({"ALLOOP_LINEAR_SELECT_FOLDS": "1"})
 
 
 def test_with_min_df_2_a_token_of_one_text_only_stays_out_of_the_vocabulary():
