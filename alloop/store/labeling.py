@@ -3,7 +3,7 @@
 Every change that touches several keys runs as one Lua script, so a crash between steps cannot leave an item both
 queued and lost: Redis runs a script atomically, and with AOF it is replayed whole or not at all.
 
-Rules (documented in the README):
+Rules (documented in docs/api.md):
 - An item is queued at most once while it waits for a label; items already labeled or waiting are not queued again.
 - A lease hides the item from other labelers until its deadline; any lease call first puts expired leases back at
   the front of the queue (:meth:`LabelingStore.reclaim_expired` does it too, for a periodic reaper).
