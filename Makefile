@@ -10,12 +10,13 @@ DEMO_DIR ?= .alloop/demo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install proto tools lint-proto test test-unit demo bench compose-check lock secrets clean help
+.PHONY: install proto tools lint lint-proto test test-unit demo bench compose-check lock secrets clean help
 
 help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
 	@echo "make test   - the whole test suite (real Redis, real gRPC, real TensorFlow)"
 	@echo "make proto  - regenerate the gRPC stubs from proto/"
+	@echo "make lint   - ruff's lint and format checks (what .ci/run runs before the tests)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ tools: $(BUF)
 lint-proto: $(BUF)
 	$(BUF) lint
 	$(BUF) breaking --against '.git#ref=HEAD~1'
+
+# ruff's lint and format rules are in pyproject.toml; .ci/run runs this before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: proto tools
 	$(PY) -m pytest -q

@@ -19,9 +19,8 @@ from typing import Any
 
 import keras
 
-import alloop.models.text_model  # noqa: F401  (registers the custom standardize function that saved models name)
-import alloop.models.linear  # noqa: F401  (registers SublinearTfIdf, the linear family's TF-IDF layer)
-
+import alloop.models.linear
+import alloop.models.text_model  # noqa: F401 - registers the standardize function that saved models name
 from alloop.errors import IntegrityError
 
 MODEL_FILE = "model.keras"
@@ -110,7 +109,9 @@ def verify_version(model_dir: Path, version: int, expected_sha256: str, known: d
     root = version_dir(model_dir, version)
     recorded = _recorded_manifest(root, version, expected_sha256)
     if _manifest(root, known) != recorded:
-        raise IntegrityError(f"model version {version} at {root}: files differ from their manifest (corrupt or truncated)")
+        raise IntegrityError(
+            f"model version {version} at {root}: files differ from their manifest (corrupt or truncated)"
+        )
     return root
 
 

@@ -203,7 +203,9 @@ def common_from_env(env: Mapping[str, str]) -> CommonSettings:
         try:
             password = Path(password_file).read_text(encoding="utf-8").strip() or None
         except OSError as exc:
-            raise ValueError(f"ALLOOP_REDIS_PASSWORD_FILE: cannot read {password_file}: {exc.strerror or exc}") from None
+            raise ValueError(
+                f"ALLOOP_REDIS_PASSWORD_FILE: cannot read {password_file}: {exc.strerror or exc}"
+            ) from None
         if password is None:
             raise ValueError(f"ALLOOP_REDIS_PASSWORD_FILE: {password_file} is empty")
     return CommonSettings(
@@ -312,7 +314,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
         help="Redis URL without a password (env REDIS_URL; the password goes in REDIS_URL or ALLOOP_REDIS_PASSWORD_FILE, "
-             "never on a command line); unset: embedded Redis",
+        "never on a command line); unset: embedded Redis",
     )
     parser.add_argument("--state-dir", type=Path, help="state directory (env ALLOOP_STATE_DIR, default .alloop)")
     parser.add_argument("--model-dir", type=Path, help="model store (env ALLOOP_MODEL_DIR)")

@@ -61,7 +61,9 @@ class ModelNotReady(FailedPrecondition):
     """No model version has been published yet, so nothing can be scored."""
 
     def __init__(self) -> None:
-        super().__init__("no model version is published yet: wait for the trainer's first round (GetModel / WatchModels)")
+        super().__init__(
+            "no model version is published yet: wait for the trainer's first round (GetModel / WatchModels)"
+        )
 
 
 class NothingToTrain(FailedPrecondition):

@@ -41,19 +41,23 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=PROG, description="Exit 0 if a service's gRPC health check answers SERVING, 1 otherwise.",
+        prog=PROG,
+        description="Exit 0 if a service's gRPC health check answers SERVING, 1 otherwise.",
     )
     add_version_flag(parser)
     parser.add_argument("--address", required=True, help="host:port of the service (e.g. 127.0.0.1:50051)")
     parser.add_argument(
-        "--service", default="",
+        "--service",
+        default="",
         help="health service name; default '' (the server as a whole); the query service also has alloop.model",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)")
     return parser
 
 
-def check(address: str, service: str = "", timeout: float = 3.0, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
+def check(
+    address: str, service: str = "", timeout: float = 3.0, env: Mapping[str, str] | None = None
+) -> tuple[bool, str]:
     """(SERVING?, one line that says what the service answered or why it could not be asked)."""
     try:
         channel = open_secure_channel(address, env=os.environ if env is None else env)

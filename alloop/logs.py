@@ -24,7 +24,10 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("plain", "json")
 FIELDS = ("request_id", "method", "pool", "model_version")
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("alloop_log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "alloop_log_context",
+    default={},  # noqa: B039 - never mutated: context() sets a new dict
+)
 
 
 @contextmanager
@@ -85,10 +88,12 @@ def configure(service: str, env: Mapping[str, str], stream: TextIO | None = None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter(service))
     if style == "json":
-        handler.setFormatter(JsonFormatter(
-            "%(asctime)s %(service)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        ))
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(service)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
     else:
         handler.setFormatter(_PlainFormatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
     root = logging.getLogger()

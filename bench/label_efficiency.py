@@ -64,9 +64,11 @@ MC_CANDIDATES = 5000
 """Items an MC-dropout strategy scores per round (a random sample of the pool, as Gal et al. 2017 did): 10 passes
 over all 39,000 would be the cost of scoring the pool ten times every round."""
 BINARY_SAME_RANKING = "binary: ranks items exactly as least_confidence does (tests/unit/test_strategies.py)"
-SEED_CAPPED = ("time: the k-center and k-means batches cost ~8 min a curve on 2 cores against ~5 for least-confidence, "
-               "and their 3-seed curves were level with it (bench/results/label_efficiency_linear.json, 321ef63); "
-               "one seed each keeps the whole benchmark under 2 hours")
+SEED_CAPPED = (
+    "time: the k-center and k-means batches cost ~8 min a curve on 2 cores against ~5 for least-confidence, "
+    "and their 3-seed curves were level with it (bench/results/label_efficiency_linear.json, 321ef63); "
+    "one seed each keeps the whole benchmark under 2 hours"
+)
 
 
 def strategy_seeds(plan: FamilyPlan, strategies: list[str], seeds: int, asked: bool) -> dict[str, int]:
@@ -83,26 +85,41 @@ def _budgets(start: int, fine_until: int, fine_step: int, coarse_until: int, coa
 PLANS = {
     "linear": FamilyPlan(
         # Past 10,000 by two rounds, to say where the curve meets the full-data line if it has not by then.
-        "linear", 100, [*_budgets(200, 2000, 200, 10_000, 1000), 12_000, 15_000], {"ALLOOP_MODEL_FAMILY": "linear"},
-        strategies=("random", "least_confidence", "class_balanced", "diversity", "kmeans_diversity"), seeds=3,
+        "linear",
+        100,
+        [*_budgets(200, 2000, 200, 10_000, 1000), 12_000, 15_000],
+        {"ALLOOP_MODEL_FAMILY": "linear"},
+        strategies=("random", "least_confidence", "class_balanced", "diversity", "kmeans_diversity"),
+        seeds=3,
         seed_caps={"diversity": 1, "kmeans_diversity": 1},
-        skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
-                 "bald": "linear has no dropout: its MC passes agree and BALD is 0 for every item"},
+        skipped={
+            "entropy": BINARY_SAME_RANKING,
+            "margin": BINARY_SAME_RANKING,
+            "bald": "linear has no dropout: its MC passes agree and BALD is 0 for every item",
+        },
     ),
     "bilstm": FamilyPlan(
-        "bilstm", 500, _budgets(1000, 2000, 500, 10_000, 1000),
+        "bilstm",
+        500,
+        _budgets(1000, 2000, 500, 10_000, 1000),
         {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "20", "ALLOOP_BATCH_SIZE": "256"},
-        strategies=("random", "least_confidence", "bald"), seeds=1,
-        skipped={"entropy": BINARY_SAME_RANKING, "margin": BINARY_SAME_RANKING,
-                 "class_balanced": "time: one BiLSTM curve is ~12 min on 2 cores (run it with --strategies)",
-                 "diversity": "time (run it with --strategies)", "kmeans_diversity": "time (run it with --strategies)"},
+        strategies=("random", "least_confidence", "bald"),
+        seeds=1,
+        skipped={
+            "entropy": BINARY_SAME_RANKING,
+            "margin": BINARY_SAME_RANKING,
+            "class_balanced": "time: one BiLSTM curve is ~12 min on 2 cores (run it with --strategies)",
+            "diversity": "time (run it with --strategies)",
+            "kmeans_diversity": "time (run it with --strategies)",
+        },
     ),
 }
 # The Keras example's protocol: 7,500 + 7,500 initial labels, then three rounds of 5,000 by class-ratio sampling.
 SEED_PROTOCOL = FamilyPlan("bilstm", 7500, [20_000, 25_000, 30_000], PLANS["bilstm"].env)
-SEED_PUBLISHED = {"full_data": {"labels": 40_000, "accuracy": 0.858, "false_negatives": 295, "false_positives": 415},
-                  "ratio_protocol": {"labels": 30_000, "accuracy": 0.854,
-                                     "false_negatives": 348, "false_positives": 381}}
+SEED_PUBLISHED = {
+    "full_data": {"labels": 40_000, "accuracy": 0.858, "false_negatives": 295, "false_positives": 415},
+    "ratio_protocol": {"labels": 30_000, "accuracy": 0.854, "false_negatives": 348, "false_positives": 381},
+}
 
 # Binary least-confidence, margin and entropy rank items identically, so the quick run takes one of them.
 QUICK_STRATEGIES = ["random", "least_confidence", "kmeans_diversity"]
@@ -146,12 +163,14 @@ def corpus_sizes(path: Path, classes: tuple[str, ...] | None = None) -> Corpus:
     """The splitting rule for ``--corpus``: a class-balanced test split of ``min(2,500, 20% of the smallest class)``
     per class and a validation split of ``min(2,500, 10%)``, drawn with seed 0 (alloop.data.balanced_splits); the
     initial labelled set is drawn per curve seed as for IMDB; everything else is the pool."""
-    from alloop.data import infer_classes, read_records  # noqa: PLC0415
+    from alloop.data import infer_classes, read_records
 
     names = classes or infer_classes(path)
     records = read_records(path, classes=names, require_label=True)
-    counts = np.bincount([int(r.label) for r in records],  # type: ignore[arg-type]
-                         minlength=len(names))
+    counts = np.bincount(
+        [int(r.label) for r in records],  # type: ignore[arg-type]
+        minlength=len(names),
+    )
     smallest = int(counts.min())
     test = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_TEST_FRACTION))
     val = min(CORPUS_TEST_PER_CLASS, int(smallest * CORPUS_VAL_FRACTION))
@@ -169,17 +188,24 @@ def fit_plan(plan: FamilyPlan, corpus: Corpus, pool_limit: int | None, initial_a
     initial = plan.initial_per_class
     if initial > most:
         if initial_asked:
-            raise SystemExit(f"--initial-per-class {initial}: {corpus.path.name}'s smallest class has "
-                             f"{min(per_class)} candidates after the test and validation splits; use at most {most}")
+            raise SystemExit(
+                f"--initial-per-class {initial}: {corpus.path.name}'s smallest class has "
+                f"{min(per_class)} candidates after the test and validation splits; use at most {most}"
+            )
         initial = most
     start, total = initial * len(per_class), sum(per_class)
     budgets = [b for b in plan.budgets if start < b <= total]
     if initial != plan.initial_per_class or budgets != plan.budgets:
-        print(f"{corpus.path.name}: {plan.name} plan fitted to {total} candidates: {initial} initial labels per "
-              f"class, budgets {budgets}", flush=True)
+        print(
+            f"{corpus.path.name}: {plan.name} plan fitted to {total} candidates: {initial} initial labels per "
+            f"class, budgets {budgets}",
+            flush=True,
+        )
     if not budgets:
-        raise SystemExit(f"{corpus.path.name}: none of the budgets {plan.budgets} lies between the {start} initial "
-                         f"labels and the {total} candidates; give --budgets")
+        raise SystemExit(
+            f"{corpus.path.name}: none of the budgets {plan.budgets} lies between the {start} initial "
+            f"labels and the {total} candidates; give --budgets"
+        )
     return replace(plan, initial_per_class=initial, budgets=budgets)
 
 
@@ -189,70 +215,148 @@ training), so seeds differ in where they start, not in what they are scored on, 
 peers, which use seed 0's files, see the same test set and candidates as every curve."""
 
 
-def prepare_run_data(plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_limit: int | None,
-                     corpus: Corpus | None) -> Path:
+def prepare_run_data(
+    plan: FamilyPlan, seed: int, work: Path, cache: Path, pool_limit: int | None, corpus: Corpus | None
+) -> Path:
     name = f"{plan.name}-split{SPLIT_SEED}-initial{seed}-{pool_limit or 'all'}"
     name += f"-{corpus.path.stem}" if corpus else ""
     source: dict[str, Any] = (
-        {"source": "npm", "val_per_class": 2500, "test_per_class": 2500} if corpus is None else
-        {"source": "file", "path": corpus.path, "classes": corpus.classes, "val_per_class": corpus.val_per_class,
-         "test_per_class": corpus.test_per_class}
+        {"source": "npm", "val_per_class": 2500, "test_per_class": 2500}
+        if corpus is None
+        else {
+            "source": "file",
+            "path": corpus.path,
+            "classes": corpus.classes,
+            "val_per_class": corpus.val_per_class,
+            "test_per_class": corpus.test_per_class,
+        }
     )
-    return prepare(work / "data" / name, **source, cache_dir=cache, initial_per_class=plan.initial_per_class,
-                   seed=SPLIT_SEED, initial_seed=seed, pool_limit=pool_limit, log=lambda _m: None)
+    return prepare(
+        work / "data" / name,
+        **source,
+        cache_dir=cache,
+        initial_per_class=plan.initial_per_class,
+        seed=SPLIT_SEED,
+        initial_seed=seed,
+        pool_limit=pool_limit,
+        log=lambda _m: None,
+    )
 
 
 def run_curve(
-    plan: FamilyPlan, strategy: str, seed: int, budgets: list[int], work: Path, cache: Path, pool_limit: int | None,
+    plan: FamilyPlan,
+    strategy: str,
+    seed: int,
+    budgets: list[int],
+    work: Path,
+    cache: Path,
+    pool_limit: int | None,
     corpus: Corpus | None = None,
 ) -> list[dict[str, Any]]:
     data = prepare_run_data(plan, seed, work, cache, pool_limit, corpus)
     classes = ",".join(corpus.classes) if corpus else "negative,positive"
     run_dir = work / "runs" / f"{plan.name}-{strategy}-{seed}-{time.strftime('%H%M%S')}"
     # The oracle asks for every round itself, hence the threshold no round of labels reaches.
-    env = {**plan.env, "ALLOOP_RETRAIN_THRESHOLD": "1000000000", "ALLOOP_SEED": str(seed), "ALLOOP_CLASSES": classes,
-           # Every curve's pool text is the same candidates: adapt the vocabulary and run the SVD once per run.
-           "ALLOOP_CORPUS_CACHE_DIR": str(work / "corpus-cache")}
+    env = {
+        **plan.env,
+        "ALLOOP_RETRAIN_THRESHOLD": "1000000000",
+        "ALLOOP_SEED": str(seed),
+        "ALLOOP_CLASSES": classes,
+        # Every curve's pool text is the same candidates: adapt the vocabulary and run the SVD once per run.
+        "ALLOOP_CORPUS_CACHE_DIR": str(work / "corpus-cache"),
+    }
     pool = corpus.name if corpus else "imdb"
     with local_stack(run_dir, data, env) as stack:
-        rows = oracle.run(oracle_args(stack.query, stack.trainer, data, strategy, seed, budgets, classes, run_dir, pool))
-    return [{"labels": r.labels, "accuracy": r.accuracy, "false_positives": r.false_positives,
-             "false_negatives": r.false_negatives, "kappa": r.kappa, "seconds": r.seconds} for r in rows]
+        rows = oracle.run(
+            oracle_args(stack.query, stack.trainer, data, strategy, seed, budgets, classes, run_dir, pool)
+        )
+    return [
+        {
+            "labels": r.labels,
+            "accuracy": r.accuracy,
+            "false_positives": r.false_positives,
+            "false_negatives": r.false_negatives,
+            "kappa": r.kappa,
+            "seconds": r.seconds,
+        }
+        for r in rows
+    ]
 
 
-def oracle_args(query: str, trainer: str, data: Path, strategy: str, seed: int, budgets: list[int], classes: str,
-                run_dir: Path, pool: str = "imdb") -> argparse.Namespace:
+def oracle_args(
+    query: str,
+    trainer: str,
+    data: Path,
+    strategy: str,
+    seed: int,
+    budgets: list[int],
+    classes: str,
+    run_dir: Path,
+    pool: str = "imdb",
+) -> argparse.Namespace:
     """The oracle's arguments for one curve; its Query draws are seeded from the curve's seed (``--seed``)."""
-    return oracle.build_parser().parse_args([
-        "--query-address", query, "--trainer-address", trainer, "--pool-file", str(data / "pool.jsonl"),
-        "--pool", pool, "--strategy", strategy, "--budgets", ",".join(map(str, budgets)), "--classes", classes,
-        "--out", str(run_dir), "--quiet", "--timeout", "1800", "--seed", str(seed),
-        "--max-candidates", str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
-    ])
+    return oracle.build_parser().parse_args(
+        [
+            "--query-address",
+            query,
+            "--trainer-address",
+            trainer,
+            "--pool-file",
+            str(data / "pool.jsonl"),
+            "--pool",
+            pool,
+            "--strategy",
+            strategy,
+            "--budgets",
+            ",".join(map(str, budgets)),
+            "--classes",
+            classes,
+            "--out",
+            str(run_dir),
+            "--quiet",
+            "--timeout",
+            "1800",
+            "--seed",
+            str(seed),
+            "--max-candidates",
+            str(MC_CANDIDATES if strategy in NEEDS_MC_SAMPLES else 0),
+        ]
+    )
 
 
-def full_data_accuracy(plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None,
-                       corpus: Corpus | None = None) -> dict[str, Any]:
+def full_data_accuracy(
+    plan: FamilyPlan, work: Path, cache: Path, pool_limit: int | None, corpus: Corpus | None = None
+) -> dict[str, Any]:
     """The family trained once on every candidate (initial + pool), evaluated on the same test set."""
-    from alloop.data import read_records  # noqa: PLC0415 - TensorFlow only where needed
-    from alloop.models.config import ModelConfig, TrainingConfig  # noqa: PLC0415
-    from alloop.models.training import LabeledData, train_round  # noqa: PLC0415
+    from alloop.data import read_records
+    from alloop.models.config import ModelConfig, TrainingConfig
+    from alloop.models.training import LabeledData, train_round
 
     data = prepare_run_data(plan, 0, work, cache, pool_limit, corpus)
     names = corpus.classes if corpus else None
-    load = lambda name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)  # noqa: E731
+    load = lambda name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
     candidates = load("initial") + load("pool")
-    as_data = lambda rs: LabeledData([r.text for r in rs], [int(r.label) for r in rs])  # noqa: E731
+    as_data = lambda rs: LabeledData([r.text for r in rs], [int(r.label) for r in rs])
     started = time.monotonic()
     result = train_round(
-        as_data(candidates), as_data(load("val")), as_data(load("test")),
+        as_data(candidates),
+        as_data(load("val")),
+        as_data(load("test")),
         model_config=ModelConfig(family=plan.name, n_classes=len(corpus.classes) if corpus else 2),
-        training=TrainingConfig(epochs=int(plan.env.get("ALLOOP_EPOCHS", 20)),
-                                batch_size=int(plan.env.get("ALLOOP_BATCH_SIZE", 256)), warm_start=False),
+        training=TrainingConfig(
+            epochs=int(plan.env.get("ALLOOP_EPOCHS", 20)),
+            batch_size=int(plan.env.get("ALLOOP_BATCH_SIZE", 256)),
+            warm_start=False,
+        ),
         work_dir=work / "full" / plan.name,
     )
-    return {"labels": len(candidates), "accuracy": result.test.accuracy, "false_positives": result.test.false_positives,
-            "false_negatives": result.test.false_negatives, "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "labels": len(candidates),
+        "accuracy": result.test.accuracy,
+        "false_positives": result.test.false_positives,
+        "false_negatives": result.test.false_negatives,
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
@@ -263,9 +367,19 @@ def mean_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, dic
         for point in run["curve"]:
             per.setdefault(point["labels"], []).append(point["accuracy"])
     return {
-        fam: {s: {n: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
-                      "max": float(np.max(v)), "n": len(v)}
-                  for n, v in sorted(points.items())} for s, points in strategies.items()}
+        fam: {
+            s: {
+                n: {
+                    "mean": float(np.mean(v)),
+                    "std": float(np.std(v)),
+                    "min": float(np.min(v)),
+                    "max": float(np.max(v)),
+                    "n": len(v),
+                }
+                for n, v in sorted(points.items())
+            }
+            for s, points in strategies.items()
+        }
         for fam, strategies in grouped.items()
     }
 
@@ -291,17 +405,21 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
     re-measures the ``linear`` runs and keeps the BiLSTM's (the half-hour or more of the benchmark). Files written
     before they recorded the model settings (321ef63 and earlier) measured an older linear model, and files from
     before the split fix (c6ae950) drew a test set per curve seed: neither can be resumed."""
-    from alloop.models.config import FAMILY_NAMES, ModelConfig  # noqa: PLC0415
+    from alloop.models.config import FAMILY_NAMES, ModelConfig
 
     expected = _protocol(pool_limit, corpus)
     missing = [key for key in expected if key not in previous]
     if missing:
-        raise SystemExit(f"--resume: the file does not record its {', '.join(missing)}: it was written by an older "
-                         "benchmark (an older linear model, or curves whose Query draws were not seeded); run afresh")
+        raise SystemExit(
+            f"--resume: the file does not record its {', '.join(missing)}: it was written by an older "
+            "benchmark (an older linear model, or curves whose Query draws were not seeded); run afresh"
+        )
     for key, value in expected.items():
         if key != "model_defaults" and previous[key] != value:
-            raise SystemExit(f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
-                             "its runs were measured on other data and cannot be mixed with this run's")
+            raise SystemExit(
+                f"--resume: the file's {key} is {previous[key]!r}, this run's is {value!r}; "
+                "its runs were measured on other data and cannot be mixed with this run's"
+            )
     current = ModelConfig()
     recorded = previous["model_defaults"]
     same: set[str] = set()
@@ -319,8 +437,11 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
 
 def only_families(previous: dict[str, Any], families: set[str]) -> dict[str, Any]:
     """``previous`` with the full-data models and runs of other families left out (see :func:`check_resumable`)."""
-    return {**previous, "full_data": {f: v for f, v in previous.get("full_data", {}).items() if f in families},
-            "runs": [r for r in previous.get("runs", []) if r["family"] in families]}
+    return {
+        **previous,
+        "full_data": {f: v for f, v in previous.get("full_data", {}).items() if f in families},
+        "runs": [r for r in previous.get("runs", []) if r["family"] in families],
+    }
 
 
 def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
@@ -328,11 +449,19 @@ def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
     by :func:`check_resumable`."""
     return {
         "pool_limit": pool_limit,  # candidates (initial + pool); full_data is "every candidate" of this run
-        "corpus": {"path": str(corpus.path), "classes": list(corpus.classes), "val_per_class": corpus.val_per_class,
-                   "test_per_class": corpus.test_per_class} if corpus else "imdb (seed splits)",
-        "splits": {"split_seed": SPLIT_SEED, "initial_seed": "the curve's seed",
-                   "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, "
-                             "the peers"},
+        "corpus": {
+            "path": str(corpus.path),
+            "classes": list(corpus.classes),
+            "val_per_class": corpus.val_per_class,
+            "test_per_class": corpus.test_per_class,
+        }
+        if corpus
+        else "imdb (seed splits)",
+        "splits": {
+            "split_seed": SPLIT_SEED,
+            "initial_seed": "the curve's seed",
+            "shared": "val, test and the candidates (initial + pool): every curve, the full-data models, the peers",
+        },
         "model_defaults": _model_defaults(),
         # Each round's Query draws (random batches, candidate samples) repeat with the curve's seed; curves from
         # before the oracle sent one cannot be reused as if they were exact.
@@ -343,7 +472,7 @@ def _protocol(pool_limit: int | None, corpus: Corpus | None) -> dict[str, Any]:
 def _model_defaults() -> dict[str, Any]:
     """The model settings the services run with (the plans set only the family and the BiLSTM's epochs): a run
     measured with other defaults measured another model."""
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
+    from alloop.models.config import ModelConfig
 
     return {k: v for k, v in ModelConfig().to_dict().items() if k != "family"}
 
@@ -356,8 +485,12 @@ def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -
     """The issue's keys. On a user's corpus there is no seed model to reach: its keys are None, the rest holds."""
     seed_full = full.get("bilstm", {}).get("accuracy")
     seed_target = seed_full if seed_full is not None else SEED_FULL_ACCURACY_FINDINGS
-    reach = [(n, fam, s) for fam, strategies in curves.items() for s, c in strategies.items()
-             if imdb and (n := first_reaching(c, seed_target)) is not None]
+    reach = [
+        (n, fam, s)
+        for fam, strategies in curves.items()
+        for s, c in strategies.items()
+        if imdb and (n := first_reaching(c, seed_target)) is not None
+    ]
     own = {}
     for fam, strategies in curves.items():
         if fam in full:
@@ -377,7 +510,8 @@ def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -
     return {
         "seed_full_accuracy_target": seed_target if imdb else None,
         "seed_full_accuracy_source": ("this run" if seed_full is not None else "../shared/FINDINGS.md (bilstm not run)")
-        if imdb else "not IMDB: no seed model to compare with",
+        if imdb
+        else "not IMDB: no seed model to compare with",
         "labels_to_seed_full_accuracy": best[0] if best else None,
         "labels_to_seed_full_accuracy_by": f"{best[1]}/{best[2]}" if best else None,
         "labels_to_full_accuracy": min((v for v in own.values() if v is not None), default=None),
@@ -390,17 +524,30 @@ def summarize(curves: dict[str, Any], full: dict[str, Any], imdb: bool = True) -
 PEER_MARGIN_BUDGETS = (500, 1000, 2000, 5000, 10_000, 15_000)
 
 
-def run_peer_curves(plan: FamilyPlan, budgets: list[int], seeds: int, work: Path, cache: Path,
-                    pool_limit: int | None, corpus: Corpus | None = None) -> dict[str, Any]:
+def run_peer_curves(
+    plan: FamilyPlan,
+    budgets: list[int],
+    seeds: int,
+    work: Path,
+    cache: Path,
+    pool_limit: int | None,
+    corpus: Corpus | None = None,
+) -> dict[str, Any]:
     """small-text and modAL on the same candidates, test set and rounds as alloop's ``plan`` (bench/peers.py)."""
-    from alloop.data import load_prepared  # noqa: PLC0415
-    from bench import peers  # noqa: PLC0415 - needs the bench extra
+    from alloop.data import load_prepared
+    from bench import peers
 
     splits = load_prepared(prepare_run_data(plan, 0, work, cache, pool_limit, corpus))
     initial = plan.initial_per_class * len(splits.classes)
     # One round per budget, budgets as alloop's: each peer grows its labels exactly as alloop's oracle does.
-    return peers.run_peers(splits, initial=initial, budgets=[initial, *budgets], seeds=list(range(seeds)),
-                           cache_dir=cache / "bench", progress=lambda m: print(m, flush=True))
+    return peers.run_peers(
+        splits,
+        initial=initial,
+        budgets=[initial, *budgets],
+        seeds=list(range(seeds)),
+        cache_dir=cache / "bench",
+        progress=lambda m: print(m, flush=True),
+    )
 
 
 def _at(curve: dict[int, float], labels: int) -> float | None:
@@ -422,8 +569,10 @@ def compare_with_peers(
         best_peer = max((v for c in theirs.values() if (v := _at(c, labels)) is not None), default=None)
         if best_ours is not None and best_peer is not None:
             margin[str(labels)] = round(best_ours - best_peer, 4)
-    reach = {name: next((n for n in sorted(c) if seed_target is not None and c[n] >= seed_target), None)
-             for name, c in theirs.items()}
+    reach = {
+        name: next((n for n in sorted(c) if seed_target is not None and c[n] >= seed_target), None)
+        for name, c in theirs.items()
+    }
     own = {}
     for name, entry in peer_result["peers"].items():
         ceiling = entry.get("full_data", {}).get("accuracy")
@@ -465,19 +614,32 @@ def report(result: dict[str, Any]) -> str:
         n_family = seeds.get(fam) if isinstance(seeds, dict) else seeds
         for strategy, curve in strategies.items():
             n = result.get("seeds_by_strategy", {}).get(fam, {}).get(strategy, n_family)
-            rows.append((f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
-                         {int(k): v["mean"] for k, v in curve.items()},
-                         {int(k): v.get("std", 0.0) for k, v in curve.items()}, full))
+            rows.append(
+                (
+                    f"alloop `{fam}` / {strategy} ({n} seed{'s' if n != 1 else ''})",
+                    {int(k): v["mean"] for k, v in curve.items()},
+                    {int(k): v.get("std", 0.0) for k, v in curve.items()},
+                    full,
+                )
+            )
     for name, entry in ((result.get("peers") or {}).get("peers") or {}).items():
-        rows.append((f"peer: {name}", {b["labels"]: b["mean"] for b in entry["budgets"]},
-                     {b["labels"]: b.get("std", 0.0) for b in entry["budgets"]},
-                     entry.get("full_data", {}).get("accuracy")))
+        rows.append(
+            (
+                f"peer: {name}",
+                {b["labels"]: b["mean"] for b in entry["budgets"]},
+                {b["labels"]: b.get("std", 0.0) for b in entry["budgets"]},
+                entry.get("full_data", {}).get("accuracy"),
+            )
+        )
     columns = report_columns([mean for _, mean, _, _ in rows])
     where = result.get("corpus")
     title = f"{Path(where['path']).stem}: " if isinstance(where, dict) else "IMDB: "
-    lines = [f"{title}test accuracy (%), mean ± std over seeds",
-             "", "| labels | " + " | ".join(f"{n:,}" for n in columns) + " | all candidates |",
-             "|---" * (len(columns) + 2) + "|"]
+    lines = [
+        f"{title}test accuracy (%), mean ± std over seeds",
+        "",
+        "| labels | " + " | ".join(f"{n:,}" for n in columns) + " | all candidates |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for name, mean, std, full in rows:
         cells = []
         for n in columns:
@@ -487,14 +649,19 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: dict[str, Any] | None = None,
-         title: str = "IMDB") -> None:
+def plot(
+    curves: dict[str, Any],
+    full: dict[str, Any],
+    path: Path,
+    peer_result: dict[str, Any] | None = None,
+    title: str = "IMDB",
+) -> None:
     """Curves with their seed spread, the peers' curves, and every full-data line (alloop's families and each peer
     library's); the seed BiLSTM's published line only on IMDB."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for fam, strategies in curves.items():
@@ -505,12 +672,14 @@ def plot(curves: dict[str, Any], full: dict[str, Any], path: Path, peer_result: 
     ceilings: dict[float, str] = {}
     for name, entry in (peer_result or {}).get("peers", {}).items():
         points = sorted((b["labels"], b["mean"]) for b in entry["budgets"])
-        line = ax.plot([n for n, _ in points], [a * 100 for _, a in points], linestyle="--", marker="x",
-                       label=f"peer: {name}")[0]
+        line = ax.plot(
+            [n for n, _ in points], [a * 100 for _, a in points], linestyle="--", marker="x", label=f"peer: {name}"
+        )[0]
         if (ceiling := entry.get("full_data", {}).get("accuracy")) is not None and ceiling not in ceilings:
             ceilings[ceiling] = name  # one line per library: its peers share the full-data model
-            ax.axhline(ceiling * 100, color=line.get_color(), linestyle=":", linewidth=1,
-                       label=f"peer {name}, all labels")
+            ax.axhline(
+                ceiling * 100, color=line.get_color(), linestyle=":", linewidth=1, label=f"peer {name}, all labels"
+            )
     for fam, f in full.items():
         ax.axhline(f["accuracy"] * 100, linestyle="--", linewidth=1, label=f"{fam}, all {f['labels']:,} labels")
     if title == "IMDB":
@@ -553,36 +722,59 @@ def _plan(plan: FamilyPlan, initial_per_class: int | None, budgets: str | None) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed-protocol", action="store_true",
-                        help="only the seed's reproduction: full-data BiLSTM and its ratio protocol "
-                             "(15k -> 30k labels)")
+    parser.add_argument(
+        "--seed-protocol",
+        action="store_true",
+        help="only the seed's reproduction: full-data BiLSTM and its ratio protocol (15k -> 30k labels)",
+    )
     parser.add_argument("--quick", action="store_true", help="linear only, 3 strategies, 1 seed, up to 2,000 labels")
-    parser.add_argument("--families", default=None,
-                        help="comma list (default: linear,bilstm on IMDB; linear on --corpus and with --quick)")
+    parser.add_argument(
+        "--families",
+        default=None,
+        help="comma list (default: linear,bilstm on IMDB; linear on --corpus and with --quick)",
+    )
     parser.add_argument("--strategies", default=None, help="comma list for every family (default: each family's plan)")
     parser.add_argument("--seeds", type=int, default=None, help="default: each family's plan (quick: 1)")
-    parser.add_argument("--max-labels", type=int, default=None,
-                        help="cap every plan's budgets (default: none; quick: 2,000)")
+    parser.add_argument(
+        "--max-labels", type=int, default=None, help="cap every plan's budgets (default: none; quick: 2,000)"
+    )
     parser.add_argument("--no-full", action="store_true", help="skip the full-data reference models")
     parser.add_argument("--pool-limit", type=int, default=None, help="cap the candidates (quick: 10,000)")
     parser.add_argument("--no-peers", action="store_true", help="skip small-text and modAL (bench/peers.py)")
-    parser.add_argument("--corpus", type=Path, default=None,
-                        help="a labelled CSV/JSONL (id, text, label) corpus instead of IMDB; test: min(2,500, 20%% of "
-                             "the smallest class) per class, validation: min(2,500, 10%%), the rest candidates")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="a labelled CSV/JSONL (id, text, label) corpus instead of IMDB; test: min(2,500, 20%% of "
+        "the smallest class) per class, validation: min(2,500, 10%%), the rest candidates",
+    )
     parser.add_argument("--classes", default=None, help="--corpus class names in label order (default: inferred)")
-    parser.add_argument("--initial-per-class", type=int, default=None,
-                        help="initial labels per class (default: 100 for linear, 500 for bilstm; on a corpus at most "
-                             "a tenth of its smallest class)")
-    parser.add_argument("--budgets", default=None,
-                        help="comma list of label totals, one round each (default: the plan's)")
-    parser.add_argument("--resume", type=Path, default=None,
-                        help="a results or .partial.json file of a stopped run on the same splits: its full-data "
-                             "models and its curves with the same family, strategy, seed and rounds are reused")
+    parser.add_argument(
+        "--initial-per-class",
+        type=int,
+        default=None,
+        help="initial labels per class (default: 100 for linear, 500 for bilstm; on a corpus at most "
+        "a tenth of its smallest class)",
+    )
+    parser.add_argument(
+        "--budgets", default=None, help="comma list of label totals, one round each (default: the plan's)"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="a results or .partial.json file of a stopped run on the same splits: its full-data "
+        "models and its curves with the same family, strategy, seed and rounds are reused",
+    )
     parser.add_argument("--report", type=Path, default=None, help="print a results file's table (markdown) and exit")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: bench/results/label_efficiency.json (quick: label_efficiency_quick.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results/label_efficiency.json (quick: label_efficiency_quick.json)",
+    )
     args = parser.parse_args(argv)
     if args.report:
         print(report(json.loads(args.report.read_text())))
@@ -605,15 +797,18 @@ def main(argv: list[str] | None = None) -> int:
     if corpus is not None and len(corpus.classes) > 2 and chosen is None:
         for fam in families:  # with three classes or more, margin and entropy rank differently from least-confidence
             strategies_for[fam] += [s for s in ("margin", "entropy") if s not in strategies_for[fam]]
-    seeds_by_strategy = {fam: strategy_seeds(PLANS[fam], strategies_for[fam], seeds_for[fam], args.seeds is not None)
-                         for fam in families}
-    skipped = {fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]}
-               for fam in families}
+    seeds_by_strategy = {
+        fam: strategy_seeds(PLANS[fam], strategies_for[fam], seeds_for[fam], args.seeds is not None) for fam in families
+    }
+    skipped = {
+        fam: {s: why for s, why in PLANS[fam].skipped.items() if s not in strategies_for[fam]} for fam in families
+    }
     plans = {fam: _plan(PLANS[fam], args.initial_per_class, args.budgets) for fam in families}
     pool_limit = args.pool_limit or (10_000 if args.quick else None)
     if corpus is not None:
-        plans = {fam: fit_plan(plan, corpus, pool_limit, args.initial_per_class is not None)
-                 for fam, plan in plans.items()}
+        plans = {
+            fam: fit_plan(plan, corpus, pool_limit, args.initial_per_class is not None) for fam, plan in plans.items()
+        }
     max_labels = args.max_labels or (2000 if args.quick else max(p.budgets[-1] for p in plans.values()))
     previous: dict[str, Any] = {}
     if args.resume:
@@ -648,8 +843,15 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 t0 = time.monotonic()
                 curve = run_curve(plan, strategy, seed, budgets, args.workdir, args.cache_dir, pool_limit, corpus)
-                runs.append({"family": fam, "strategy": strategy, "seed": seed, "curve": curve,
-                             "seconds": round(time.monotonic() - t0, 1)})
+                runs.append(
+                    {
+                        "family": fam,
+                        "strategy": strategy,
+                        "seed": seed,
+                        "curve": curve,
+                        "seconds": round(time.monotonic() - t0, 1),
+                    }
+                )
                 points = " ".join(f"{p['labels']}:{p['accuracy']:.3f}" for p in curve)
                 print(f"{fam}/{strategy}/seed {seed}: {points}", flush=True)
                 # A run of an hour or more keeps what it has measured so far, to be resumed (--resume) if stopped.
@@ -660,24 +862,35 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_peers and "linear" in families:
         plan = plans["linear"]
         budgets = [b for b in plan.budgets if b <= max_labels]
-        peer_result = run_peer_curves(plan, budgets, seeds_for["linear"], args.workdir, args.cache_dir, pool_limit,
-                                      corpus)
+        peer_result = run_peer_curves(
+            plan, budgets, seeds_for["linear"], args.workdir, args.cache_dir, pool_limit, corpus
+        )
     summary = summarize(curves, full, imdb=corpus is None)
     result = {
         "device": device(),
         "quick": args.quick,
-        "families": families, "strategies": strategies_for, "seeds": seeds_for, "skipped": skipped,
+        "families": families,
+        "strategies": strategies_for,
+        "seeds": seeds_for,
+        "skipped": skipped,
         "seeds_by_strategy": seeds_by_strategy,
-        "seed_capped": {fam: {s: SEED_CAPPED for s, n in by.items() if n < seeds_for[fam]}
-                        for fam, by in seeds_by_strategy.items()},
-        "mc_candidates": MC_CANDIDATES, "max_labels": max_labels,
+        "seed_capped": {
+            fam: {s: SEED_CAPPED for s, n in by.items() if n < seeds_for[fam]} for fam, by in seeds_by_strategy.items()
+        },
+        "mc_candidates": MC_CANDIDATES,
+        "max_labels": max_labels,
         **context,
         "wall_seconds": round(time.monotonic() - started, 1),  # this invocation only; see "resumed"
         # What was reused and what measuring it took then: wall_seconds + reused_seconds is about the whole run.
         "resumed": {"from": str(args.resume), "reused": reused, "reused_seconds": round(reused_seconds, 1)}
-        if args.resume else None,
-        "seed_reference": {"published_full": SEED_FULL_ACCURACY_PUBLISHED, "published_full_fn_fp": [295, 415],
-                           "published_active_30k": 0.854, "published_active_fn_fp": [348, 381]},
+        if args.resume
+        else None,
+        "seed_reference": {
+            "published_full": SEED_FULL_ACCURACY_PUBLISHED,
+            "published_full_fn_fp": [295, 415],
+            "published_active_30k": 0.854,
+            "published_active_fn_fp": [348, 381],
+        },
         "full_data": full,
         **summary,
         **(compare_with_peers(curves, peer_result, summary["seed_full_accuracy_target"]) if peer_result else {}),

@@ -38,7 +38,7 @@ DEFAULT_VARIANTS = ("nb-pool:linear_pseudo_weight=0", "pseudo:")
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """``name:field=value,field=value`` over ModelConfig's linear fields; types follow the field's default."""
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
+    from alloop.models.config import ModelConfig
 
     name, _, assignments = text.partition(":")
     types = {f.name: type(getattr(ModelConfig(), f.name)) for f in fields(ModelConfig)}
@@ -56,21 +56,24 @@ def corpus_initial_per_class(corpus: Any) -> int:
     return max(1, 200 // len(corpus.classes))
 
 
-def seed_features(seed: int, workdir: Path, cache_dir: Path, corpus: Any = None, score: str = "test",
-                  min_df: int | None = None) -> dict[str, Any]:
+def seed_features(
+    seed: int, workdir: Path, cache_dir: Path, corpus: Any = None, score: str = "test", min_df: int | None = None
+) -> dict[str, Any]:
     """Count vectors of one seed's candidates and of the split accuracy is scored on (``score``: val or test), over
     the vocabulary the trainer would adapt (``min_df``: ModelConfig's default unless given)."""
-    from alloop.data import read_records  # noqa: PLC0415
-    from alloop.models import linear  # noqa: PLC0415
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
+    from alloop.data import read_records
+    from alloop.models import linear
+    from alloop.models.config import ModelConfig
 
     plan = PLANS["linear"]
     if corpus is not None:  # the suite's start: about 200 labels over the classes
         plan = replace(plan, initial_per_class=corpus_initial_per_class(corpus))
     data = prepare_run_data(plan, seed, workdir, cache_dir, None, corpus)  # the benchmark's own splits
     names = corpus.classes if corpus is not None else None
-    records = {name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
-               for name in {"initial", "pool", "val", score}}
+    records = {
+        name: read_records(data / f"{name}.jsonl", classes=names, require_label=True)
+        for name in {"initial", "pool", "val", score}
+    }
     records["test"] = records[score]
     candidates = records["initial"] + records["pool"]
     corpus_texts = sorted({r.text for r in candidates})
@@ -109,13 +112,20 @@ def unlabelled(data: dict[str, Any], rows: Any) -> Any:
 
 def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
     """``fit(rows) -> (kernel, bias)`` as the trainer solves a round whose labels are those candidate rows."""
-    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models import linear
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
         kernel, bias, _ = linear.solve(
-            data["counts"][rows], data["labels"][rows], data["stats"], config, seed, corpus, unlabelled(data, rows),
-            data["prior"], data["val"],
+            data["counts"][rows],
+            data["labels"][rows],
+            data["stats"],
+            config,
+            seed,
+            corpus,
+            unlabelled(data, rows),
+            data["prior"],
+            data["val"],
         )
         return kernel, bias
 
@@ -123,7 +133,7 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
 
 
 def accuracy_on_test(data: dict[str, Any], kernel: Any, bias: Any) -> float:
-    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models import linear
 
     predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
     return float((predicted == data["test_labels"]).mean())
@@ -134,7 +144,7 @@ def rounds(
 ) -> tuple[dict[int, float], Any, tuple[Any, Any]]:
     """Test accuracy after each round, the candidate rows labelled at the last budget (a boolean mask), and the
     (kernel, bias) fitted on them."""
-    from alloop.models import linear  # noqa: PLC0415
+    from alloop.models import linear
 
     fit = fitter(data, config, seed)
     rng = np.random.default_rng(seed)
@@ -157,9 +167,11 @@ def rounds(
     return accuracy, labelled, (kernel, bias)
 
 
-def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int) -> dict[int, float]:
+def curve(
+    data: dict[str, Any], overrides: dict[str, Any], strategy: str, budgets: list[int], seed: int
+) -> dict[int, float]:
     """:func:`rounds`, then the same settings on every candidate (the last key: the full-data accuracy)."""
-    from alloop.models.config import ModelConfig  # noqa: PLC0415
+    from alloop.models.config import ModelConfig
 
     config = replace(ModelConfig(family="linear", n_classes=data["n_classes"]), **overrides)
     accuracy, _, _ = rounds(data, config, strategy, budgets, seed)
@@ -169,25 +181,37 @@ def curve(data: dict[str, Any], overrides: dict[str, Any], strategy: str, budget
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", action="append", default=None,
-                        help="name:field=value,... over ModelConfig (default: no pseudo-labels, and the default model)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="name:field=value,... over ModelConfig (default: no pseudo-labels, and the default model)",
+    )
     parser.add_argument("--strategy", choices=("least_confidence", "random"), default="least_confidence")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-labels", type=int, default=10_000)
     parser.add_argument("--workdir", type=Path, default=ROOT / ".alloop" / "bench")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "alloop")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: bench/results/linear_study_pseudo.json (a corpus: linear_study_<corpus>.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results/linear_study_pseudo.json (a corpus: linear_study_<corpus>.json)",
+    )
     parser.add_argument("--corpus", default=None, help="a suite corpus (bench/corpora.py) instead of IMDB")
-    parser.add_argument("--score", choices=("val", "test"), default=None,
-                        help="the split accuracy is measured on (default: val on a corpus, test on IMDB)")
+    parser.add_argument(
+        "--score",
+        choices=("val", "test"),
+        default=None,
+        help="the split accuracy is measured on (default: val on a corpus, test on IMDB)",
+    )
     parser.add_argument("--budgets", default=None, help="comma list of label totals (default: the linear plan's)")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     corpus = None
     if args.corpus:
-        from bench import corpora  # noqa: PLC0415
-        from bench.label_efficiency import corpus_sizes  # noqa: PLC0415
+        from bench import corpora
+        from bench.label_efficiency import corpus_sizes
 
         path, classes = corpora.fetch(args.corpus)
         corpus = corpus_sizes(path, classes)
@@ -197,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.budgets:
         budgets = [budgets[0], *sorted(int(b) for b in args.budgets.split(",") if int(b) > budgets[0])]
     if corpus is not None:
-        budgets = [corpus_initial_per_class(corpus) * len(corpus.classes),
-                   *(b for b in budgets[1:] if b <= sum(corpus.candidates_per_class()))]
+        budgets = [
+            corpus_initial_per_class(corpus) * len(corpus.classes),
+            *(b for b in budgets[1:] if b <= sum(corpus.candidates_per_class())),
+        ]
     started = time.monotonic()
     runs: dict[str, list[dict[int, float]]] = {name: [] for name, _ in variants}
     for seed in range(args.seeds):
@@ -212,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = {name: {str(n): float(np.mean([r[n] for r in rs])) for n in rs[0]} for name, rs in runs.items()}
     result = {
         "device": device(),
-        "strategy": args.strategy, "seeds": args.seeds, "budgets": budgets,
-        "corpus": args.corpus or "imdb", "scored_on": score,
-        "variants": dict(variants), "wall_seconds": round(time.monotonic() - started, 1),
+        "strategy": args.strategy,
+        "seeds": args.seeds,
+        "budgets": budgets,
+        "corpus": args.corpus or "imdb",
+        "scored_on": score,
+        "variants": dict(variants),
+        "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": summary,  # the last key of each is every candidate: the variant's full-data accuracy
         "runs": {name: [{str(n): a for n, a in r.items()} for r in rs] for name, rs in runs.items()},
     }

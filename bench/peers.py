@@ -26,6 +26,7 @@ import functools
 import hashlib
 import importlib.metadata
 import inspect
+import itertools
 import json
 import os
 import platform
@@ -96,20 +97,36 @@ PEERS: dict[str, PeerSpec] = {
     spec.name: spec
     for spec in (
         PeerSpec(
-            "small_text_breaking_ties", "small_text", "breaking_ties", "small-text",
-            "ConfidenceEnhancedLinearSVC (LinearSVC defaults) via SklearnClassifierFactory", "BreakingTies()",
+            "small_text_breaking_ties",
+            "small_text",
+            "breaking_ties",
+            "small-text",
+            "ConfidenceEnhancedLinearSVC (LinearSVC defaults) via SklearnClassifierFactory",
+            "BreakingTies()",
         ),
         PeerSpec(
-            "small_text_random", "small_text", "random", "small-text",
-            "ConfidenceEnhancedLinearSVC (LinearSVC defaults) via SklearnClassifierFactory", "RandomSampling()",
+            "small_text_random",
+            "small_text",
+            "random",
+            "small-text",
+            "ConfidenceEnhancedLinearSVC (LinearSVC defaults) via SklearnClassifierFactory",
+            "RandomSampling()",
         ),
         PeerSpec(
-            "modal_uncertainty", "modal", "uncertainty", "modAL-python",
-            "LogisticRegression(max_iter=1000) in modAL ActiveLearner", "uncertainty_sampling",
+            "modal_uncertainty",
+            "modal",
+            "uncertainty",
+            "modAL-python",
+            "LogisticRegression(max_iter=1000) in modAL ActiveLearner",
+            "uncertainty_sampling",
         ),
         PeerSpec(
-            "modal_random", "modal", "random", "modAL-python",
-            "LogisticRegression(max_iter=1000) in modAL ActiveLearner", "uniform draw from the remaining candidates",
+            "modal_random",
+            "modal",
+            "random",
+            "modAL-python",
+            "LogisticRegression(max_iter=1000) in modAL ActiveLearner",
+            "uniform draw from the remaining candidates",
         ),
     )
 }
@@ -168,7 +185,7 @@ def _shim_modal_check_x_y(learners: ModuleType) -> bool:
         return False
 
     @functools.wraps(original)
-    def check_X_y(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the name modAL calls
+    def check_X_y(*args: Any, **kwargs: Any) -> Any:
         if "force_all_finite" in kwargs:
             kwargs["ensure_all_finite"] = kwargs.pop("force_all_finite")
         return original(*args, **kwargs)
@@ -268,7 +285,7 @@ def _check_schedule(initial: int, budgets: Sequence[int], n_candidates: int, n_c
     checked = [int(b) for b in budgets]
     if not checked:
         raise ValueError("budgets is empty")
-    if checked[0] < initial or any(b <= a for a, b in zip(checked, checked[1:], strict=False)):
+    if checked[0] < initial or any(b <= a for a, b in itertools.pairwise(checked)):
         raise ValueError(f"budgets must increase strictly and start at initial={initial} or above, got {checked}")
     if checked[-1] > n_candidates:
         raise ValueError(f"budget {checked[-1]} is more than the {n_candidates} candidates")
@@ -312,9 +329,9 @@ def _check_strategy(strategy: str, allowed: tuple[str, ...]) -> None:
 
 
 def run_small_text(
-    X_pool: Any,  # noqa: N803 - the usual name for a feature matrix
+    X_pool: Any,
     y_pool: Sequence[int] | np.ndarray,
-    X_test: Any,  # noqa: N803
+    X_test: Any,
     y_test: Sequence[int] | np.ndarray,
     *,
     strategy: str,
@@ -350,7 +367,7 @@ def run_small_text(
             for size in _rounds(len(learner.indices_labeled), budget, max_round):
                 queried = learner.query(num_samples=size)
                 learner.update(y_pool[queried])  # the simulated oracle answers from the true labels
-            results.append((int(len(learner.indices_labeled)), _accuracy(y_test, learner.classifier.predict(test))))
+            results.append((len(learner.indices_labeled), _accuracy(y_test, learner.classifier.predict(test))))
     if log is not None:
         log["initial"] = indices_initial.copy()
         log["labelled"] = np.asarray(learner.indices_labeled, dtype=np.int64).copy()
@@ -358,9 +375,9 @@ def run_small_text(
 
 
 def run_modal(
-    X_pool: Any,  # noqa: N803
+    X_pool: Any,
     y_pool: Sequence[int] | np.ndarray,
-    X_test: Any,  # noqa: N803
+    X_test: Any,
     y_test: Sequence[int] | np.ndarray,
     *,
     strategy: str,
@@ -416,9 +433,9 @@ def run_modal(
 
 def full_data_accuracy(
     kind: str,
-    X_pool: Any,  # noqa: N803
+    X_pool: Any,
     y_pool: Sequence[int] | np.ndarray,
-    X_test: Any,  # noqa: N803
+    X_test: Any,
     y_test: Sequence[int] | np.ndarray,
     *,
     num_classes: int | None = None,
@@ -504,7 +521,7 @@ def run_peers(
     started = time.perf_counter()
     matrix = features([record.text for record in [*candidates, *test]], cache_dir=cache_dir)
     feature_seconds = time.perf_counter() - started
-    X_pool, X_test = matrix[: len(candidates)], matrix[len(candidates) :]  # noqa: N806
+    X_pool, X_test = matrix[: len(candidates)], matrix[len(candidates) :]
     say(f"features: {matrix.shape[0]} texts x {matrix.shape[1]} 1-2-grams in {feature_seconds:.1f} s")
 
     runners = {"small_text": run_small_text, "modal": run_modal}

@@ -27,11 +27,17 @@ from bench.device import device
 RESULTS = label_efficiency.RESULTS
 INITIAL_LABELS = 200  # split evenly over a corpus's classes, so every corpus starts from about as many labels
 QUICK = {"strategies": "least_confidence", "seeds": 1, "budgets": "500,1000,2000", "pool_limit": 5000}
-FULL = {"strategies": "random,least_confidence,kmeans_diversity", "seeds": 3,
-        "budgets": "500,1000,1500,2000,3000,5000,7000,10000", "pool_limit": None}
+FULL = {
+    "strategies": "random,least_confidence,kmeans_diversity",
+    "seeds": 3,
+    "budgets": "500,1000,1500,2000,3000,5000,7000,10000",
+    "pool_limit": None,
+}
 
 
-def run_corpus(name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path, reuse: bool = False) -> dict[str, Any]:
+def run_corpus(
+    name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path, reuse: bool = False
+) -> dict[str, Any]:
     """bench.label_efficiency on one suite corpus (or, with ``reuse``, its results file from an earlier run of the
     same mode); returns the results file's content."""
     path, classes = corpora.fetch(name, cache)
@@ -40,12 +46,28 @@ def run_corpus(name: str, quick: bool, out_dir: Path, cache: Path, workdir: Path
     if reuse and out.exists():
         print(f"{name}: reusing {out}", flush=True)
         return {"file": _shown(out), "reused": True, **json.loads(out.read_text())}
-    argv = ["--corpus", str(path), "--classes", ",".join(classes), "--families", "linear",
-            "--strategies", str(settings["strategies"]), "--seeds", str(settings["seeds"]),
-            "--budgets", str(settings["budgets"]),
-            "--initial-per-class", str(initial_per_class(path, classes, settings["pool_limit"])),
-            "--workdir", str(workdir / name), "--cache-dir", str(label_efficiency.ROOT / ".cache" / "alloop"),
-            "--out", str(out)]
+    argv = [
+        "--corpus",
+        str(path),
+        "--classes",
+        ",".join(classes),
+        "--families",
+        "linear",
+        "--strategies",
+        str(settings["strategies"]),
+        "--seeds",
+        str(settings["seeds"]),
+        "--budgets",
+        str(settings["budgets"]),
+        "--initial-per-class",
+        str(initial_per_class(path, classes, settings["pool_limit"])),
+        "--workdir",
+        str(workdir / name),
+        "--cache-dir",
+        str(label_efficiency.ROOT / ".cache" / "alloop"),
+        "--out",
+        str(out),
+    ]
     if settings["pool_limit"]:
         argv += ["--pool-limit", str(settings["pool_limit"])]
     label_efficiency.main(argv)
@@ -77,8 +99,10 @@ def corpus_summary(result: dict[str, Any]) -> dict[str, Any]:
         "test_per_class": corpus["test_per_class"],
         "seeds": max(result["seeds"].values()) if isinstance(result["seeds"], dict) else result["seeds"],
         "peer_margin": result.get("peer_margin", {}),
-        "full_data": {"alloop": result["full_data"]["linear"]["accuracy"],
-                      "best_peer": max(ceilings) if ceilings else None},
+        "full_data": {
+            "alloop": result["full_data"]["linear"]["accuracy"],
+            "best_peer": max(ceilings) if ceilings else None,
+        },
         "labels_to_best_peer_full_accuracy": result.get("labels_to_best_peer_full_accuracy"),
     }
 
@@ -87,8 +111,11 @@ def summarize(per_corpus: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Across corpora: where alloop leads or trails the best peer, and by how much at most."""
     margins = [(name, int(b), m) for name, c in per_corpus.items() for b, m in c["peer_margin"].items()]
     behind = sorted((name, b, m) for name, b, m in margins if m < 0)
-    full_gap = {name: round(c["full_data"]["alloop"] - c["full_data"]["best_peer"], 4)
-                for name, c in per_corpus.items() if c["full_data"]["best_peer"] is not None}
+    full_gap = {
+        name: round(c["full_data"]["alloop"] - c["full_data"]["best_peer"], 4)
+        for name, c in per_corpus.items()
+        if c["full_data"]["best_peer"] is not None
+    }
     return {
         "budgets_compared": len(margins),
         "budgets_ahead": len(margins) - len(behind),
@@ -102,21 +129,28 @@ def report(suite: dict[str, Any]) -> str:
     """Markdown: one row per corpus, alloop's best strategy minus the best peer (points) per budget, and the
     full-data models."""
     budgets = sorted({int(b) for c in suite["corpora"].values() for b in c["peer_margin"]})
-    lines = ["| corpus | classes | candidates | seeds | " + " | ".join(f"{b:,}" for b in budgets)
-             + " | full data: alloop | best peer |", "|---" * (len(budgets) + 6) + "|"]
+    lines = [
+        "| corpus | classes | candidates | seeds | "
+        + " | ".join(f"{b:,}" for b in budgets)
+        + " | full data: alloop | best peer |",
+        "|---" * (len(budgets) + 6) + "|",
+    ]
     for name, c in suite["corpora"].items():
         cells = [f"{c['peer_margin'][str(b)] * 100:+.1f}" if str(b) in c["peer_margin"] else "" for b in budgets]
         best = c["full_data"]["best_peer"]
-        lines.append(f"| {name} | {len(c['classes'])} | {c['candidates']:,} | {c['seeds']} | " + " | ".join(cells)
-                     + f" | {c['full_data']['alloop'] * 100:.1f} | {'' if best is None else f'{best * 100:.1f}'} |")
+        lines.append(
+            f"| {name} | {len(c['classes'])} | {c['candidates']:,} | {c['seeds']} | "
+            + " | ".join(cells)
+            + f" | {c['full_data']['alloop'] * 100:.1f} | {'' if best is None else f'{best * 100:.1f}'} |"
+        )
     return "\n".join(lines)
 
 
 def plot(suite: dict[str, Any], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, c in suite["corpora"].items():
@@ -136,16 +170,25 @@ def plot(suite: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 seed, one strategy, up to 2,000 labels, 5,000 candidates")
-    parser.add_argument("--corpora", default=",".join(corpora.CORPORA),
-                        help="comma list of suite corpora (default: all; bench/corpora.py --list)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 seed, one strategy, up to 2,000 labels, 5,000 candidates"
+    )
+    parser.add_argument(
+        "--corpora",
+        default=",".join(corpora.CORPORA),
+        help="comma list of suite corpora (default: all; bench/corpora.py --list)",
+    )
     parser.add_argument("--cache", type=Path, default=corpora.DEFAULT_CACHE)
     parser.add_argument("--workdir", type=Path, default=label_efficiency.ROOT / ".alloop" / "suite")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: bench/results/suite.json (quick: suite_quick.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: bench/results/suite.json (quick: suite_quick.json)"
+    )
     parser.add_argument("--report", type=Path, default=None, help="print a suite file's table (markdown) and exit")
-    parser.add_argument("--reuse", action="store_true",
-                        help="take a corpus's results file from an earlier run of the same mode where there is one")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a corpus's results file from an earlier run of the same mode where there is one",
+    )
     args = parser.parse_args(argv)
     if args.report:
         print(report(json.loads(args.report.read_text())))
@@ -162,15 +205,22 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             result = run_corpus(name, args.quick, out.parent / "suite", args.cache, args.workdir, args.reuse)
-        except Exception as exc:  # noqa: BLE001 - one corpus failing must not lose the others' measurements
+        except Exception as exc:
             failed[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
             print(f"{name}: FAILED {failed[name]}", flush=True)
             continue
         per_corpus[name] = {**corpus_summary(result), "seconds": round(time.monotonic() - t0, 1)}
         print(f"{name}: {json.dumps(per_corpus[name]['peer_margin'])}", flush=True)
-    suite = {"device": device(), "quick": args.quick, "settings": QUICK if args.quick else FULL,
-             "initial_labels": INITIAL_LABELS, "wall_seconds": round(time.monotonic() - started, 1),
-             "corpora": per_corpus, "failed": failed, "summary": summarize(per_corpus)}
+    suite = {
+        "device": device(),
+        "quick": args.quick,
+        "settings": QUICK if args.quick else FULL,
+        "initial_labels": INITIAL_LABELS,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "corpora": per_corpus,
+        "failed": failed,
+        "summary": summarize(per_corpus),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(suite, indent=2))
     plot(suite, out.with_suffix(".png"))

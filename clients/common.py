@@ -22,12 +22,17 @@ def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False)
     like the variable that sets it."""
     add_version_flag(parser)
     parser.add_argument(
-        "--query-address", dest="query", default=os.environ.get("ALLOOP_QUERY_ADDRESS", DEFAULT_QUERY_ADDRESS),
-        metavar="HOST:PORT", help="query service (env ALLOOP_QUERY_ADDRESS, default %(default)s)",
+        "--query-address",
+        dest="query",
+        default=os.environ.get("ALLOOP_QUERY_ADDRESS", DEFAULT_QUERY_ADDRESS),
+        metavar="HOST:PORT",
+        help="query service (env ALLOOP_QUERY_ADDRESS, default %(default)s)",
     )
     if trainer:
         parser.add_argument(
-            "--trainer-address", dest="trainer", metavar="HOST:PORT",
+            "--trainer-address",
+            dest="trainer",
+            metavar="HOST:PORT",
             default=os.environ.get("ALLOOP_TRAINER_ADDRESS", DEFAULT_TRAINER_ADDRESS),
             help="trainer service (env ALLOOP_TRAINER_ADDRESS, default %(default)s)",
         )

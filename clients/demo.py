@@ -19,6 +19,7 @@ from alloop.rpc.messages import strategy_names
 from clients import oracle
 from clients.stack import local_stack
 
+
 # Reduced configurations that finish in a few minutes on 2 CPU cores. The default is the family that wins on labels
 # (bench/): 200 labels to start, then rounds of 200 chosen by k-means diversity. `--family bilstm` runs the seed's
 # model instead, from 2,000 labels in rounds of 500, as the seed's experiment does at full size.
@@ -37,19 +38,30 @@ DEMOS = {
     "bilstm": Demo(
         {**_SIZES, "initial_per_class": 1000},
         {"ALLOOP_MODEL_FAMILY": "bilstm", "ALLOOP_EPOCHS": "8", "ALLOOP_PATIENCE": "4", "ALLOOP_BATCH_SIZE": "64"},
-        3, 500, "least_confidence",
+        3,
+        500,
+        "least_confidence",
     ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alloop-demo", description="Run the alloop demo end to end on embedded defaults.")
+    parser = argparse.ArgumentParser(
+        prog="alloop-demo", description="Run the alloop demo end to end on embedded defaults."
+    )
     add_version_flag(parser)
     parser.add_argument("--workdir", type=Path, default=Path(".alloop/demo"))
     parser.add_argument("--family", choices=sorted(DEMOS), default="linear")
     parser.add_argument("--rounds", type=int, default=None, help="default: 5 for linear, 3 for bilstm")
-    parser.add_argument("-k", "--count", type=int, default=None, help="labels per round (default: 200 for linear, 500 for bilstm)")
-    parser.add_argument("--strategy", default=None, choices=strategy_names(), help="default: kmeans_diversity for linear, least_confidence for bilstm")
+    parser.add_argument(
+        "-k", "--count", type=int, default=None, help="labels per round (default: 200 for linear, 500 for bilstm)"
+    )
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        choices=strategy_names(),
+        help="default: kmeans_diversity for linear, least_confidence for bilstm",
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/alloop"))
     args = parser.parse_args(argv)
 
@@ -62,17 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"services starting (logs in {run_dir / 'logs'})", flush=True)
     try:
         with local_stack(run_dir, data, env) as stack:
-            return oracle.main([
-                "--query-address", stack.query,
-                "--trainer-address", stack.trainer,
-                "--pool-file", str(data / "pool.jsonl"),
-                "--pool", "imdb",
-                "--strategy", strategy,
-                "--count", str(k),
-                "--rounds", str(rounds),
-                "--out", str(run_dir),
-                "--quiet",
-            ])
+            return oracle.main(
+                [
+                    "--query-address",
+                    stack.query,
+                    "--trainer-address",
+                    stack.trainer,
+                    "--pool-file",
+                    str(data / "pool.jsonl"),
+                    "--pool",
+                    "imdb",
+                    "--strategy",
+                    strategy,
+                    "--count",
+                    str(k),
+                    "--rounds",
+                    str(rounds),
+                    "--out",
+                    str(run_dir),
+                    "--quiet",
+                ]
+            )
     finally:
         print(f"stopped services and Redis; run directory {run_dir}", flush=True)
 

@@ -45,8 +45,11 @@ def label_session(
                     break
                 if answer.isdigit() and int(answer) < len(classes):
                     try:
-                        stub.SubmitLabels(query_pb2.SubmitLabelsRequest(
-                            labeler=labeler, labels=[query_pb2.Label(pool=task.pool, id=task.id, label=int(answer))]))
+                        stub.SubmitLabels(
+                            query_pb2.SubmitLabelsRequest(
+                                labeler=labeler, labels=[query_pb2.Label(pool=task.pool, id=task.id, label=int(answer))]
+                            )
+                        )
                         done += 1
                     except grpc.RpcError as error:
                         say(f"not recorded: {describe(error)}")
@@ -58,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alloop-label", description="Label queued items in the terminal.")
     add_address_flags(parser)
     parser.add_argument(
-        "--labeler", default="",
+        "--labeler",
+        default="",
         help="your name, recorded with each label when the service runs without tokens; with tokens the service "
-             "records your token's holder, and a labeler token may not name anyone else",
+        "records your token's holder, and a labeler token may not name anyone else",
     )
     parser.add_argument("--batch", type=int, default=10, help="items leased at a time")
     args = parser.parse_args(argv)

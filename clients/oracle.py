@@ -16,8 +16,8 @@ from pathlib import Path
 
 import grpc
 
-from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.data import Record, read_records
+from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, query_stub, trainer_stub
@@ -74,14 +74,21 @@ class Oracle:
         raise RuntimeError("WatchModels ended before a new version arrived")
 
     def label_round(self, strategy: str, k: int, round_no: int = 1) -> int:
-        selected = self.query.Query(query_pb2.QueryRequest(
-            pool=self.pool, strategy=strategy_value(strategy), k=k, max_candidates=self.max_candidates,
-            seed=query_seed(self.seed, round_no),
-        ))
+        selected = self.query.Query(
+            query_pb2.QueryRequest(
+                pool=self.pool,
+                strategy=strategy_value(strategy),
+                k=k,
+                max_candidates=self.max_candidates,
+                seed=query_seed(self.seed, round_no),
+            )
+        )
         wanted = {item.id for item in selected.selected}
         labeled = 0
         while wanted:
-            leased = self.query.LeaseTasks(query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100)))
+            leased = self.query.LeaseTasks(
+                query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100))
+            )
             if not leased.tasks:
                 break
             # Answer only items of our own pool: the truth is keyed by id, and another pool may reuse an id.
@@ -123,30 +130,44 @@ def query_seed(seed: int | None, round_no: int) -> int:
 def row_for(round_no: int, version: common_pb2.ModelVersion, seconds: float) -> RoundRow:
     m = version.metrics
     return RoundRow(
-        round_no, version.train_size, version.version, m.accuracy, m.false_positives, m.false_negatives, m.loss,
-        seconds, version.stability_kappa, version.stop_recommended,
+        round_no,
+        version.train_size,
+        version.version,
+        m.accuracy,
+        m.false_positives,
+        m.false_negatives,
+        m.loss,
+        seconds,
+        version.stability_kappa,
+        version.stop_recommended,
     )
 
 
 def print_header() -> None:
-    print(f"{'round':>5} {'labels':>7} {'version':>7} {'test acc':>9} {'FP':>6} {'FN':>6} {'kappa':>6} {'seconds':>8}", flush=True)
+    print(
+        f"{'round':>5} {'labels':>7} {'version':>7} {'test acc':>9} {'FP':>6} {'FN':>6} {'kappa':>6} {'seconds':>8}",
+        flush=True,
+    )
 
 
 def print_row(row: RoundRow) -> None:
     kappa = "-" if row.kappa < 0 else f"{row.kappa:.3f}"
     stop = "  (stop: predictions stable)" if row.stop else ""
-    print(f"{row.round:>5} {row.labels:>7} {row.version:>7} {row.accuracy:>9.4f} {row.false_positives:>6} "
-          f"{row.false_negatives:>6} {kappa:>6} {row.seconds:>8.1f}{stop}", flush=True)
+    print(
+        f"{row.round:>5} {row.labels:>7} {row.version:>7} {row.accuracy:>9.4f} {row.false_positives:>6} "
+        f"{row.false_negatives:>6} {kappa:>6} {row.seconds:>8.1f}{stop}",
+        flush=True,
+    )
 
 
 def write_outputs(rows: list[RoundRow], out: Path, meta: dict[str, object]) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "learning_curve.json"
     json_path.write_text(json.dumps({**meta, "rounds": [asdict(r) for r in rows]}, indent=2))
-    import matplotlib  # noqa: PLC0415 - only the oracle draws
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r.labels for r in rows], [r.accuracy * 100 for r in rows], marker="o")
@@ -197,14 +218,22 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
         version = oracle.wait_for_version(version.version, args.timeout)
         rows.append(row_for(round_no, version, time.monotonic() - round_started))
         print_row(rows[-1])
-    meta = {"strategy": args.strategy, "k": args.count, "budgets": args.budgets, "pool": args.pool, "pool_size": len(records)}
+    meta = {
+        "strategy": args.strategy,
+        "k": args.count,
+        "budgets": args.budgets,
+        "pool": args.pool,
+        "pool_size": len(records),
+    }
     json_path, png_path = write_outputs(rows, args.out, meta)
     print(f"learning curve: {json_path} and {png_path}", flush=True)
     return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alloop-oracle", description="Simulated oracle: label queried items from the dataset's true labels.")
+    parser = argparse.ArgumentParser(
+        prog="alloop-oracle", description="Simulated oracle: label queried items from the dataset's true labels."
+    )
     add_address_flags(parser, trainer=True)
     parser.add_argument("--pool-file", type=Path, required=True, help="CSV/JSONL (id, text, label) with true labels")
     add_pool_flag(parser)
@@ -213,17 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_count_flag(parser, default=500, what="labels per round (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--budgets", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
+        "--budgets",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=None,
         help="label totals to reach, one round each (e.g. 400,600,1000); overrides --count/--rounds",
     )
     parser.add_argument(
-        "--max-candidates", type=int, default=0,
+        "--max-candidates",
+        type=int,
+        default=0,
         help="score a random sample of this many unlabeled items per Query (0: all); for bald on large pools",
     )
     parser.add_argument(
-        "--seed", type=int, default=None,
+        "--seed",
+        type=int,
+        default=None,
         help="repeat the run's random draws (random strategy, candidate samples): each round's Query gets a seed "
-             "derived from this one; unset: fresh randomness",
+        "derived from this one; unset: fresh randomness",
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each new version")
     parser.add_argument("--out", type=Path, default=Path("runs/oracle"))

@@ -1,7 +1,7 @@
 """Batch pool client: upload a CSV/JSONL pool (with a progress bar) and query items for labeling.
 
-    alloop-pool submit reviews.jsonl --pool reviews
-    alloop-pool query --pool reviews --strategy entropy -k 100
+alloop-pool submit reviews.jsonl --pool reviews
+alloop-pool query --pool reviews --strategy entropy -k 100
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def submit_records(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alloop-pool", description="Submit a pool to alloop, or query items for labeling.")
+    parser = argparse.ArgumentParser(
+        prog="alloop-pool", description="Submit a pool to alloop, or query items for labeling."
+    )
     add_address_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="upload a CSV/JSONL file of (id, text[, label]) as an unlabeled pool")
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p_submit.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="items per stream message")
     p_submit.add_argument("--skip-invalid", action="store_true", help="store the valid items, report the others")
     p_submit.add_argument(
-        "--classes", default=os.environ.get("ALLOOP_CLASSES", ",".join(DEFAULT_CLASSES)),
+        "--classes",
+        default=os.environ.get("ALLOOP_CLASSES", ",".join(DEFAULT_CLASSES)),
         help="class names, for files whose (ignored) label column holds names (env ALLOOP_CLASSES)",
     )
     p_query = sub.add_parser("query", help="select k items with a strategy and queue them for labelers")
@@ -76,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             records = read_records(args.path, classes=args.classes.split(","))
             result = submit_records(stub, args.pool, records, batch=args.batch, skip_invalid=args.skip_invalid)
-            print(f"pool {result.pool}: {result.accepted} accepted, {result.duplicate} duplicate, "
-                  f"{result.rejected} rejected; {result.pool_size} items in the pool")
+            print(
+                f"pool {result.pool}: {result.accepted} accepted, {result.duplicate} duplicate, "
+                f"{result.rejected} rejected; {result.pool_size} items in the pool"
+            )
             for rejection in result.rejections[:20]:
                 print(f"  rejected #{rejection.index} {rejection.id!r}: {rejection.reason}")
         else:
-            result = stub.Query(query_pb2.QueryRequest(pool=args.pool, strategy=strategy_value(args.strategy), k=args.count))
-            print(f"queued {len(result.selected)} of {result.candidates} candidates (model version {result.model_version})")
+            result = stub.Query(
+                query_pb2.QueryRequest(pool=args.pool, strategy=strategy_value(args.strategy), k=args.count)
+            )
+            print(
+                f"queued {len(result.selected)} of {result.candidates} candidates (model version {result.model_version})"
+            )
             for item in result.selected:
                 probs = " ".join(f"{p:.3f}" for p in item.probabilities)
                 print(f"  {item.id}\tscore {item.uncertainty:.4f}\tprobabilities {probs}")

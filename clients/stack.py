@@ -39,7 +39,10 @@ def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] 
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"the service for {address} exited with {process.returncode}; see its log")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 pass
@@ -73,7 +76,11 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterat
         logs.mkdir(parents=True, exist_ok=True)
         for name, module in (("trainer", "trainer_service.server"), ("query", "query_service.server")):
             with (logs / f"{name}.log").open("wb") as log_file:
-                processes.append(subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log_file, stderr=subprocess.STDOUT))
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", module], env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+                    )
+                )
         wait_serving(stack.trainer, 180, processes[0])
         wait_serving(stack.query, 180, processes[1])
         yield stack

@@ -16,13 +16,13 @@ import numpy as np
 
 from alloop.config import DEFAULT_POOL, QuerySettings
 from alloop.errors import FailedPrecondition, InvalidRequest, PermissionDenied, ResourceExhausted
-from alloop.models.text_model import Features
 from alloop.identity import ANONYMOUS, Caller
-from alloop.telemetry import Metrics
+from alloop.models.text_model import Features
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_measure, get_strategy
+from alloop.telemetry import Metrics
 from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique, quoted
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
@@ -97,7 +97,9 @@ class QueryApp:
                     raise InvalidRequest(f"item #{index}: id {quoted(item_id)} appears twice in this upload")
             except InvalidRequest as exc:
                 if not skip_invalid:
-                    raise InvalidRequest(f"{exc}; nothing was stored (set skip_invalid to store the valid items)") from exc
+                    raise InvalidRequest(
+                        f"{exc}; nothing was stored (set skip_invalid to store the valid items)"
+                    ) from exc
                 rejections.append((index, item_id[: limits.max_name_chars], str(exc)))
                 continue
             seen.add(item_id)
@@ -163,7 +165,13 @@ class QueryApp:
 
     # --- selection -------------------------------------------------------------------------------------------
     def query(
-        self, pool: str, strategy: str, k: int, seed: int = 0, max_candidates: int = 0, caller: Caller = ANONYMOUS,
+        self,
+        pool: str,
+        strategy: str,
+        k: int,
+        seed: int = 0,
+        max_candidates: int = 0,
+        caller: Caller = ANONYMOUS,
     ) -> QueryResult:
         limits = self.settings
         pool = self._name("pool name", pool)
@@ -176,7 +184,9 @@ class QueryApp:
         if max_candidates < 0:
             raise InvalidRequest(f"max_candidates must be 0 (score every item) or positive, got {max_candidates}")
         if 0 < max_candidates < k:
-            raise InvalidRequest(f"k={k} is more than max_candidates={max_candidates}: a sample cannot yield more than it holds")
+            raise InvalidRequest(
+                f"k={k} is more than max_candidates={max_candidates}: a sample cannot yield more than it holds"
+            )
         if not caller.is_operator:
             if max_candidates > limits.max_query_candidates:
                 raise ResourceExhausted(
@@ -224,7 +234,9 @@ class QueryApp:
         selection = select(probs, k, context)
         chosen = [int(i) for i in selection.indices]
         scored = _scored([ids[i] for i in chosen], probs[chosen], selection.scores[chosen])
-        queued = self.labeling.enqueue(pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored])
+        queued = self.labeling.enqueue(
+            pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored]
+        )
         # A concurrent Query may have queued some of the same items first: report only what this call queued.
         return QueryResult([s for s in scored if s.item_id in queued], served.version, len(ids))
 
@@ -243,7 +255,10 @@ class QueryApp:
         return self.labeling.lease(max_items, lease_seconds or self.settings.lease_seconds)
 
     def submit_labels(
-        self, labels: Sequence[LabelSubmission], labeler: str, caller: Caller = ANONYMOUS,
+        self,
+        labels: Sequence[LabelSubmission],
+        labeler: str,
+        caller: Caller = ANONYMOUS,
     ) -> SubmitResult:
         if not labels:
             raise InvalidRequest("no labels in the request")

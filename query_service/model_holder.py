@@ -10,6 +10,7 @@ catching up, say) is tried again at each poll, ``max_load_attempts`` times in al
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -40,7 +41,12 @@ class ServedModel:
 
 class ModelHolder:
     def __init__(
-        self, registry: VersionRegistry, model_dir: Path, *, batch_size: int = 512, max_load_attempts: int = 10,
+        self,
+        registry: VersionRegistry,
+        model_dir: Path,
+        *,
+        batch_size: int = 512,
+        max_load_attempts: int = 10,
     ) -> None:
         self._registry = registry
         self._model_dir = Path(model_dir)
@@ -110,11 +116,22 @@ class ModelHolder:
             attempts = self._attempts[version] = self._attempts.get(version, 0) + 1
             if attempts >= self._max_attempts:
                 self._failed[version] = f"could not be loaded in {attempts} attempts: {exc}"
-                log.error("giving up on model version %d after %d attempts (%s); still serving %s",
-                          version, attempts, exc, served and served.version)
+                log.error(
+                    "giving up on model version %d after %d attempts (%s); still serving %s",
+                    version,
+                    attempts,
+                    exc,
+                    served and served.version,
+                )
             else:
-                log.warning("cannot load model version %d yet (attempt %d of %d): %s; still serving %s",
-                            version, attempts, self._max_attempts, exc, served and served.version)
+                log.warning(
+                    "cannot load model version %d yet (attempt %d of %d): %s; still serving %s",
+                    version,
+                    attempts,
+                    self._max_attempts,
+                    exc,
+                    served and served.version,
+                )
             return False
         predictor = Predictor(model, self._batch_size)
         try:
@@ -123,10 +140,14 @@ class ModelHolder:
             predictor.predict_proba(["warm up"])
             predictor.predict_proba_features(predictor.features(["warm up"]))
             _ = predictor.fingerprint
-        except Exception as exc:  # noqa: BLE001 - a version that cannot score is never served, and never retried
+        except Exception as exc:
             self._failed[version] = f"loads but cannot score: {exc}"
-            log.error("refusing model version %d: it loads but cannot score (%s); still serving %s",
-                      version, exc, served and served.version)
+            log.error(
+                "refusing model version %d: it loads but cannot score (%s); still serving %s",
+                version,
+                exc,
+                served and served.version,
+            )
             return False
         self.install(ServedModel(version, metadata, predictor))
         return True
@@ -168,7 +189,7 @@ class ModelHolder:
                 log.warning("model watcher: Redis cannot be read (%s); retrying", self._registry_error)
                 pubsub = _closed(pubsub)
                 self._stop.wait(min(poll_seconds, 1.0))
-            except Exception:  # noqa: BLE001 - the watcher must outlive anything
+            except Exception:
                 log.exception("model watcher error; retrying")
                 pubsub = _closed(pubsub)
                 self._stop.wait(min(poll_seconds, 1.0))
@@ -184,7 +205,5 @@ class ModelHolder:
 def _closed(pubsub: Any) -> None:
     """Close a pub/sub connection that failed, ignoring how it fails; the watcher opens a new one."""
     if pubsub is not None:
-        try:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close in any way
             pubsub.close()
-        except Exception:  # noqa: BLE001 - it is being thrown away
-            pass

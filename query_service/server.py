@@ -16,7 +16,6 @@ from prometheus_client.core import GaugeMetricFamily
 
 from alloop import logs
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
-from alloop.telemetry import Metrics, gauge
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis
@@ -24,6 +23,7 @@ from alloop.store.keys import Keys
 from alloop.store.labeling import LabelingStore
 from alloop.store.pool import PoolStore
 from alloop.store.versions import VersionRegistry
+from alloop.telemetry import Metrics, gauge
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.app import QueryApp
 from query_service.features import FeatureCache
@@ -78,7 +78,9 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     keys = Keys(settings.common.redis_prefix)
     registry = VersionRegistry(client, keys)
     holder = ModelHolder(
-        registry, settings.common.models_path, batch_size=settings.score_batch_size,
+        registry,
+        settings.common.models_path,
+        batch_size=settings.score_batch_size,
         max_load_attempts=settings.model_load_attempts,
     )
     labeling = LabelingStore(client, keys)
@@ -88,14 +90,20 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     app = QueryApp(settings, pools, labeling, holder, FeatureCache(settings.feature_cache_rows), metrics)
     stopping = threading.Event()
     bound = new_server(
-        settings.address, max_message_bytes=settings.max_message_bytes, security=settings.security,
-        limits=settings.limits, metrics=metrics,
+        settings.address,
+        max_message_bytes=settings.max_message_bytes,
+        security=settings.security,
+        limits=settings.limits,
+        metrics=metrics,
     )
     server = bound.server
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app, stopping, settings.security.auth), server)
     enable_reflection(server, [SERVICE_NAME])
     watchdog = Watchdog(
-        client, bound.health, [SERVICE_NAME], chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
+        client,
+        bound.health,
+        [SERVICE_NAME],
+        chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
     )
     try:
         moved = labeling.migrate()
@@ -108,7 +116,9 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     watchdog.start()
     server.start()
     metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None
-    return RunningQueryService(server, bound.port, app, holder, watchdog, stopping, bound.limiter, metrics, metrics_port)
+    return RunningQueryService(
+        server, bound.port, app, holder, watchdog, stopping, bound.limiter, metrics, metrics_port
+    )
 
 
 def replica_state(pools: PoolStore, labeling: LabelingStore, holder: ModelHolder) -> list[GaugeMetricFamily]:
@@ -123,10 +133,16 @@ def replica_state(pools: PoolStore, labeling: LabelingStore, holder: ModelHolder
         gauge("alloop_leased_items", "Items leased to labelers now", labeling.leased_count()),
         gauge("alloop_label_stream_lag", "Accepted labels the trainer has not taken in yet", labeling.stream_length()),
         gauge("alloop_served_version", "Model version this replica serves (0: none)", served.version if served else 0),
-        gauge("alloop_served_version_test_accuracy", "Test accuracy the served version was published with",
-              float(served.metadata.get("metrics", {}).get("accuracy", 0.0)) if served else 0.0),
-        gauge("alloop_model_healthy", "1 while the replica serves the published version or is loading it",
-              1.0 if holder.model_health() else 0.0),
+        gauge(
+            "alloop_served_version_test_accuracy",
+            "Test accuracy the served version was published with",
+            float(served.metadata.get("metrics", {}).get("accuracy", 0.0)) if served else 0.0,
+        ),
+        gauge(
+            "alloop_model_healthy",
+            "1 while the replica serves the published version or is loading it",
+            1.0 if holder.model_health() else 0.0,
+        ),
     ]
 
 
@@ -138,13 +154,17 @@ def main(argv: list[str] | None = None) -> None:
         logs.configure("query", os.environ)
         settings = query_from_env(os.environ)
         settings = replace(
-            settings, common=apply_common_flags(settings.common, args), address=args.address or settings.address,
+            settings,
+            common=apply_common_flags(settings.common, args),
+            address=args.address or settings.address,
         )
         settings.security.check(settings.address)
     except ValueError as exc:  # a bad setting: one line naming it, no traceback
         parser.exit(2, f"{parser.prog}: {exc}\n")
     client, embedded = open_redis(
-        settings.common.redis_url, settings.common.embedded_redis_dir, password=settings.common.redis_password,
+        settings.common.redis_url,
+        settings.common.embedded_redis_dir,
+        password=settings.common.redis_password,
     )
     running = create_server(settings, client)
     log.info("query service on port %d (Redis %s)", running.port, "embedded" if embedded else "external")

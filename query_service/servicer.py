@@ -8,16 +8,16 @@ from typing import Any
 
 import grpc
 
-from alloop.errors import InvalidRequest
-from alloop.validation import quoted
 from alloop import logs
+from alloop.config import DEFAULT_POOL
+from alloop.errors import InvalidRequest
 from alloop.identity import Caller
 from alloop.rpc.auth import Credentials
 from alloop.rpc.messages import model_version_message, seconds, strategy_name, strategy_value, timestamp
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
-from alloop.config import DEFAULT_POOL
+from alloop.validation import quoted
 from query_service.app import DEFAULT_MEASURE, QueryApp, Scored
 
 
@@ -42,7 +42,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return self._credentials.caller(context.invocation_metadata())
 
     @grpc_errors
-    def SubmitPool(self, request_iterator: Iterator[query_pb2.SubmitPoolRequest], context: grpc.ServicerContext) -> query_pb2.SubmitPoolResponse:
+    def SubmitPool(
+        self, request_iterator: Iterator[query_pb2.SubmitPoolRequest], context: grpc.ServicerContext
+    ) -> query_pb2.SubmitPoolResponse:
         header: dict[str, Any] = {}
 
         def items() -> Iterator[tuple[str, str]]:
@@ -75,7 +77,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     @grpc_errors
-    def ScorePool(self, request_iterator: Iterator[query_pb2.ScorePoolRequest], context: grpc.ServicerContext) -> Iterator[query_pb2.ScorePoolResponse]:
+    def ScorePool(
+        self, request_iterator: Iterator[query_pb2.ScorePoolRequest], context: grpc.ServicerContext
+    ) -> Iterator[query_pb2.ScorePoolResponse]:
         for request in request_iterator:
             measure = strategy_name(request.strategy, "ScorePoolRequest.strategy", default=DEFAULT_MEASURE)
             scored, version = self._app.score([(i.id, i.text) for i in request.items], measure)
@@ -86,7 +90,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         strategy = strategy_name(request.strategy, "QueryRequest.strategy")
         with logs.context(pool=request.pool[:200]):
             result = self._app.query(
-                request.pool, strategy, request.k, request.seed, request.max_candidates, self._caller(context),
+                request.pool,
+                strategy,
+                request.k,
+                request.seed,
+                request.max_candidates,
+                self._caller(context),
             )
         return query_pb2.QueryResponse(
             selected=[_item_score(s, result.model_version, request.pool) for s in result.selected],
@@ -96,7 +105,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     @grpc_errors
-    def LeaseTasks(self, request: query_pb2.LeaseTasksRequest, context: grpc.ServicerContext) -> query_pb2.LeaseTasksResponse:
+    def LeaseTasks(
+        self, request: query_pb2.LeaseTasksRequest, context: grpc.ServicerContext
+    ) -> query_pb2.LeaseTasksResponse:
         leases = self._app.lease(request.max_items, seconds(request.lease_duration))
         return query_pb2.LeaseTasksResponse(
             tasks=[
@@ -116,7 +127,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     @grpc_errors
-    def SubmitLabels(self, request: query_pb2.SubmitLabelsRequest, context: grpc.ServicerContext) -> query_pb2.SubmitLabelsResponse:
+    def SubmitLabels(
+        self, request: query_pb2.SubmitLabelsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.SubmitLabelsResponse:
         labels = [LabelSubmission(lab.pool, lab.id, lab.label) for lab in request.labels]
         result = self._app.submit_labels(labels, request.labeler, self._caller(context))
         return query_pb2.SubmitLabelsResponse(accepted=result.accepted, duplicate=result.duplicate)
@@ -128,8 +141,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         labels = probs.argmax(axis=1)
         return query_pb2.PredictResponse(
             predictions=[
-                query_pb2.Prediction(probabilities=[float(p) for p in row], label=int(lab), class_name=classes[int(lab)])
-                for row, lab in zip(probs, labels)
+                query_pb2.Prediction(
+                    probabilities=[float(p) for p in row], label=int(lab), class_name=classes[int(lab)]
+                )
+                for row, lab in zip(probs, labels, strict=True)
             ],
             model_version=served.version,
         )
@@ -139,8 +154,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return query_pb2.GetModelResponse(version=model_version_message(self._app.holder.current().metadata))
 
     @grpc_errors
-    def WatchModels(self, request: query_pb2.WatchModelsRequest, context: grpc.ServicerContext) -> Iterator[query_pb2.WatchModelsResponse]:
-        active = lambda: context.is_active() and not self._stopping.is_set()  # noqa: E731
+    def WatchModels(
+        self, request: query_pb2.WatchModelsRequest, context: grpc.ServicerContext
+    ) -> Iterator[query_pb2.WatchModelsResponse]:
+        active = lambda: context.is_active() and not self._stopping.is_set()
         for served in self._app.holder.watch(active):
             yield query_pb2.WatchModelsResponse(version=model_version_message(served.metadata))
 
@@ -156,4 +173,3 @@ def _queued_strategy(name: str) -> int:
 def _prepend(first: tuple[str, str], rest: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
     yield first
     yield from rest
-

@@ -10,16 +10,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
-import redis  # noqa: E402
+import pytest
+import redis
 
-from alloop.config import CommonSettings, QuerySettings, TrainerSettings  # noqa: E402
-from alloop.models.config import ModelConfig, TrainingConfig  # noqa: E402
-from alloop.store.connection import EmbeddedRedis, connect  # noqa: E402
-from alloop.store.keys import Keys  # noqa: E402
-from tests import synthetic  # noqa: E402
+from alloop.config import CommonSettings, QuerySettings, TrainerSettings
+from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.store.connection import EmbeddedRedis, connect
+from alloop.store.keys import Keys
+from tests import synthetic
 
-TINY_MODEL = ModelConfig(family="bilstm", max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4)
+TINY_MODEL = ModelConfig(
+    family="bilstm", max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4
+)
 TINY_TRAINING = TrainingConfig(epochs=4, batch_size=32, patience=4)
 
 

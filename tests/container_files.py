@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -84,7 +85,7 @@ def chain(target: str, by_name: dict[str, Stage] | None = None) -> list[Stage]:
 
 def exec_form(args: str) -> list[str]:
     """``["a", "b"]`` (JSON) or a shell form split like a shell would."""
-    import json  # noqa: PLC0415
+    import json
 
     args = args.strip()
     return json.loads(args) if args.startswith("[") else shlex.split(args)
@@ -192,7 +193,7 @@ def excluded(path: str, patterns: list[tuple[bool, re.Pattern[str]]] | None = No
 def load_compose(text: str | None = None) -> dict[str, Any]:
     """docker-compose.yml as compose reads it: anchors and ``<<`` merges resolved, ``$$`` unescaped to ``$``.
     Any other ``$`` (an interpolated ${VAR}) is refused: the file takes nothing from the operator's shell."""
-    import yaml  # noqa: PLC0415 - PyYAML: a test dependency
+    import yaml
 
     text = COMPOSE.read_text() if text is None else text
     data = yaml.safe_load(text)

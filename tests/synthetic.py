@@ -6,9 +6,24 @@ import json
 import random
 from pathlib import Path
 
-POSITIVE = "great wonderful superb loved brilliant moving delightful masterpiece".split()
-NEGATIVE = "awful terrible boring hated waste dull dreadful mess".split()
-FILLER = "the movie was a film plot actors and it this story scenes director cast".split()
+POSITIVE = ["great", "wonderful", "superb", "loved", "brilliant", "moving", "delightful", "masterpiece"]
+NEGATIVE = ["awful", "terrible", "boring", "hated", "waste", "dull", "dreadful", "mess"]
+FILLER = [
+    "the",
+    "movie",
+    "was",
+    "a",
+    "film",
+    "plot",
+    "actors",
+    "and",
+    "it",
+    "this",
+    "story",
+    "scenes",
+    "director",
+    "cast",
+]
 
 
 def reviews(n: int, seed: int, prefix: str) -> list[dict[str, object]]:
@@ -16,7 +31,9 @@ def reviews(n: int, seed: int, prefix: str) -> list[dict[str, object]]:
     out = []
     for i in range(n):
         label = i % 2
-        words = [rng.choice(FILLER) for _ in range(10)] + [rng.choice(POSITIVE if label else NEGATIVE) for _ in range(2)]
+        words = [rng.choice(FILLER) for _ in range(10)] + [
+            rng.choice(POSITIVE if label else NEGATIVE) for _ in range(2)
+        ]
         rng.shuffle(words)
         out.append({"id": f"{prefix}-{i:05d}", "text": " ".join(words) + " <br />", "label": label})
     return out
@@ -35,4 +52,3 @@ def write_corpus(folder: Path) -> dict[str, Path]:
         "test": write_jsonl(folder / "test.jsonl", reviews(60, 3, "test")),
         "pool": write_jsonl(folder / "pool.jsonl", reviews(200, 4, "pool")),
     }
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -29,10 +30,8 @@ class EventHub:
         with self._lock:
             subscribers = list(self._subscribers)
         for q in subscribers:
-            try:
+            with contextlib.suppress(queue.Full):  # a stalled watcher loses old events rather than stalling training
                 q.put_nowait(event)
-            except queue.Full:  # a stalled watcher loses old events rather than stalling training
-                pass
 
     def subscriber_count(self) -> int:
         with self._lock:

@@ -16,9 +16,9 @@ import redis
 from alloop import logs
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
 from alloop.rpc.limits import StreamLimiter
-from alloop.telemetry import Metrics
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
+from alloop.telemetry import Metrics
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.servicer import TrainerServicer
 from trainer_service.trainer import Trainer
@@ -54,7 +54,10 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     trainer.prepare()
     stopping = threading.Event()
     bound = new_server(
-        settings.address, max_message_bytes=4 * 1024 * 1024, security=settings.security, limits=settings.limits,
+        settings.address,
+        max_message_bytes=4 * 1024 * 1024,
+        security=settings.security,
+        limits=settings.limits,
         metrics=metrics,
     )
     server = bound.server
@@ -72,7 +75,7 @@ def require_scikit_learn() -> None:
     """The linear family fits with scikit-learn, an extra the query image leaves out: say so at start-up rather
     than in the middle of the first round."""
     try:
-        import sklearn  # noqa: F401, PLC0415
+        import sklearn  # noqa: F401 - imported only to learn whether it is installed
     except ImportError:
         raise ValueError(
             "the linear family fits with scikit-learn, which is not installed here: pip install 'alloop[trainer]'"
@@ -85,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--initial-data", type=Path, help="initial labeled set, CSV/JSONL (env ALLOOP_INITIAL_DATA)")
     parser.add_argument("--val-data", type=Path, help="validation set (env ALLOOP_VAL_DATA)")
     parser.add_argument("--test-data", type=Path, help="test set (env ALLOOP_TEST_DATA)")
-    parser.add_argument("--retrain-threshold", type=int, help="new labels that trigger a round (env ALLOOP_RETRAIN_THRESHOLD)")
+    parser.add_argument(
+        "--retrain-threshold", type=int, help="new labels that trigger a round (env ALLOOP_RETRAIN_THRESHOLD)"
+    )
     args = parser.parse_args(argv)
     try:
         logs.configure("trainer", os.environ)
@@ -100,8 +105,11 @@ def main(argv: list[str] | None = None) -> None:
             retrain_threshold=args.retrain_threshold or settings.retrain_threshold,
         )
         settings.security.check(settings.address)
-        for variable, path in (("ALLOOP_INITIAL_DATA", settings.initial_data), ("ALLOOP_VAL_DATA", settings.val_data),
-                               ("ALLOOP_TEST_DATA", settings.test_data)):
+        for variable, path in (
+            ("ALLOOP_INITIAL_DATA", settings.initial_data),
+            ("ALLOOP_VAL_DATA", settings.val_data),
+            ("ALLOOP_TEST_DATA", settings.test_data),
+        ):
             if path is not None and not path.is_file():
                 raise ValueError(f"{variable} (or its flag): {path} is not a readable file")
         if settings.model.family == "linear":
@@ -109,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:  # a bad setting: one line naming it, no traceback
         parser.exit(2, f"{parser.prog}: {exc}\n")
     client, embedded = open_redis(
-        settings.common.redis_url, settings.common.embedded_redis_dir, password=settings.common.redis_password,
+        settings.common.redis_url,
+        settings.common.embedded_redis_dir,
+        password=settings.common.redis_password,
     )
     if settings.common.redis_url:
         wait_until_reachable(client, settings.common.redis_url)  # the trainer seeds its set from Redis at start

@@ -26,18 +26,22 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self._stopping = stopping
 
     @grpc_errors
-    def GetStatus(self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext) -> trainer_pb2.GetStatusResponse:
+    def GetStatus(
+        self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.GetStatusResponse:
         status = self._trainer.status()
         state = trainer_pb2.TrainerStatus.STATE_TRAINING if status.training else trainer_pb2.TrainerStatus.STATE_IDLE
-        return trainer_pb2.GetStatusResponse(status=trainer_pb2.TrainerStatus(
-            labels_seen=status.labels_seen,
-            pending=status.pending,
-            state=state,
-            current_round=status.current_round,
-            current_version=status.current_version,
-            retrain_threshold=self._trainer.settings.retrain_threshold,
-            last_error=status.last_error,
-        ))
+        return trainer_pb2.GetStatusResponse(
+            status=trainer_pb2.TrainerStatus(
+                labels_seen=status.labels_seen,
+                pending=status.pending,
+                state=state,
+                current_round=status.current_round,
+                current_version=status.current_version,
+                retrain_threshold=self._trainer.settings.retrain_threshold,
+                last_error=status.last_error,
+            )
+        )
 
     @grpc_errors
     def Train(self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext) -> trainer_pb2.TrainResponse:
@@ -48,7 +52,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return response
 
     @grpc_errors
-    def ListModelVersions(self, request: trainer_pb2.ListModelVersionsRequest, context: grpc.ServicerContext) -> trainer_pb2.ListModelVersionsResponse:
+    def ListModelVersions(
+        self, request: trainer_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ListModelVersionsResponse:
         registry = self._trainer.registry
         return trainer_pb2.ListModelVersionsResponse(
             versions=[model_version_message(meta) for meta in registry.all()],
@@ -56,18 +62,22 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         )
 
     @grpc_errors
-    def WatchTraining(self, request: trainer_pb2.WatchTrainingRequest, context: grpc.ServicerContext) -> Iterator[trainer_pb2.WatchTrainingResponse]:
-        active = lambda: context.is_active() and not self._stopping.is_set()  # noqa: E731
+    def WatchTraining(
+        self, request: trainer_pb2.WatchTrainingRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.WatchTrainingResponse]:
+        active = lambda: context.is_active() and not self._stopping.is_set()
         for event in self._trainer.events.subscribe(active):
-            yield trainer_pb2.WatchTrainingResponse(event=trainer_pb2.TrainingEvent(
-                kind=_KINDS[event.kind],
-                round=event.round,
-                epoch=event.epoch,
-                loss=event.metrics.get("loss", 0.0),
-                val_loss=event.metrics.get("val_loss", 0.0),
-                accuracy=event.metrics.get("accuracy", 0.0),
-                val_accuracy=event.metrics.get("val_accuracy", 0.0),
-                version=event.version,
-                message=event.message,
-                train_size=event.train_size,
-            ))
+            yield trainer_pb2.WatchTrainingResponse(
+                event=trainer_pb2.TrainingEvent(
+                    kind=_KINDS[event.kind],
+                    round=event.round,
+                    epoch=event.epoch,
+                    loss=event.metrics.get("loss", 0.0),
+                    val_loss=event.metrics.get("val_loss", 0.0),
+                    accuracy=event.metrics.get("accuracy", 0.0),
+                    val_accuracy=event.metrics.get("val_accuracy", 0.0),
+                    version=event.version,
+                    message=event.message,
+                    train_size=event.train_size,
+                )
+            )

@@ -13,6 +13,7 @@ and the labels still untrained, so the next round takes them; after 5 everything
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -34,16 +35,16 @@ from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
-from alloop.telemetry import Metrics, gauge
-from alloop.models.linear import CorpusCache, texts_digest
-from alloop.models.training import LabeledData, train_round
 from alloop.models.families import get_family
+from alloop.models.linear import CorpusCache, texts_digest
 from alloop.models.text_model import Predictor, parts
+from alloop.models.training import LabeledData, train_round
 from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
 from alloop.store.keys import Keys
 from alloop.store.pool import PoolStore, choose_stop_set
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
+from alloop.telemetry import Metrics, gauge
 from trainer_service.events import EventHub, TrainingEvent
 from trainer_service.faults import FaultInjector
 
@@ -85,7 +86,12 @@ class Status:
 
 class Trainer:
     def __init__(
-        self, settings: TrainerSettings, client: redis.Redis, *, consumer: str, metrics: Metrics | None = None,
+        self,
+        settings: TrainerSettings,
+        client: redis.Redis,
+        *,
+        consumer: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
@@ -109,7 +115,9 @@ class Trainer:
         self._corpus_cache = CorpusCache(settings.corpus_cache_path)
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
         self.faults = FaultInjector(settings.fault_points)
-        self._lock_ms = int(settings.round_lock_seconds * 1000)  # after a failed round, automatic rounds wait (Train still starts one)
+        self._lock_ms = int(
+            settings.round_lock_seconds * 1000
+        )  # after a failed round, automatic rounds wait (Train still starts one)
 
     def state(self) -> list[Any]:
         """What a scrape reads now (alloop.metrics): the training set, the labels not yet trained, the version."""
@@ -119,8 +127,11 @@ class Trainer:
             gauge("alloop_training_set_items", "Labeled items in the training set", self.store.size()),
             gauge("alloop_untrained_labels", "Labels taken in since the last round started", self.store.untrained()),
             gauge("alloop_published_version", "The current published model version (0: none)", version),
-            gauge("alloop_published_version_test_accuracy", "Test accuracy of the current published version",
-                  float((metadata or {}).get("metrics", {}).get("accuracy", 0.0))),
+            gauge(
+                "alloop_published_version_test_accuracy",
+                "Test accuracy of the current published version",
+                float((metadata or {}).get("metrics", {}).get("accuracy", 0.0)),
+            ),
             gauge("alloop_training", "1 while a round runs in this trainer", 1.0 if self.is_training() else 0.0),
         ]
 
@@ -157,7 +168,7 @@ class Trainer:
             except redis.exceptions.RedisError as exc:
                 log.warning("label consumer: Redis error %s; retrying", exc)
                 self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001 - keep consuming; the round itself reports its failure
+            except Exception:
                 log.exception("label consumer error")
                 self._stop.wait(1.0)
 
@@ -172,10 +183,8 @@ class Trainer:
         if time.monotonic() < self._retry_after:
             return
         if not self.is_training() and self.should_train():
-            try:
+            with contextlib.suppress(RoundBusy):  # another replica trains; its publication is seen like any other
                 self.request_round()
-            except RoundBusy:
-                pass  # another replica trains; its publication will be seen like any other
 
     def is_training(self) -> bool:
         future = self._round_future
@@ -194,7 +203,9 @@ class Trainer:
                 raise NothingToTrain("no test set is configured (ALLOOP_TEST_DATA): every version is evaluated on it")
             token = f"{self.store.consumer}/{uuid.uuid4().hex}"  # whose lock it is, for take_over_own_lock
             if not self.store.acquire_round_lock(token, self._lock_ms):
-                raise RoundBusy("another trainer replica is running a round; its version will be published when it ends")
+                raise RoundBusy(
+                    "another trainer replica is running a round; its version will be published when it ends"
+                )
             self._round = self.store.next_round()
             future: Future[dict[str, Any]] = Future()
             self._round_future = future
@@ -256,7 +267,9 @@ class Trainer:
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
                 self.faults.hit("epoch")
-                self.events.publish(TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train)))
+                self.events.publish(
+                    TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train))
+                )
 
             # Checkpoints stay in a private directory of this process, never on the model volume that replicas
             # (and whoever else can write it) share: the best epoch is reloaded from what this round wrote.
@@ -307,12 +320,16 @@ class Trainer:
             metadata["stability"] = stability.to_dict()
             with phases("write"):
                 _path, digest = artifacts.write_version(
-                    self.settings.common.models_path, version, result.model, metadata,
+                    self.settings.common.models_path,
+                    version,
+                    result.model,
+                    metadata,
                     export_saved_model=self.settings.export_saved_model,
                 )
             metadata["sha256"] = digest
             metadata["phase_seconds"] = phases.seconds
             self.faults.hit("written")
+
             def bookkeeping(pipe: Any) -> None:
                 self.store.mark_trained(pipe, untrained)
                 if stop_labels is not None:
@@ -323,18 +340,29 @@ class Trainer:
             self._published = (version, result.model)
             log.info(
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; seconds: %s)",
-                round_no, version, metrics["accuracy"], metrics["false_positives"], metrics["false_negatives"],
+                round_no,
+                version,
+                metrics["accuracy"],
+                metrics["false_positives"],
+                metrics["false_negatives"],
                 ", ".join(f"{name} {sec:.1f}" for name, sec in phases.seconds.items()),
                 extra={"model_version": version},
             )
             self.last_error = ""
-            self.events.publish(TrainingEvent("round_finished", round_no, version=version, train_size=len(train), metrics={
-                "accuracy": metrics["accuracy"], "loss": metrics["loss"]}))
+            self.events.publish(
+                TrainingEvent(
+                    "round_finished",
+                    round_no,
+                    version=version,
+                    train_size=len(train),
+                    metrics={"accuracy": metrics["accuracy"], "loss": metrics["loss"]},
+                )
+            )
             self.metrics.rounds.labels("published").inc()
             for name, seconds in phases.seconds.items():
                 self.metrics.round_phase_seconds.labels(name).set(seconds)
             future.set_result(metadata)
-        except Exception as exc:  # noqa: BLE001 - reported on the future, the status and the event stream
+        except Exception as exc:
             log.exception("round %d failed", round_no)
             self.last_error = f"round {round_no}: {exc}"
             self._retry_after = time.monotonic() + 30.0
@@ -348,8 +376,12 @@ class Trainer:
             try:
                 self.store.release_round_lock(token)
             except redis.exceptions.RedisError as exc:
-                log.warning("round %d: could not release the round lock (%s); it expires in %.0f s",
-                            round_no, exc, self._lock_ms / 1000)
+                log.warning(
+                    "round %d: could not release the round lock (%s); it expires in %.0f s",
+                    round_no,
+                    exc,
+                    self._lock_ms / 1000,
+                )
 
     def _stability(self, model: keras.Model) -> tuple[Stability, list[int] | None]:
         """Agreement of this round's model with the published one on the fixed stop set (stabilizing predictions)."""
@@ -366,11 +398,13 @@ class Trainer:
         found = {
             (pool, item_id): text or ""
             for pool, ids in by_pool.items()
-            for item_id, text in zip(ids, self.pools.texts(pool, ids))
+            for item_id, text in zip(ids, self.pools.texts(pool, ids), strict=True)
         }
         texts = [found[item] for item in stop_set]
         labels = Predictor(model).predict_proba(texts).argmax(axis=1).tolist()
-        history = [m["stability"]["kappa"] for m in self.registry.all() if (m.get("stability") or {}).get("kappa") is not None]
+        history = [
+            m["stability"]["kappa"] for m in self.registry.all() if (m.get("stability") or {}).get("kappa") is not None
+        ]
         previous = self.store.last_stop_predictions()
         if previous is None or previous[0] != self.registry.current() or len(previous[1]) != len(labels):
             return stabilizing_predictions(history), labels  # nothing comparable yet: the next version will be

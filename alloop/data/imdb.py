@@ -200,9 +200,7 @@ def npm_view_integrity(npm: str, runner: Runner, package: str = NPM_PACKAGE) -> 
 
 
 def _npm_pack(npm: str, runner: Runner, destination: Path) -> Path:
-    out = run_npm(
-        npm, runner, ["pack", NPM_PACKAGE, "--pack-destination", str(destination), "--json"], cwd=destination
-    )
+    out = run_npm(npm, runner, ["pack", NPM_PACKAGE, "--pack-destination", str(destination), "--json"], cwd=destination)
     filename = NPM_TARBALL
     try:
         report = json.loads(out)

@@ -74,8 +74,13 @@ def balanced_splits(
     rng = np.random.default_rng(seed)
     shuffled = [[members[i] for i in rng.permutation(len(members))] for members in by_class]
     if initial_seed is not None:
-        shuffled = _redraw_initial(shuffled, val_per_class + test_per_class, initial_per_class, quotas,
-                                   np.random.default_rng([seed, initial_seed, _INITIAL_STREAM]))
+        shuffled = _redraw_initial(
+            shuffled,
+            val_per_class + test_per_class,
+            initial_per_class,
+            quotas,
+            np.random.default_rng([seed, initial_seed, _INITIAL_STREAM]),
+        )
     cuts = np.cumsum([0, val_per_class, test_per_class, initial_per_class])
     val, test, initial = (
         [record for members in shuffled for record in members[cuts[k] : cuts[k + 1]]] for k in range(3)

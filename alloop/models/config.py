@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass
 FAMILY_NAMES = ("bilstm", "linear")
 CLASS_PRIORS = ("labels", "validation")
 LINEAR_SELECTIONS = ("validation", "folds", "configured")
-POOL_ADAPTED_FAMILIES = ("linear",)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
+POOL_ADAPTED_FAMILIES = (
+    "linear",
+)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class ModelConfig:
     dense_units: int = 20
     dropout: float = 0.5
     n_classes: int = 2
-    family: str = "linear"  # the family that wins on labels (bench/results/label_efficiency.json); bilstm: the seed's model
+    family: str = (
+        "linear"  # the family that wins on labels (bench/results/label_efficiency.json); bilstm: the seed's model
+    )
     # linear family
     linear_max_tokens: int = 250_000
     ngrams: int = 2
@@ -34,7 +38,9 @@ class ModelConfig:
     linear_lsa_pivot: int = 1000  # the LSA block's weight is min(1, sqrt(pivot / labels))
     linear_nb_scale: float = 2.0  # weight of the naive-Bayes-scaled TF-IDF block (linear.nb_importance); 0: none
     linear_nb_unlabeled: float = 1.0  # weight of the pools' predicted class mass in that importance; 0: labels only
-    linear_pseudo_weight: float = 0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
+    linear_pseudo_weight: float = (
+        0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
+    )
     # How each round settles which blocks join the fit (alloop.models.linear_selection): "validation", the blocks
     # and pseudo-labels that score best on the validation split at linear_c; "folds", C and the blocks by
     # linear_select_folds-fold cross-validation on (at most linear_select_rows of) the labels; "configured", the
@@ -53,15 +59,18 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if (self.linear_max_tokens <= 0 or self.ngrams <= 0 or self.linear_c <= 0 or self.linear_lsa_pivot <= 0
-                or self.linear_min_df <= 0):
+        if (
+            self.linear_max_tokens <= 0
+            or self.ngrams <= 0
+            or self.linear_c <= 0
+            or self.linear_lsa_pivot <= 0
+            or self.linear_min_df <= 0
+        ):
             raise ValueError("linear_max_tokens, ngrams, linear_min_df, linear_c and linear_lsa_pivot must be positive")
         if not (self.linear_nb_scale >= 0 and math.isfinite(self.linear_nb_scale)):
             raise ValueError(f"linear_nb_scale must be 0 (no naive-Bayes block) or more, got {self.linear_nb_scale}")
         if not (self.linear_nb_unlabeled >= 0 and math.isfinite(self.linear_nb_unlabeled)):
-            raise ValueError(
-                f"linear_nb_unlabeled must be 0 (labels only) or more, got {self.linear_nb_unlabeled}"
-            )
+            raise ValueError(f"linear_nb_unlabeled must be 0 (labels only) or more, got {self.linear_nb_unlabeled}")
         if not (self.linear_pseudo_weight >= 0 and math.isfinite(self.linear_pseudo_weight)):
             raise ValueError(
                 f"linear_pseudo_weight must be 0 (no pseudo-labels) or more, got {self.linear_pseudo_weight}"
@@ -69,12 +78,16 @@ class ModelConfig:
         if self.linear_select not in LINEAR_SELECTIONS:
             raise ValueError(f"linear_select must be one of {', '.join(LINEAR_SELECTIONS)}, got {self.linear_select!r}")
         if self.linear_select_folds < 2 or self.linear_select_rows < 2:
-            raise ValueError(f"linear_select_folds must be at least 2, got {self.linear_select_folds}, "
-                             f"and linear_select_rows at least 2, got {self.linear_select_rows}")
+            raise ValueError(
+                f"linear_select_folds must be at least 2, got {self.linear_select_folds}, "
+                f"and linear_select_rows at least 2, got {self.linear_select_rows}"
+            )
         if self.linear_lsa_components < 0:
             raise ValueError(f"linear_lsa_components must be 0 (no LSA) or more, got {self.linear_lsa_components}")
         if self.linear_class_prior not in CLASS_PRIORS:
-            raise ValueError(f"linear_class_prior must be one of {', '.join(CLASS_PRIORS)}, got {self.linear_class_prior!r}")
+            raise ValueError(
+                f"linear_class_prior must be one of {', '.join(CLASS_PRIORS)}, got {self.linear_class_prior!r}"
+            )
         if self.family not in FAMILY_NAMES:
             raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILY_NAMES)}")
         if self.n_classes < 2:
@@ -90,9 +103,22 @@ class ModelConfig:
 
 FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
     "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
-    "linear": ("linear_max_tokens", "ngrams", "linear_min_df", "linear_c", "linear_lsa_components", "linear_lsa_pivot",
-               "linear_nb_scale", "linear_nb_unlabeled", "linear_pseudo_weight", "linear_select", "linear_select_folds",
-               "linear_select_rows", "linear_class_prior", "n_classes"),
+    "linear": (
+        "linear_max_tokens",
+        "ngrams",
+        "linear_min_df",
+        "linear_c",
+        "linear_lsa_components",
+        "linear_lsa_pivot",
+        "linear_nb_scale",
+        "linear_nb_unlabeled",
+        "linear_pseudo_weight",
+        "linear_select",
+        "linear_select_folds",
+        "linear_select_rows",
+        "linear_class_prior",
+        "n_classes",
+    ),
 }
 
 

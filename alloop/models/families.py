@@ -27,12 +27,21 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     bilstm.FAMILY: Family(
-        bilstm.FAMILY, bilstm.build_vectorizer, bilstm.build_classifier, bilstm.compile_classifier, bilstm.vectorize,
+        bilstm.FAMILY,
+        bilstm.build_vectorizer,
+        bilstm.build_classifier,
+        bilstm.compile_classifier,
+        bilstm.vectorize,
         adapt_on_unlabeled=False,
     ),
     linear.FAMILY: Family(
-        linear.FAMILY, linear.build_vectorizer, linear.build_classifier, linear.compile_classifier, linear.vectorize,
-        adapt_on_unlabeled=True, convex=True,
+        linear.FAMILY,
+        linear.build_vectorizer,
+        linear.build_classifier,
+        linear.compile_classifier,
+        linear.vectorize,
+        adapt_on_unlabeled=True,
+        convex=True,
     ),
 }
 

@@ -33,6 +33,7 @@ ones carry no corpus structure worth 300 floats each.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -201,7 +202,7 @@ LSA_COLUMNS = 100_000
 def corpus_stats(counts: sp.csr_matrix, components: int, seed: int) -> CorpusStats:
     """IDF (scikit-learn's smooth form) and a truncated-SVD basis of the corpus' TF-IDF matrix, over the
     :data:`LSA_COLUMNS` tokens found in most documents (memory: 100,000 x 300 floats, whatever the vocabulary)."""
-    from sklearn.utils.extmath import randomized_svd  # noqa: PLC0415 - scikit-learn loads in the trainer only
+    from sklearn.utils.extmath import randomized_svd
 
     n = counts.shape[0]
     df = np.bincount(counts.indices, minlength=counts.shape[1])
@@ -254,7 +255,9 @@ class CorpusCache:
 
     def vectorizer(self, config: ModelConfig, corpus: Sequence[str]) -> keras.layers.TextVectorization:
         """A vectorizer adapted on ``corpus`` with ``config``'s settings: from disk when this corpus was seen."""
-        settings = f"{config.linear_max_tokens}-{config.ngrams}" + (f"-df{config.linear_min_df}" if config.linear_min_df > 1 else "")
+        settings = f"{config.linear_max_tokens}-{config.ngrams}" + (
+            f"-df{config.linear_min_df}" if config.linear_min_df > 1 else ""
+        )
         path = self._path("vocabulary", f"{texts_digest(corpus)[:24]}-{settings}", ".json")
         if path is not None and path.exists():
             try:
@@ -295,8 +298,12 @@ class CorpusCache:
                     stats = corpus_stats(vectorize(vectorizer, corpus) if counts is None else counts, components, seed)
                     self.computed += 1
                     if path is not None:
-                        self._write(path, lambda f: np.savez(
-                            f, idf=stats.idf, documents=stats.documents, columns=stats.columns, basis=stats.basis))
+                        self._write(
+                            path,
+                            lambda f: np.savez(
+                                f, idf=stats.idf, documents=stats.documents, columns=stats.columns, basis=stats.basis
+                            ),
+                        )
                 self._stats[key] = stats
             return self._stats[key]
 
@@ -311,7 +318,9 @@ class CorpusCache:
             with np.load(path) as f:
                 stats = CorpusStats(f["idf"], int(f["documents"]), f["columns"], f["basis"])
             if stats.idf.shape != (width,) or stats.basis.shape[0] != len(stats.columns):
-                raise ValueError(f"shapes {stats.idf.shape} / {stats.basis.shape} do not fit a {width}-token vocabulary")
+                raise ValueError(
+                    f"shapes {stats.idf.shape} / {stats.basis.shape} do not fit a {width}-token vocabulary"
+                )
             _touch(path)
             return stats
         except (OSError, ValueError, KeyError) as exc:
@@ -356,10 +365,8 @@ class CorpusCache:
 
 def _touch(path: Path) -> None:
     """Mark a cache file used, so the newest-kept rule keeps what is read, not only what was written last."""
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)
-    except OSError:
-        pass
 
 
 def texts_digest(texts: Sequence[str]) -> str:
@@ -540,8 +547,12 @@ def solve(
             with_pseudo = held(third[0], third[1], *rows) if held is not None else math.inf
             if with_pseudo > without:
                 (folded, intercept, train_loss), fitted_rows = third, rows
-            log.info("pseudo-labelled rows %s: validation accuracy %.4f with them, %.4f without",
-                     "kept" if with_pseudo > without else "left out", with_pseudo, without)
+            log.info(
+                "pseudo-labelled rows %s: validation accuracy %.4f with them, %.4f without",
+                "kept" if with_pseudo > without else "left out",
+                with_pseudo,
+                without,
+            )
     vocabulary = x.shape[1]
     if shift_to is not None:
         intercept = intercept + prior_shift(fitted_rows[0], shift_to, fitted_rows[1])
@@ -560,7 +571,9 @@ def solve(
 
 Fit = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]
 """What :func:`_fit` returns: weights folded onto the TF-IDF columns, intercepts, training log-loss."""
-HeldOut = Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], "npt.NDArray[np.float64] | None"], float]
+HeldOut = Callable[
+    [npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64], "npt.NDArray[np.float64] | None"], float
+]
 """``(folded, intercept, fitted labels, their row weights) -> accuracy on the validation split``, the intercepts
 moved to the target class shares first, as the returned model's will be."""
 
@@ -575,8 +588,12 @@ def _held_out(
         return None
     rows, truth = tfidf(validation[0], stats.idf), np.asarray(validation[1], dtype=np.int64)
 
-    def accuracy(folded: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64], y: npt.NDArray[np.int64],
-                 weights: npt.NDArray[np.float64] | None) -> float:
+    def accuracy(
+        folded: npt.NDArray[np.float64],
+        intercept: npt.NDArray[np.float64],
+        y: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64] | None,
+    ) -> float:
         if shift_to is not None:
             intercept = intercept + prior_shift(y, shift_to, weights)
         return float((present[_predicted(rows, folded, intercept).argmax(axis=1)] == truth).mean())
@@ -618,21 +635,33 @@ def choose_settings(
 
         grid = selection.candidates(config.linear_nb_scale, config.linear_lsa_components, (config.linear_c,))
         chosen = selection.best(grid, score)
-        log.info("blocks chosen on the validation split with %d labels: %s (accuracy %.4f)", len(y),
-                 chosen.describe(), chosen.cv_accuracy)
+        log.info(
+            "blocks chosen on the validation split with %d labels: %s (accuracy %.4f)",
+            len(y),
+            chosen.describe(),
+            chosen.cv_accuracy,
+        )
         return chosen, fits[chosen.c, chosen.nb_scale, chosen.lsa]
     if config.linear_select != "folds":
         return configured, None
     splits = selection.folds(y, config.linear_select_folds, config.linear_select_rows, seed)
 
-    def predict(choice: selection.Choice, train: npt.NDArray[np.int64], held_rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def predict(
+        choice: selection.Choice, train: npt.NDArray[np.int64], held_rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
         folded, intercept, _ = fit(choice, train)
         return np.unique(y[train])[_predicted(x[held_rows], folded, intercept).argmax(axis=1)]
 
-    chosen = selection.choose(selection.candidates(config.linear_nb_scale, config.linear_lsa_components), splits, y,
-                              predict)
-    log.info("settings chosen by %d-fold cross-validation on %d labels: %s (held-out accuracy %.4f)",
-             config.linear_select_folds, len(y), chosen.describe(), chosen.cv_accuracy)
+    chosen = selection.choose(
+        selection.candidates(config.linear_nb_scale, config.linear_lsa_components), splits, y, predict
+    )
+    log.info(
+        "settings chosen by %d-fold cross-validation on %d labels: %s (held-out accuracy %.4f)",
+        config.linear_select_folds,
+        len(y),
+        chosen.describe(),
+        chosen.cv_accuracy,
+    )
     return chosen, None
 
 
@@ -688,7 +717,7 @@ def _fit(
     """One logistic fit on ``[x, scale * x, lsa]``, folded onto the TF-IDF columns: (weights, intercepts, loss),
     one row per logit over the present classes (one row for two classes). ``pseudo`` rows join the fit with their
     weights; the loss is the labelled rows' alone."""
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
 
     vocabulary = x.shape[1]
     labelled = len(y)
@@ -713,12 +742,14 @@ def _fit(
         C=config.linear_c, solver="liblinear" if binary else "lbfgs", dual=binary, max_iter=2000, random_state=seed
     )
     model.fit(features, y, sample_weight=weights)
-    fitted = model.predict_proba(features[:labelled])[np.arange(labelled), np.searchsorted(model.classes_, y[:labelled])]
+    fitted = model.predict_proba(features[:labelled])[
+        np.arange(labelled), np.searchsorted(model.classes_, y[:labelled])
+    ]
     fitted = np.clip(fitted, 1e-7, 1.0)
     train_loss = float(-np.mean(np.log(fitted)))
     coef = np.zeros((model.coef_.shape[0], width))  # (1, columns) for two present classes, (present, columns) else
     coef[:, used] = model.coef_
-    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, width - stats.basis.shape[1]:])
+    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, width - stats.basis.shape[1] :])
     if scale is not None:
         folded += coef[:, vocabulary : 2 * vocabulary] * scale
     return folded, model.intercept_.astype(np.float64), train_loss

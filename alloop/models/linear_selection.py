@@ -53,7 +53,9 @@ def best(grid: list[Choice], score: Callable[[Choice], float]) -> Choice:
     return Choice(chosen.c, chosen.nb_scale, chosen.lsa, top)
 
 
-def folds(y: npt.NDArray[np.int64], k: int, max_rows: int, seed: int) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+def folds(
+    y: npt.NDArray[np.int64], k: int, max_rows: int, seed: int
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
     """Stratified (train, held-out) index pairs over at most ``max_rows`` labelled rows (a stratified sample when
     there are more); empty when some class has fewer than ``k`` labels, so that no fold lacks a class."""
     rng = np.random.default_rng(seed)
@@ -62,8 +64,12 @@ def folds(y: npt.NDArray[np.int64], k: int, max_rows: int, seed: int) -> list[tu
         return []
     take = np.arange(len(y))
     if len(y) > max_rows:  # the same share of every class
-        take = np.concatenate([rng.choice(np.flatnonzero(y == c), max(k, int(round(n * max_rows / len(y)))),
-                                          replace=False) for c, n in zip(classes, counts)])
+        take = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(y == c), max(k, round(n * max_rows / len(y))), replace=False)
+                for c, n in zip(classes, counts, strict=True)
+            ]
+        )
     assignment = np.empty(len(take), dtype=np.int64)
     for c in classes:
         rows = rng.permutation(np.flatnonzero(y[take] == c))

@@ -168,7 +168,9 @@ class Predictor:
         """
         if self._fingerprint is None:
             vectorizer, _ = parts(self.model)
-            config = {k: v for k, v in vectorizer.get_config().items() if k not in ("name", "vocabulary", "idf_weights")}
+            config = {
+                k: v for k, v in vectorizer.get_config().items() if k not in ("name", "vocabulary", "idf_weights")
+            }
             digest = hashlib.sha256(repr(sorted(config.items())).encode())
             # One update over the joined tokens (each ended by NUL), not one per token: the same digest, 4x faster
             # for a 250,000-token vocabulary, and it is computed on every swap.
@@ -202,7 +204,9 @@ class Predictor:
         """:meth:`predict_proba` from :meth:`features` rows (the same numbers, without tokenizing again)."""
         _, classifier = parts(self.model)
         forward = self._feature_graph("proba")
-        chunks = [to_probabilities(forward(to_tensor(block)).numpy()) for block in _row_batches(features, self.batch_size)]
+        chunks = [
+            to_probabilities(forward(to_tensor(block)).numpy()) for block in _row_batches(features, self.batch_size)
+        ]
         if not chunks:
             return np.zeros((0, max(2, int(classifier.output_shape[-1]))), dtype=np.float32)
         return np.concatenate(chunks)
@@ -321,7 +325,11 @@ class Predictor:
                 spec: tf.TypeSpec = tf.SparseTensorSpec(shape=[None, *probe.shape[1:]], dtype=probe.dtype)
             else:
                 spec = tf.TensorSpec(shape=[None, *probe.shape[1:]], dtype=probe.dtype)
-            signature = {"proba": [spec], "mc": [spec, tf.TensorSpec(shape=(), dtype=tf.int32)], "proba_and_embed": [spec]}
+            signature = {
+                "proba": [spec],
+                "mc": [spec, tf.TensorSpec(shape=(), dtype=tf.int32)],
+                "proba_and_embed": [spec],
+            }
             fn = {"proba": proba, "mc": mc, "proba_and_embed": proba_and_embed}[name]
             self._graphs[name] = tf.function(fn, input_signature=signature[name])
             return self._graphs[name]

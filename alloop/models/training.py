@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from alloop.metrics import Evaluation, evaluate
-from alloop.models.config import ModelConfig, TrainingConfig
 from alloop.models import linear
+from alloop.models.config import ModelConfig, TrainingConfig
 from alloop.models.families import Family, get_family
 from alloop.models.text_model import Predictor, assemble, parts
 
@@ -119,14 +119,26 @@ def train_round(
         order = sorted(range(len(train)), key=lambda i: (train.texts[i], train.labels[i]))  # the fit is order-sensitive
         train = LabeledData([train.texts[i] for i in order], [train.labels[i] for i in order])
         return _solve_round(
-            family, vectorizer, classifier, train, val, test, pooled, model_config, training, started,
-            corpus_cache, on_epoch,
+            family,
+            vectorizer,
+            classifier,
+            train,
+            val,
+            test,
+            pooled,
+            model_config,
+            training,
+            started,
+            corpus_cache,
+            on_epoch,
         )
 
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / "best.weights.h5"
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.patience),
     ]
     if on_epoch is not None:
@@ -185,8 +197,14 @@ def _solve_round(
     # The validation split chooses the fit's blocks (ModelConfig.linear_select): its accuracy reported below is the
     # chosen fit's, so slightly optimistic; the test split never takes part.
     kernel, bias, train_loss = linear.solve(
-        family.vectorize(vectorizer, train.texts), train.labels, stats, model_config, training.seed, corpus_counts,
-        unlabeled, linear.class_shares(val.labels, model_config.n_classes),
+        family.vectorize(vectorizer, train.texts),
+        train.labels,
+        stats,
+        model_config,
+        training.seed,
+        corpus_counts,
+        unlabeled,
+        linear.class_shares(val.labels, model_config.n_classes),
         validation=(cache.counts(vectorizer, val.texts), val.labels),
     )
     classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
@@ -196,7 +214,9 @@ def _solve_round(
     # The same numbers the assembled model gives (tests/unit/test_linear_solve.py), from count vectors cached per
     # vocabulary: the 10,000 validation and test reviews are not re-tokenized every round.
     def score(data: LabeledData) -> Evaluation:
-        return evaluate(data.labels, linear.predict_proba(cache.counts(vectorizer, data.texts), stats.idf, kernel, bias))
+        return evaluate(
+            data.labels, linear.predict_proba(cache.counts(vectorizer, data.texts), stats.idf, kernel, bias)
+        )
 
     validation = score(val)
     test_eval = score(test) if len(test) else validation
@@ -204,6 +224,10 @@ def _solve_round(
     if on_epoch is not None:
         on_epoch(1, logs)
     return RoundResult(
-        model=model, test=test_eval, validation=validation, epochs=1, seconds=time.monotonic() - started,
+        model=model,
+        test=test_eval,
+        validation=validation,
+        epochs=1,
+        seconds=time.monotonic() - started,
         history={name: [value] for name, value in logs.items()},
     )

@@ -226,6 +226,7 @@ def _refusal(code: grpc.StatusCode, details: str, response_streaming: bool) -> g
         context.abort(code, details)
 
     if response_streaming:
+
         def abort_stream(requests: object, context: grpc.ServicerContext) -> Any:
             abort(requests, context)
             yield  # pragma: no cover - a generator, so it is served as a response stream
@@ -261,12 +262,16 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if allowed is None:
             log.warning("refused %s: the method has no roles in METHOD_ROLES (denied by default)", method)
             return self._refuse(
-                continuation, handler_call_details, grpc.StatusCode.PERMISSION_DENIED,
+                continuation,
+                handler_call_details,
+                grpc.StatusCode.PERMISSION_DENIED,
                 f"{method} is not open to any role (no entry in METHOD_ROLES)",
             )
         if role not in allowed:
             return self._refuse(
-                continuation, handler_call_details, grpc.StatusCode.PERMISSION_DENIED,
+                continuation,
+                handler_call_details,
+                grpc.StatusCode.PERMISSION_DENIED,
                 f"role '{role}' may not call {method}; roles that may: {', '.join(sorted(allowed))}",
             )
         return continuation(handler_call_details)
@@ -301,7 +306,9 @@ class BearerCallCredentials(grpc.AuthMetadataPlugin):
 
 
 class _CallDetails(
-    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
     grpc.ClientCallDetails,
 ):
     pass
@@ -321,8 +328,12 @@ class BearerInterceptor(
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         metadata = [(k, v) for k, v in (details.metadata or ()) if k.lower() != METADATA_KEY]
         return _CallDetails(
-            details.method, details.timeout, [*metadata, *self._metadata], details.credentials,
-            getattr(details, "wait_for_ready", None), getattr(details, "compression", None),
+            details.method,
+            details.timeout,
+            [*metadata, *self._metadata],
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
         )
 
     def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]

@@ -27,8 +27,10 @@ class Malformed:
     reason: str
 
     def message(self) -> str:
-        return (f"the request to {self.method} is not a valid protobuf message ({self.reason}); "
-                "check that the client uses the alloop.v1 stubs and sends UTF-8 text")
+        return (
+            f"the request to {self.method} is not a valid protobuf message ({self.reason}); "
+            "check that the client uses the alloop.v1 stubs and sends UTF-8 text"
+        )
 
 
 def _safe(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any]:
@@ -37,7 +39,7 @@ def _safe(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[
             return data
         try:
             return deserializer(data)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's malformed input
+        except Exception as exc:
             return Malformed(method, f"{type(exc).__name__}: {exc}")
 
     return deserialize
@@ -85,7 +87,8 @@ def rewrap(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]) -> grpc
 
 class MalformedRequestGuard(grpc.ServerInterceptor):
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
@@ -116,5 +119,7 @@ class MalformedRequestGuard(grpc.ServerInterceptor):
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(stream_behavior(handler.stream_unary), deserializer, serializer)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(stream_behavior(handler.stream_stream), deserializer, serializer)
+            return grpc.stream_stream_rpc_method_handler(
+                stream_behavior(handler.stream_stream), deserializer, serializer
+            )
         return handler

@@ -36,7 +36,6 @@ from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ServerLimits:
     """Per-replica bounds on what callers can hold (env names in :func:`limits_from_env`)."""
@@ -100,9 +99,7 @@ def limits_from_env(env: Mapping[str, str]) -> ServerLimits:
         connection_age_grace_seconds=number(
             "ALLOOP_CONNECTION_AGE_GRACE_SECONDS", d.connection_age_grace_seconds, float
         ),
-        max_connection_idle_seconds=number(
-            "ALLOOP_MAX_CONNECTION_IDLE_SECONDS", d.max_connection_idle_seconds, float
-        ),
+        max_connection_idle_seconds=number("ALLOOP_MAX_CONNECTION_IDLE_SECONDS", d.max_connection_idle_seconds, float),
     )
 
 
@@ -214,8 +211,9 @@ class _IdleReaper:
                     self._cancelled.add(key)
                     del self._waiting[key]
             for _, context, method in stale:
-                log.warning("cancelled %s: the caller sent nothing for %.0f s (ALLOOP_STREAM_IDLE_SECONDS)",
-                            method, self._idle)
+                log.warning(
+                    "cancelled %s: the caller sent nothing for %.0f s (ALLOOP_STREAM_IDLE_SECONDS)", method, self._idle
+                )
                 context.cancel()
 
 

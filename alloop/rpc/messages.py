@@ -18,7 +18,7 @@ UNSPECIFIED = common_pb2.STRATEGY_UNSPECIFIED
 
 def strategy_names() -> list[str]:
     """The registry names the Strategy enum carries (every value but UNSPECIFIED), in enum order."""
-    return [n.removeprefix(_STRATEGY_PREFIX).lower() for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED"]
+    return [n.removeprefix(_STRATEGY_PREFIX).lower() for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED"]  # noqa: SIM118 - a protobuf enum, not a dict
 
 
 def strategy_value(name: str) -> int:
@@ -40,7 +40,7 @@ def strategy_name(value: int, field: str, default: str | None = None) -> str:
         return default
     if value == UNSPECIFIED or value not in common_pb2.Strategy.values():
         what = "unset (STRATEGY_UNSPECIFIED)" if value == UNSPECIFIED else f"an unknown Strategy number {value}"
-        choices = ", ".join(n for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED")
+        choices = ", ".join(n for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED")  # noqa: SIM118 - a protobuf enum
         raise InvalidRequest(f"{field} is {what}; choose one of {choices}")
     return common_pb2.Strategy.Name(value).removeprefix(_STRATEGY_PREFIX).lower()
 

@@ -81,12 +81,15 @@ class SecuritySettings:
         if not self.auth.enabled:
             log.warning(
                 "authentication is OFF on %s: any caller may call every RPC "
-                "(set ALLOOP_AUTH_TOKENS or ALLOOP_AUTH_TOKENS_FILE to turn it on)", address,
+                "(set ALLOOP_AUTH_TOKENS or ALLOOP_AUTH_TOKENS_FILE to turn it on)",
+                address,
             )
         elif self.tls is None and not is_loopback(address):
             log.warning("bearer tokens travel in plaintext on %s: set ALLOOP_TLS_CERT and ALLOOP_TLS_KEY", address)
         log.info(
-            "%s: auth %s, %s", address, repr(self.auth),
+            "%s: auth %s, %s",
+            address,
+            repr(self.auth),
             "plaintext" if self.tls is None else ("mutual TLS" if self.tls.mutual else "TLS"),
         )
         return port
@@ -97,12 +100,16 @@ def security_from_env(env: Mapping[str, str]) -> SecuritySettings:
     if insecure not in ("", *TRUE, *FALSE):
         raise ValueError(f"{INSECURE_ENV} must be 1 or 0, got {insecure!r}")
     return SecuritySettings(
-        auth=credentials_from_env(env), tls=server_tls_from_env(env), allow_insecure=insecure in TRUE,
+        auth=credentials_from_env(env),
+        tls=server_tls_from_env(env),
+        allow_insecure=insecure in TRUE,
     )
 
 
 def open_secure_channel(
-    address: str, options: Sequence[tuple[str, object]] = (), env: Mapping[str, str] | None = None,
+    address: str,
+    options: Sequence[tuple[str, object]] = (),
+    env: Mapping[str, str] | None = None,
 ) -> grpc.Channel:
     """A channel that uses TLS when ``ALLOOP_TLS_CA`` is set and sends ``ALLOOP_TOKEN`` as a bearer on every call."""
     env = os.environ if env is None else env
@@ -113,7 +120,8 @@ def open_secure_channel(
         credentials = tls.credentials()
         if token:
             credentials = grpc.composite_channel_credentials(
-                credentials, grpc.metadata_call_credentials(BearerCallCredentials(token), name="alloop-bearer"),
+                credentials,
+                grpc.metadata_call_credentials(BearerCallCredentials(token), name="alloop-bearer"),
             )
         return grpc.secure_channel(address, credentials, options=[*options, *tls.options()])
     channel = grpc.insecure_channel(address, options=options)

@@ -15,10 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from alloop.rpc.guard import MalformedRequestGuard
-from alloop.telemetry import Metrics
 from alloop.rpc.limits import ServerLimits, StreamLimiter
-from alloop.rpc.telemetry import MetricsInterceptor
 from alloop.rpc.security import SecuritySettings
+from alloop.rpc.telemetry import MetricsInterceptor
+from alloop.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,10 @@ def new_server(
         # Metrics outermost, so refused calls are counted with their codes too.
         interceptors=[
             *([MetricsInterceptor(metrics)] if metrics is not None else []),
-            *security.interceptors(), MalformedRequestGuard(), limiter, *interceptors,
+            *security.interceptors(),
+            MalformedRequestGuard(),
+            limiter,
+            *interceptors,
         ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -76,7 +79,8 @@ def enable_reflection(server: grpc.Server, service_names: Sequence[str]) -> None
     """Serve gRPC reflection for ``service_names`` and the standard services beside them, so tools such as
     ``grpcurl list`` / ``describe`` work without the .proto files (behind the same token check as any RPC)."""
     reflection.enable_server_reflection(
-        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server,
+        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
     )
 
 

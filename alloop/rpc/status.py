@@ -73,7 +73,7 @@ def grpc_errors(method: F) -> F:
         def stream_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 yield from method(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - translated at this one boundary
+            except Exception as exc:
                 _abort(context, exc)
 
         return stream_wrapper  # type: ignore[return-value]
@@ -82,8 +82,7 @@ def grpc_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - translated at this one boundary
+        except Exception as exc:
             _abort(context, exc)
 
     return wrapper  # type: ignore[return-value]
-

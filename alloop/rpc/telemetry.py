@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 
 from alloop import logs
-from alloop.telemetry import Metrics
 from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
+from alloop.telemetry import Metrics
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):

@@ -51,7 +51,9 @@ class ServerTLS:
     def credentials(self) -> grpc.ServerCredentials:
         pair = (_read(self.key, KEY_ENV), _read(self.cert, CERT_ENV))
         client_ca = _read(self.client_ca, CLIENT_CA_ENV) if self.client_ca else None
-        return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+        return grpc.ssl_server_credentials(
+            [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
 
 
 @dataclass(frozen=True)

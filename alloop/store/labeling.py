@@ -222,7 +222,7 @@ class LabelingStore:
         texts = pipe.execute() if pairs else []
         return [
             Lease(pool, item_id, text or "", lease_id, deadline, task)
-            for ((pool, item_id), task), text in zip(pairs, texts)
+            for ((pool, item_id), task), text in zip(pairs, texts, strict=True)
         ]
 
     def submit(self, labels: Sequence[LabelSubmission], labeler: str = "") -> SubmitResult:

@@ -11,7 +11,6 @@ import redis
 from alloop.errors import UnknownPool
 from alloop.store.keys import Keys, item_member
 
-
 ADD_CHUNK = 1000
 
 
@@ -108,7 +107,7 @@ class PoolStore:
         pipe.hmget(self._keys.labels, members)
         pipe.hmget(self._keys.queued, members)
         labeled, queued = pipe.execute()
-        keep = [i for i, (lab, que) in enumerate(zip(labeled, queued)) if lab is None and que is None]
+        keep = [i for i, (lab, que) in enumerate(zip(labeled, queued, strict=True)) if lab is None and que is None]
         return [ids[i] for i in keep], [items[ids[i]] for i in keep]
 
 

@@ -13,8 +13,8 @@ from alloop.strategies.selection import (
     class_quotas,
     get_measure,
     get_strategy,
-    ratio_sampling,
     random_sampling,
+    ratio_sampling,
     top_k,
 )
 from alloop.strategies.uncertainty import MEASURES, entropy, least_confidence, margin

@@ -42,7 +42,9 @@ def _nearest_centres(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np
     return labels, best + np.einsum("ij,ij->i", x, x)
 
 
-def weighted_kmeans_centres(points: npt.ArrayLike, weights: npt.ArrayLike, k: int, rng: np.random.Generator) -> IntArray:
+def weighted_kmeans_centres(
+    points: npt.ArrayLike, weights: npt.ArrayLike, k: int, rng: np.random.Generator
+) -> IntArray:
     """k distinct row positions of ``points``: the row nearest each centre of a weighted k-means.
 
     Centres start at k distinct rows drawn with probability proportional to weight, then move by Lloyd's rule

@@ -59,7 +59,9 @@ class Written:
     metadata: dict[str, Any]  # what the registry gets: includes the sha256 write_version returned
 
 
-def write(model_dir: Path, version: int, model: keras.Model | None = None, *, export_saved_model: bool = False) -> Written:
+def write(
+    model_dir: Path, version: int, model: keras.Model | None = None, *, export_saved_model: bool = False
+) -> Written:
     """Write ``version`` (the tiny model unless another is given) the way the trainer does, without publishing."""
     result = trained()
     metadata: dict[str, Any] = {

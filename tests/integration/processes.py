@@ -31,8 +31,11 @@ def spawn(module: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **TINY_ENV, **env},
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env={**os.environ, **TINY_ENV, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -40,7 +43,11 @@ def health(address: str, service: str = "", timeout: float = 1.0) -> int | None:
     """The health status of a service, or None when it does not answer."""
     with grpc.insecure_channel(address) as channel:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+                .status
+            )
         except grpc.RpcError:
             return None
 

@@ -18,9 +18,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from alloop.config import QuerySettings, TrainerSettings
 from alloop.rpc.auth import (
     INVALID_TOKEN,
-    REFLECTION_METHOD,
     METHOD_ROLES,
     MISSING_TOKEN,
+    REFLECTION_METHOD,
     ROLES,
     AuthInterceptor,
     Credentials,
@@ -122,10 +122,20 @@ def test_method_needs_a_valid_token_of_an_allowed_role(channels, method):
 def test_roles_match_the_documented_table():
     short = {name.rsplit("/", 1)[1]: roles for name, roles in METHOD_ROLES.items()}
     assert {m for m, r in short.items() if "labeler" in r} == {
-        "LeaseTasks", "SubmitLabels", "GetModel", "WatchModels", "ServerReflectionInfo",
+        "LeaseTasks",
+        "SubmitLabels",
+        "GetModel",
+        "WatchModels",
+        "ServerReflectionInfo",
     }
     assert {m for m, r in short.items() if "client" in r} == {
-        "SubmitPool", "ScorePool", "Query", "Predict", "GetModel", "WatchModels", "ServerReflectionInfo",
+        "SubmitPool",
+        "ScorePool",
+        "Query",
+        "Predict",
+        "GetModel",
+        "WatchModels",
+        "ServerReflectionInfo",
     }
     assert {m for m, r in short.items() if "operator" in r} == set(short)
 
@@ -134,7 +144,9 @@ def test_health_is_open_without_a_token(channels):
     for service, served in channels.items():
         assert health_status(served.channel) == SERVING
         assert health_status(served.channel, service) == SERVING
-        assert health_status(served.channel, service, metadata=bearer("garbage")) == SERVING  # a bad token does not matter there
+        assert (
+            health_status(served.channel, service, metadata=bearer("garbage")) == SERVING
+        )  # a bad token does not matter there
 
 
 def test_reflection_describes_each_service_to_any_token_holder(channels):
@@ -157,9 +169,11 @@ def test_client_channel_sends_the_token_from_the_environment_on_every_kind_of_ca
     """``open_secure_channel`` (what the CLI clients use) adds the bearer for unary and streaming calls alike."""
     for service, served in channels.items():
         address = f"127.0.0.1:{served.port}"
-        with open_secure_channel(address, env={"ALLOOP_TOKEN": TOKENS["operator"]}) as operator, \
-                open_secure_channel(address, env={"ALLOOP_TOKEN": "wrong"}) as wrong, \
-                open_secure_channel(address, env={}) as anonymous:
+        with (
+            open_secure_channel(address, env={"ALLOOP_TOKEN": TOKENS["operator"]}) as operator,
+            open_secure_channel(address, env={"ALLOOP_TOKEN": "wrong"}) as wrong,
+            open_secure_channel(address, env={}) as anonymous,
+        ):
             for method in all_methods():
                 if method.containing_service.full_name != service:
                     continue
@@ -186,13 +200,21 @@ def bare_server() -> Iterator[tuple[int, Recorder]]:
     recorder = Recorder()
     roles = {"/t.Test/Echo": frozenset({"client", "operator"})}
     bound = new_server(
-        "127.0.0.1:0", max_message_bytes=1024 * 1024, interceptors=[AuthInterceptor(CREDENTIALS, roles)],
+        "127.0.0.1:0",
+        max_message_bytes=1024 * 1024,
+        interceptors=[AuthInterceptor(CREDENTIALS, roles)],
     )
     server, port = bound.server, bound.port
     handlers = {
-        "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request, request_deserializer=recorder.deserialize),
-        "Extra": grpc.unary_unary_rpc_method_handler(lambda request, context: request, request_deserializer=recorder.deserialize),
-        "Stream": grpc.stream_stream_rpc_method_handler(lambda requests, context: iter(requests), request_deserializer=recorder.deserialize),
+        "Echo": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: request, request_deserializer=recorder.deserialize
+        ),
+        "Extra": grpc.unary_unary_rpc_method_handler(
+            lambda request, context: request, request_deserializer=recorder.deserialize
+        ),
+        "Stream": grpc.stream_stream_rpc_method_handler(
+            lambda requests, context: iter(requests), request_deserializer=recorder.deserialize
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.Test", handlers),))
     server.start()
@@ -239,7 +261,9 @@ def test_auth_off_by_default_lets_anonymous_callers_in(query_settings, redis_cli
     running = create_query_server(query_settings, redis_client)
     try:
         with channel(running.port) as ch:
-            assert call(ch, method_named("GetModel")).code == grpc.StatusCode.FAILED_PRECONDITION  # no model yet; not an auth error
+            assert (
+                call(ch, method_named("GetModel")).code == grpc.StatusCode.FAILED_PRECONDITION
+            )  # no model yet; not an auth error
     finally:
         running.stop(0)
 

@@ -51,8 +51,12 @@ def test_curve_seeds_share_the_test_set_and_candidates(tmp_path):
     corpus = label_efficiency.corpus_sizes(write_corpus(tmp_path / "c.jsonl", 100))
     plan = replace(label_efficiency.PLANS["linear"], initial_per_class=5)
     for pool_limit in (None, 60):  # all candidates, and --quick's capped ones
-        splits = [load_prepared(label_efficiency.prepare_run_data(plan, seed, tmp_path / "work", tmp_path / "cache",
-                                                                   pool_limit, corpus)) for seed in range(3)]
+        splits = [
+            load_prepared(
+                label_efficiency.prepare_run_data(plan, seed, tmp_path / "work", tmp_path / "cache", pool_limit, corpus)
+            )
+            for seed in range(3)
+        ]
         assert all(s.test == splits[0].test and s.val == splits[0].val for s in splits)
         candidates = [{r.id for r in [*s.initial, *s.pool]} for s in splits]
         assert candidates[0] == candidates[1] == candidates[2]
@@ -63,10 +67,22 @@ def test_curve_seeds_share_the_test_set_and_candidates(tmp_path):
 def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     out = tmp_path / "result.json"
     argv = [
-        "--corpus", str(write_corpus(tmp_path / "corpus.jsonl", 80)),
-        "--families", "linear", "--strategies", "random,kmeans_diversity", "--seeds", "1",
-        "--initial-per-class", "4", "--budgets", "24,36", "--workdir", str(tmp_path / "work"),
-        "--cache-dir", str(tmp_path / "cache"),
+        "--corpus",
+        str(write_corpus(tmp_path / "corpus.jsonl", 80)),
+        "--families",
+        "linear",
+        "--strategies",
+        "random,kmeans_diversity",
+        "--seeds",
+        "1",
+        "--initial-per-class",
+        "4",
+        "--budgets",
+        "24,36",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
     ]
     assert label_efficiency.main([*argv, "--out", str(out)]) == 0
     assert not out.with_suffix(".partial.json").exists()
@@ -95,15 +111,25 @@ def test_a_three_class_corpus_runs_end_to_end_with_the_peers(tmp_path):
     assert resumed["full_data"] == result["full_data"]
     assert [r for r in resumed["runs"] if r["seed"] == 0] == result["runs"]
     assert sorted((r["strategy"], r["seed"]) for r in resumed["runs"] if r["seed"] == 1) == [
-        ("kmeans_diversity", 1), ("random", 1)]
+        ("kmeans_diversity", 1),
+        ("random", 1),
+    ]
     with pytest.raises(SystemExit, match="pool_limit"):  # other candidates: refused before anything runs
         label_efficiency.main([*argv, "--pool-limit", "150", "--resume", str(out), "--out", str(tmp_path / "x.json")])
 
 
 def test_the_default_plan_is_fitted_to_a_small_corpus_or_refused_in_one_line(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus.jsonl", 80)  # 56 candidates per class: no default budget fits
-    base = ["--corpus", str(corpus), "--workdir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
-            "--out", str(tmp_path / "r.json")]
+    base = [
+        "--corpus",
+        str(corpus),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
     with pytest.raises(SystemExit, match="give --budgets"):
         label_efficiency.main(base)
     with pytest.raises(SystemExit, match="use at most 5"):  # a tenth of the smallest class's 56 candidates

@@ -36,7 +36,9 @@ CANDIDATES = 12
 def stub(query_settings, redis_client, keys) -> Iterator[query_pb2_grpc.QueryServiceStub]:
     models.write_and_publish(redis_client, keys, query_settings.common.models_path, 1)
     settings = replace(
-        query_settings, security=SecuritySettings(auth=Credentials(ENTRIES)), max_query_candidates=CANDIDATES,
+        query_settings,
+        security=SecuritySettings(auth=Credentials(ENTRIES)),
+        max_query_candidates=CANDIDATES,
     )
     running = create_query_server(settings, redis_client)
     wait_for(running.holder.current_or_none, timeout=30, what="version 1 served")
@@ -50,14 +52,22 @@ def stub(query_settings, redis_client, keys) -> Iterator[query_pb2_grpc.QuerySer
 
 
 def queue(stub: query_pb2_grpc.QueryServiceStub, k: int) -> list[str]:
-    response = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=k, seed=7),
-                          metadata=bearer("op-token"), timeout=30)
+    response = stub.Query(
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=k, seed=7),
+        metadata=bearer("op-token"),
+        timeout=30,
+    )
     return [s.id for s in response.selected]
 
 
-def label(stub: query_pb2_grpc.QueryServiceStub, token: str, item: str, labeler: str = "") -> query_pb2.SubmitLabelsResponse:
-    return stub.SubmitLabels(query_pb2.SubmitLabelsRequest(
-        labeler=labeler, labels=[query_pb2.Label(pool="p", id=item, label=1)]), metadata=bearer(token), timeout=10)
+def label(
+    stub: query_pb2_grpc.QueryServiceStub, token: str, item: str, labeler: str = ""
+) -> query_pb2.SubmitLabelsResponse:
+    return stub.SubmitLabels(
+        query_pb2.SubmitLabelsRequest(labeler=labeler, labels=[query_pb2.Label(pool="p", id=item, label=1)]),
+        metadata=bearer(token),
+        timeout=10,
+    )
 
 
 def recorded_labelers(redis_client, keys) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -83,11 +93,20 @@ def test_the_recorded_labeler_comes_from_the_token(stub, redis_client, keys):
 
 
 def test_a_client_query_scores_at_most_the_bound_and_an_operator_is_not_bound(stub):
-    as_client = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("client-token"))
+    as_client = stub.Query(
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("client-token")
+    )
     assert as_client.candidates == CANDIDATES  # 30 unlabeled items, scored a sample of 12
     with pytest.raises(grpc.RpcError) as over:
-        stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2, max_candidates=CANDIDATES + 1),
-                   metadata=bearer("client-token"))
-    assert over.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "ALLOOP_MAX_QUERY_CANDIDATES" in over.value.details()
-    as_operator = stub.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("op-token"))
+        stub.Query(
+            query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2, max_candidates=CANDIDATES + 1),
+            metadata=bearer("client-token"),
+        )
+    assert (
+        over.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and "ALLOOP_MAX_QUERY_CANDIDATES" in over.value.details()
+    )
+    as_operator = stub.Query(
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("op-token")
+    )
     assert as_operator.candidates == 30 - 2  # every unlabeled, unqueued item

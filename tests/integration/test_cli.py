@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from alloop import __version__
 
@@ -30,15 +30,19 @@ def test_every_entry_point_prints_its_version(script: str) -> None:
 def test_an_unknown_strategy_is_refused_before_connecting() -> None:
     started = time.monotonic()
     # 192.0.2.1 (TEST-NET-1) never answers: a client that tried to connect would wait out its 30 s timeout.
-    done = subprocess.run([str(BIN / "alloop-pool"), "--query-address", "192.0.2.1:1", "query", "--strategy", "coin",
-                           "-k", "3"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "alloop-pool"), "--query-address", "192.0.2.1:1", "query", "--strategy", "coin", "-k", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "invalid choice: 'coin'" in done.stderr and "kmeans_diversity" in done.stderr
     assert time.monotonic() - started < 20
 
 
 @pytest.mark.parametrize("module", ["clients.pool", "clients.oracle", "clients.labeler"])
 def test_clients_share_the_address_and_pool_flags(module: str) -> None:
-    from importlib import import_module  # noqa: PLC0415
+    from importlib import import_module
 
     main = import_module(module)
     parser = main.build_parser() if hasattr(main, "build_parser") else None

@@ -42,7 +42,7 @@ import pytest
 
 from alloop.config import query_from_env, trainer_from_env
 from alloop.models.config import ModelConfig, TrainingConfig
-from alloop.rpc.security import TRUE, FALSE, open_secure_channel
+from alloop.rpc.security import FALSE, TRUE, open_secure_channel
 from alloop.store.connection import free_port, redis_server_binary
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from tests import synthetic
@@ -52,8 +52,14 @@ pytestmark = pytest.mark.integration
 
 VARIABLE = re.compile(r"ALLOOP_[A-Z0-9_]+|REDIS_URL")
 # Variables for the runtime rather than alloop, which a compose file or an image may set.
-RUNTIME_VARIABLES = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "TF_CPP_MIN_LOG_LEVEL", "PIP_NO_CACHE_DIR",
-                     "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_ROOT_USER_ACTION"}
+RUNTIME_VARIABLES = {
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "PIP_ROOT_USER_ACTION",
+}
 CODE_DIRS = ("alloop", "query_service", "trainer_service")
 REPLICAS = {"query": 2}
 LOOPBACK_HOSTS = ("0.0.0.0", "127.0.0.1", "localhost")
@@ -71,9 +77,12 @@ def variables_the_code_reads() -> set[str]:
         for path in (ROOT / folder).rglob("*.py"):
             tree = ast.parse(path.read_text(), str(path))
             docstrings = {
-                id(node.body[0].value) for node in ast.walk(tree)
+                id(node.body[0].value)
+                for node in ast.walk(tree)
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+                and isinstance(node.body[0].value, ast.Constant)
             }
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
@@ -105,13 +114,17 @@ class Recording(dict):  # type: ignore[type-arg]
 def trainer_view(env: Mapping[str, str]) -> object:
     """The trainer's settings as its model family uses them: a family's own model settings, and the training
     settings only for a family fitted by epochs (a convex one is solved exactly and reads only the seed)."""
-    from alloop.models.families import get_family  # noqa: PLC0415 - imports Keras
+    from alloop.models.families import get_family
 
     settings = trainer_from_env(env)
     family = settings.model.family
     training = {"seed": settings.training.seed} if get_family(family).convex else asdict(settings.training)
-    return (replace(settings, model=ModelConfig(), training=TrainingConfig()), family,
-            settings.model.family_settings(family), training)
+    return (
+        replace(settings, model=ModelConfig(), training=TrainingConfig()),
+        family,
+        settings.model.family_settings(family),
+        training,
+    )
 
 
 VIEWS = {"trainer": trainer_view, "query": query_from_env}
@@ -158,8 +171,9 @@ def stale_variables(envs: Mapping[str, Mapping[str, str]], names: Mapping[str, s
                 except ValueError:
                     same = False  # the value is checked, so it is read
                 if same:
-                    problems.append(f"{service}: {name}={value!r} changes nothing the service uses "
-                                    "(its model family ignores it)")
+                    problems.append(
+                        f"{service}: {name}={value!r} changes nothing the service uses (its model family ignores it)"
+                    )
     return problems
 
 
@@ -192,13 +206,17 @@ class Instance:
 class LocalCompose:
     """docker-compose.yml's services as instances on this host (nothing runs until :meth:`up`)."""
 
-    def __init__(self, tmp: Path, compose: dict[str, Any] | None = None, replicas: Mapping[str, int] = REPLICAS) -> None:
+    def __init__(
+        self, tmp: Path, compose: dict[str, Any] | None = None, replicas: Mapping[str, int] = REPLICAS
+    ) -> None:
         self.tmp = tmp
         self.compose = compose or load_compose()
         self.services: dict[str, dict[str, Any]] = self.compose["services"]
         self.volumes = set(self.compose.get("volumes") or {})
         self.bin = Path(sys.executable).parent
-        subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "secrets"], cwd=tmp, check=True, capture_output=True)
+        subprocess.run(
+            ["make", "-s", "-f", str(ROOT / "Makefile"), "secrets"], cwd=tmp, check=True, capture_output=True
+        )
         self.secret_files = {
             name: (tmp / spec["file"]).resolve() for name, spec in (self.compose.get("secrets") or {}).items()
         }
@@ -207,8 +225,11 @@ class LocalCompose:
         self.channels: list[grpc.Channel] = []  # the test's own, closed by down()
         # Listening ports first, so a reference to another service can be resolved whatever the order.
         self.listen = {name: self._listening_ports(name) for name in self.services}
-        self.host_ports = {(name, i): {p: free_port() for p in self.listen[name]}
-                           for name in self.services for i in range(replicas.get(name, 1))}
+        self.host_ports = {
+            (name, i): {p: free_port() for p in self.listen[name]}
+            for name in self.services
+            for i in range(replicas.get(name, 1))
+        }
         for name in self.services:
             self.instances[name] = [self._instance(name, i) for i in range(replicas.get(name, 1))]
 
@@ -258,6 +279,7 @@ class LocalCompose:
 
         value = re.sub(rf"\b({'|'.join(map(re.escape, LOOPBACK_HOSTS))}):(\d+)\b", own, value)
         for other in self.services:
+
             def theirs(match: re.Match[str], other: str = other) -> str:
                 port = int(match.group(1))
                 assert port in self.listen[other], f"{name} {where}: {other} does not listen on {port}"
@@ -302,7 +324,9 @@ class LocalCompose:
         return Instance(name, index, argv, env, check, self.host_ports[(name, index)], workdir)
 
     def blocked_services(self) -> set[str]:
-        return {n for n, s in self.services.items() if isinstance(s.get("build"), dict) and s["build"]["target"] == "query"}
+        return {
+            n for n, s in self.services.items() if isinstance(s.get("build"), dict) and s["build"]["target"] == "query"
+        }
 
     @staticmethod
     def _blocked_modules(folder: Path) -> Path:
@@ -348,17 +372,21 @@ class LocalCompose:
         data = self._mounts(instance.service).get("/data", instance.workdir)
         script, count = re.subn(
             r"exec docker-entrypoint\.sh redis-server(.*)$",
-            lambda m: f"exec {shlex.quote(redis_server_binary())}{m.group(1)} --port {port} --bind 127.0.0.1 "
-                      f"--dir {shlex.quote(str(data))}",
-            script, flags=re.M,
+            lambda m: (
+                f"exec {shlex.quote(redis_server_binary())}{m.group(1)} --port {port} --bind 127.0.0.1 "
+                f"--dir {shlex.quote(str(data))}"
+            ),
+            script,
+            flags=re.M,
         )
         assert count == 1, script
         instance.argv = ["sh", "-c", script]
         cli = Path(redis_server_binary()).with_name("redis-cli")
         cli = cli if cli.exists() else Path(shutil.which("redis-cli") or "redis-cli")
         assert instance.healthcheck is not None
-        instance.healthcheck = [part.replace("redis-cli", f"{shlex.quote(str(cli))} -p {port}")
-                                for part in instance.healthcheck]
+        instance.healthcheck = [
+            part.replace("redis-cli", f"{shlex.quote(str(cli))} -p {port}") for part in instance.healthcheck
+        ]
 
     def start(self, instance: Instance) -> None:
         instance.log = self.tmp / "logs" / f"{instance.name}.log"
@@ -369,13 +397,15 @@ class LocalCompose:
             assert resolved, f"{instance.service}: command {argv[0]} is not installed (a console script in pyproject?)"
             argv[0] = resolved
         with instance.log.open("ab") as log:
-            instance.process = subprocess.Popen(argv, cwd=instance.workdir, env=instance.env, stdout=log,
-                                                stderr=subprocess.STDOUT)
+            instance.process = subprocess.Popen(
+                argv, cwd=instance.workdir, env=instance.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def healthy(self, instance: Instance) -> bool:
         assert instance.healthcheck, f"{instance.service} has no healthcheck"
-        result = subprocess.run(instance.healthcheck, env=instance.env, cwd=instance.workdir, capture_output=True,
-                                timeout=30, check=False)
+        result = subprocess.run(
+            instance.healthcheck, env=instance.env, cwd=instance.workdir, capture_output=True, timeout=30, check=False
+        )
         return result.returncode == 0
 
     def wait_healthy(self, instances: list[Instance], timeout: float = HEALTH_TIMEOUT) -> None:
@@ -389,8 +419,9 @@ class LocalCompose:
                 if self.healthy(instance):
                     waiting.remove(instance)
             if waiting and time.monotonic() > deadline:
-                raise AssertionError("\n\n".join(f"{i.name} not healthy within {timeout:.0f}s:\n{i.tail()}"
-                                                 for i in waiting))
+                raise AssertionError(
+                    "\n\n".join(f"{i.name} not healthy within {timeout:.0f}s:\n{i.tail()}" for i in waiting)
+                )
             if waiting:
                 time.sleep(1.0)  # each check starts a process, as compose's would: not too often on 2 cores
 
@@ -467,9 +498,12 @@ def test_the_stale_variable_check_catches_what_it_should(tmp_path: Path) -> None
         "query": {"ALLOOP_RETRAIN_THRESHOLD": "10", "ALLOOP_NO_SUCH_SETTING": "1", "NOT_ALLOOP": "1"},
         "trainer": {"ALLOOP_EPOCHS": "20", "ALLOOP_WARM_START": "1", "ALLOOP_LSTM_UNITS": "8"},
     }
-    problems = "\n".join(stale_variables(
-        {s: {**envs[s], **added[s]} for s in envs}, {s: names[s] | set(added[s]) for s in names},
-    ))
+    problems = "\n".join(
+        stale_variables(
+            {s: {**envs[s], **added[s]} for s in envs},
+            {s: names[s] | set(added[s]) for s in names},
+        )
+    )
     for service, planted in added.items():
         for name in planted:
             assert f"{service}: {name}" in problems, problems
@@ -498,8 +532,11 @@ def test_the_compose_stack_runs_a_labeling_round_as_local_processes(stack: Local
 
     def served(instance: Instance) -> int:
         try:
-            return stub(instance, "labeler", query_pb2_grpc.QueryServiceStub).GetModel(
-                query_pb2.GetModelRequest(), timeout=5).version.version
+            return (
+                stub(instance, "labeler", query_pb2_grpc.QueryServiceStub)
+                .GetModel(query_pb2.GetModelRequest(), timeout=5)
+                .version.version
+            )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
                 return 0
@@ -509,8 +546,10 @@ def test_the_compose_stack_runs_a_labeling_round_as_local_processes(stack: Local
         deadline = time.monotonic() + timeout
         while [served(r) for r in replicas] != [version, version]:
             if time.monotonic() > deadline:
-                raise AssertionError(f"replicas serve {[served(r) for r in replicas]}, not {version}:\n"
-                                     + "\n".join(i.tail() for i in (trainer, *replicas)))
+                raise AssertionError(
+                    f"replicas serve {[served(r) for r in replicas]}, not {version}:\n"
+                    + "\n".join(i.tail() for i in (trainer, *replicas))
+                )
             time.sleep(0.3)
 
     wait_served(1)  # the trainer fits version 1 on /data/initial.jsonl at start; both replicas load it
@@ -518,21 +557,33 @@ def test_the_compose_stack_runs_a_labeling_round_as_local_processes(stack: Local
     labelers = [stub(r, "labeler", query_pb2_grpc.QueryServiceStub) for r in replicas]
     items = [json.loads(line) for line in data["pool"].read_text().splitlines()]
     truth = {r["id"]: r["label"] for r in items}
-    submitted = clients[0].SubmitPool(iter([query_pb2.SubmitPoolRequest(
-        pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in items])]), timeout=60)
+    submitted = clients[0].SubmitPool(
+        iter(
+            [
+                query_pb2.SubmitPoolRequest(
+                    pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in items]
+                )
+            ]
+        ),
+        timeout=60,
+    )
     assert submitted.accepted == len(items)
-    selected = clients[1].Query(query_pb2.QueryRequest(
-        pool="reviews", strategy=common_pb2.STRATEGY_KMEANS_DIVERSITY, k=20), timeout=60)
+    selected = clients[1].Query(
+        query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_KMEANS_DIVERSITY, k=20), timeout=60
+    )
     assert len(selected.selected) == 20 and selected.model_version == 1
     tasks = labelers[0].LeaseTasks(query_pb2.LeaseTasksRequest(max_items=20), timeout=30).tasks
     assert {t.id for t in tasks} == {s.id for s in selected.selected}
     labels = [query_pb2.Label(pool=t.pool, id=t.id, label=truth[t.id]) for t in tasks]
     assert labelers[1].SubmitLabels(query_pb2.SubmitLabelsRequest(labels=labels), timeout=30).accepted == 20
     with pytest.raises(grpc.RpcError) as refused:  # the labeler's token cannot start a round
-        stub(trainer, "labeler", trainer_pb2_grpc.TrainerServiceStub).Train(trainer_pb2.TrainRequest(wait=True), timeout=30)
+        stub(trainer, "labeler", trainer_pb2_grpc.TrainerServiceStub).Train(
+            trainer_pb2.TrainRequest(wait=True), timeout=30
+        )
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
     trained = stub(trainer, "operator", trainer_pb2_grpc.TrainerServiceStub).Train(
-        trainer_pb2.TrainRequest(wait=True), timeout=120)
+        trainer_pb2.TrainRequest(wait=True), timeout=120
+    )
     assert trained.version.version == 2 and trained.version.train_size == 140
     wait_served(2)
     for client in clients:
@@ -543,8 +594,14 @@ def test_the_compose_stack_runs_a_labeling_round_as_local_processes(stack: Local
         assert subprocess.run(check, env=replica.env, capture_output=True, check=False).returncode == 0
     for replica in replicas:  # what ran was the query image's set of packages, without the trainer's
         python = shutil.which("python3", path=replica.env["PATH"])
-        probe = subprocess.run([str(python), "-c", "import sklearn"], env=replica.env, cwd=replica.workdir,
-                               capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [str(python), "-c", "import sklearn"],
+            env=replica.env,
+            cwd=replica.workdir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, probe.stderr
     # alloop logs JSON lines, as the compose file asks (ALLOOP_LOG_FORMAT=json), and no secret.
     secrets = [*tokens.values(), stack.secret_files["redis_password"].read_text().strip()]

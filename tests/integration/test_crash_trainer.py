@@ -80,7 +80,9 @@ def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
         assert result.accepted == len(batch)
         submitted.update({r["id"]: r["label"] for r in batch})
 
-        process = spawn("trainer_service.server", {**env, "ALLOOP_FAULT_POINTS": point or ""}, tmp_path / "logs" / f"{cycle}.log")
+        process = spawn(
+            "trainer_service.server", {**env, "ALLOOP_FAULT_POINTS": point or ""}, tmp_path / "logs" / f"{cycle}.log"
+        )
         if point is None:
             time.sleep(rng.uniform(1.0, 9.0))  # from outside, at a moment the process does not choose
             process.send_signal(signal.SIGKILL)
@@ -96,11 +98,19 @@ def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
         assert not list(model_dir.glob(".tmp-*")), "partial version directories survived a restart"
         trainer = trainer_pb2_grpc.TrainerServiceStub(channel(int(address.rsplit(":", 1)[1])))
         expected = len(initial) + len(submitted)
-        wait_for(lambda: trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == expected, timeout=120,
-                 what="every label in the training set")
+        wait_for(
+            lambda: trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == expected,
+            timeout=120,
+            what="every label in the training set",
+        )
         wait_for(lambda: client.xpending(keys.label_stream, GROUP)["pending"] == 0, what="every label acked")
-        wait_for(lambda: trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.state == trainer_pb2.TrainerStatus.STATE_IDLE,
-                 timeout=120, what="trainer idle")
+        wait_for(
+            lambda: (
+                trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.state == trainer_pb2.TrainerStatus.STATE_IDLE
+            ),
+            timeout=120,
+            what="trainer idle",
+        )
         final = trainer.Train(trainer_pb2.TrainRequest(wait=True), timeout=180).version
         assert final.train_size == expected
         assert trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.pending == 0

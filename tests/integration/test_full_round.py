@@ -35,13 +35,22 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
     first = q.GetModel(query_pb2.GetModelRequest()).version
     assert first.version == 1 and first.train_size == 120
     assert 0.0 <= first.metrics.accuracy <= 1.0 and first.metrics.test_size == 60
-    assert abs(first.create_time.ToDatetime(dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=10)
+    assert abs(first.create_time.ToDatetime(dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(
+        minutes=10
+    )
     assert 0 < first.train_duration.ToNanoseconds() < 600e9
 
     pool = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
     truth = {row["id"]: row["label"] for row in pool}
-    submitted = q.SubmitPool(iter([query_pb2.SubmitPoolRequest(
-        pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in pool])]))
+    submitted = q.SubmitPool(
+        iter(
+            [
+                query_pb2.SubmitPoolRequest(
+                    pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in pool]
+                )
+            ]
+        )
+    )
     assert (submitted.accepted, submitted.duplicate, submitted.pool_size) == (200, 0, 200)
 
     selected = q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
@@ -85,7 +94,9 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
 def test_train_rpc_waits_for_the_published_version(services):
     trainer, query = services
     t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
-    wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.current_version == 1, timeout=120, what="version 1")
+    wait_for(
+        lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.current_version == 1, timeout=120, what="version 1"
+    )
     events = t.WatchTraining(trainer_pb2.WatchTrainingRequest())
     # Events are not replayed: start the round only once the stream's handler has subscribed.
     wait_for(lambda: trainer.trainer.events.subscriber_count() == 1, what="WatchTraining subscribed")

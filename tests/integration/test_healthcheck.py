@@ -77,8 +77,16 @@ def test_nothing_listening_exits_1_within_the_timeout(capsys):  # type: ignore[n
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("argv", [[], ["--address"], ["--address", "nohostport"], ["--address", "h:1", "--timeout", "0"],
-                                  ["--address", "h:1", "--bogus"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--address"],
+        ["--address", "nohostport"],
+        ["--address", "h:1", "--timeout", "0"],
+        ["--address", "h:1", "--bogus"],
+    ],
+)
 def test_usage_errors_exit_1_not_2_which_docker_reserves(argv, capsys):  # type: ignore[no-untyped-def]
     code, _, err = run(argv, capsys)
     assert code == 1
@@ -115,11 +123,21 @@ def test_the_console_script_over_mutual_tls(query_settings, redis_client, tmp_pa
     address = f"127.0.0.1:{running.port}"
     base = {"PATH": str(Path(sys.executable).parent)}
     with_ca = {**base, "ALLOOP_TLS_CA": str(ca.files.cert)}
-    with_client = {**with_ca, "ALLOOP_TLS_CLIENT_CERT": str(client_cert.cert), "ALLOOP_TLS_CLIENT_KEY": str(client_cert.key)}
+    with_client = {
+        **with_ca,
+        "ALLOOP_TLS_CLIENT_CERT": str(client_cert.cert),
+        "ALLOOP_TLS_CLIENT_KEY": str(client_cert.key),
+    }
     try:
         results = {
-            name: subprocess.run([command, "--address", address, "--timeout", "2"], env=env, capture_output=True,
-                                 text=True, check=False, timeout=30)
+            name: subprocess.run(
+                [command, "--address", address, "--timeout", "2"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
             for name, env in (("plaintext", base), ("tls", with_ca), ("mutual", with_client))
         }
     finally:
@@ -128,6 +146,12 @@ def test_the_console_script_over_mutual_tls(query_settings, redis_client, tmp_pa
     for name in ("plaintext", "tls"):  # a mutual-TLS server refuses the handshake without a client certificate
         assert results[name].returncode == 1
         assert one_line(results[name].stderr).startswith("alloop-healthcheck: ")
-    bad = subprocess.run([command, "--address", address], env={**base, "ALLOOP_TLS_CA": str(tmp_path / "missing.pem")},
-                         capture_output=True, text=True, check=False, timeout=30)
+    bad = subprocess.run(
+        [command, "--address", address],
+        env={**base, "ALLOOP_TLS_CA": str(tmp_path / "missing.pem")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     assert bad.returncode == 1 and "missing.pem" in one_line(bad.stderr)

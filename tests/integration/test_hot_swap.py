@@ -65,7 +65,7 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
                 for prediction in response.predictions:
                     assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
                 seen[index].append(response.model_version)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             ch.close()
@@ -80,7 +80,11 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
         wait_for(lambda: running.holder.current().version == 2 or errors, timeout=30, what="swap to version 2")
         marks = [len(s) for s in seen]
         # Every thread keeps calling after the swap, and gets version 2 from then on.
-        wait_for(lambda: all(len(s) >= m + 3 for s, m in zip(seen, marks)) or errors, timeout=30, what="calls after swap")
+        wait_for(
+            lambda: all(len(s) >= m + 3 for s, m in zip(seen, marks, strict=True)) or errors,
+            timeout=30,
+            what="calls after swap",
+        )
     finally:
         stop.set()
         for thread in threads:
@@ -95,7 +99,9 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
     assert stub.GetModel(query_pb2.GetModelRequest()).version.version == 2
 
 
-def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(served, query_settings, redis_client, keys):
+def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(
+    served, query_settings, redis_client, keys
+):
     running, stub = served
     model_dir = query_settings.common.models_path
     models.write_and_publish(redis_client, keys, model_dir, 2)
@@ -155,7 +161,7 @@ def test_a_version_missing_from_the_model_dir_is_refused(served, query_settings,
 def test_a_version_that_loads_but_cannot_be_split_for_query_is_refused_once(served, query_settings, redis_client, keys):
     # A model that takes strings and predicts, but was not assembled as vectorizer -> classifier: Query could not
     # score a pool with it, so the replica keeps the last good version and does not retry this one every poll.
-    import keras  # noqa: PLC0415
+    import keras
 
     running, stub = served
     text = keras.Input(shape=(1,), dtype="string")
@@ -170,7 +176,7 @@ def test_a_version_that_loads_but_cannot_be_split_for_query_is_refused_once(serv
 
 def test_a_version_is_loaded_from_the_bytes_that_were_verified(query_settings, monkeypatch):
     """Swapping the model file on the shared volume after the check cannot get the swapped file loaded."""
-    import keras  # noqa: PLC0415
+    import keras
 
     model_dir = query_settings.common.models_path
     written = models.write(model_dir, 1)

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from alloop import artifacts
-from alloop.models.config import ModelConfig, TrainingConfig
 from alloop.models import linear
+from alloop.models.config import ModelConfig
 from alloop.models.linear import TFIDF_LAYER
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
@@ -40,13 +40,20 @@ def data(n: int, seed: int, prefix: str) -> LabeledData:
 def test_linear_round_learns_saves_and_serves_raw_strings(tmp_path):
     # Real reviews hold U+0085 / U+2028 inside words; such tokens once made a saved vocabulary unloadable.
     # Each in two texts, so the test holds with ModelConfig.linear_min_df at 2 as well.
-    unlabeled = ["an unseenword in the pool only", "another unseenword"] + [
-        f"tell me\x85you {w}" for w in ("now", "then")] + [f"one\u2028two {w}" for w in ("lines", "rows")] + [
-        f"x\u00a0y {w}" for w in ("a", "b")]
+    unlabeled = (
+        ["an unseenword in the pool only", "another unseenword"]
+        + [f"tell me\x85you {w}" for w in ("now", "then")]
+        + [f"one\u2028two {w}" for w in ("lines", "rows")]
+        + [f"x\u00a0y {w}" for w in ("a", "b")]
+    )
     result = train_round(
-        data(200, 1, "tr"), data(60, 2, "va"), data(100, 3, "te"),
-        model_config=LINEAR, training=replace(TINY_TRAINING, epochs=15, warm_start=False),
-        work_dir=tmp_path / "work", unlabeled_texts=unlabeled,
+        data(200, 1, "tr"),
+        data(60, 2, "va"),
+        data(100, 3, "te"),
+        model_config=LINEAR,
+        training=replace(TINY_TRAINING, epochs=15, warm_start=False),
+        work_dir=tmp_path / "work",
+        unlabeled_texts=unlabeled,
     )
     assert result.test.accuracy >= 0.9, result.test
     vectorizer, classifier = parts(result.model)
@@ -84,9 +91,14 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
     def kernel(weight: float, unlabeled: list[str]) -> np.ndarray:
         result = train_round(
             # configured: the validation split would be free to leave the pseudo-labelled rows out
-            train, val, test, model_config=replace(LINEAR, linear_pseudo_weight=weight, linear_select="configured"),
-            training=replace(TINY_TRAINING, warm_start=False), work_dir=tmp_path / "work",
-            unlabeled_texts=unlabeled, corpus_cache=cache,
+            train,
+            val,
+            test,
+            model_config=replace(LINEAR, linear_pseudo_weight=weight, linear_select="configured"),
+            training=replace(TINY_TRAINING, warm_start=False),
+            work_dir=tmp_path / "work",
+            unlabeled_texts=unlabeled,
+            corpus_cache=cache,
         )
         return parts(result.model)[1].layers[-1].get_weights()[0]
 
@@ -112,20 +124,35 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         first = q.GetModel(query_pb2.GetModelRequest()).version
         assert first.family == "linear" and first.metrics.accuracy >= 0.8
         rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
-        q.SubmitPool(iter([query_pb2.SubmitPoolRequest(pool="p", items=[
-            query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
+        q.SubmitPool(
+            iter(
+                [
+                    query_pb2.SubmitPoolRequest(
+                        pool="p", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows]
+                    )
+                ]
+            )
+        )
         selected = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=20)).selected
         truth = {r["id"]: r["label"] for r in rows}
-        q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
-            query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in selected]))
+        q.SubmitLabels(
+            query_pb2.SubmitLabelsRequest(
+                labels=[query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in selected]
+            )
+        )
         wait_for(lambda: query.holder.current_or_none().version == 2, timeout=120, what="version 2 served")
         versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions
         assert [v.family for v in versions] == ["linear", "linear"] and versions[1].train_size == 140
         # The pool has not changed since version 2: version 3 keeps its vocabulary and IDF weights (no re-adapting).
-        more = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5)).selected  # below the threshold
-        q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
-            query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in more]))
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 145, what="5 more labels consumed")
+        more = q.Query(
+            query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5)
+        ).selected  # below the threshold
+        q.SubmitLabels(
+            query_pb2.SubmitLabelsRequest(labels=[query_pb2.Label(pool="p", id=s.id, label=truth[s.id]) for s in more])
+        )
+        wait_for(
+            lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 145, what="5 more labels consumed"
+        )
         third = t.Train(trainer_pb2.TrainRequest(wait=True), timeout=120).version
         assert third.train_size == 145
         models_path = trainer_settings.common.models_path
@@ -153,8 +180,12 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
 def test_a_process_that_never_imported_the_family_loads_its_versions(tmp_path):
     # The query service imports no training code; a custom layer must still be found when a version is loaded.
     result = train_round(
-        data(80, 1, "tr"), data(30, 2, "va"), data(30, 3, "te"),
-        model_config=LINEAR, training=replace(TINY_TRAINING, warm_start=False), work_dir=tmp_path / "work",
+        data(80, 1, "tr"),
+        data(30, 2, "va"),
+        data(30, 3, "te"),
+        model_config=LINEAR,
+        training=replace(TINY_TRAINING, warm_start=False),
+        work_dir=tmp_path / "work",
     )
     _, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1}, export_saved_model=False)
     code = (

@@ -49,10 +49,17 @@ def test_a_call_logs_json_lines_with_its_request_id_method_and_pool(captured):
             logging.getLogger("t").info("response %d", n)
             yield request
 
-    bound.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.Test", {
-        "Echo": grpc.unary_unary_rpc_method_handler(echo),
-        "Stream": grpc.unary_stream_rpc_method_handler(stream),
-    }),))
+    bound.server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "t.Test",
+                {
+                    "Echo": grpc.unary_unary_rpc_method_handler(echo),
+                    "Stream": grpc.unary_stream_rpc_method_handler(stream),
+                },
+            ),
+        )
+    )
     bound.server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{bound.port}") as ch:

@@ -22,8 +22,11 @@ Q = "/alloop.v1.QueryService/"
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
@@ -50,8 +53,15 @@ def test_counters_and_state_move_through_a_labeling_round(services, corpus):
 
     rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
     truth = {row["id"]: row["label"] for row in rows}
-    q.SubmitPool(iter([query_pb2.SubmitPoolRequest(
-        pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
+    q.SubmitPool(
+        iter(
+            [
+                query_pb2.SubmitPoolRequest(
+                    pool="reviews", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows]
+                )
+            ]
+        )
+    )
     q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
     with pytest.raises(grpc.RpcError):
         q.Query(query_pb2.QueryRequest(pool="reviews", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=0))
@@ -65,8 +75,9 @@ def test_counters_and_state_move_through_a_labeling_round(services, corpus):
 
     tasks = q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=20)).tasks
     assert value(scrape(query.metrics_port), "alloop_leased_items") == 20
-    q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
-        query_pb2.Label(pool=t.pool, id=t.id, label=truth[t.id]) for t in tasks]))
+    q.SubmitLabels(
+        query_pb2.SubmitLabelsRequest(labels=[query_pb2.Label(pool=t.pool, id=t.id, label=truth[t.id]) for t in tasks])
+    )
     wait_for(lambda: query.holder.current().version == 2, timeout=180, what="version 2 served")
     after = scrape(query.metrics_port)
     assert value(after, "alloop_labels_total") == 20

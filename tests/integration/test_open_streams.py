@@ -53,7 +53,12 @@ def assert_still_answers(prober: grpc.Channel) -> None:
         health_pb2.HealthCheckResponse.SERVING
     )
     stub = query_pb2_grpc.QueryServiceStub(prober)
-    assert stub.GetModel(query_pb2.GetModelRequest(), metadata=bearer(TOKENS["labeler"]), timeout=PROBE_DEADLINE).version.version == 1
+    assert (
+        stub.GetModel(
+            query_pb2.GetModelRequest(), metadata=bearer(TOKENS["labeler"]), timeout=PROBE_DEADLINE
+        ).version.version
+        == 1
+    )
     predicted = stub.Predict(
         query_pb2.PredictRequest(texts=["a fine film"]), metadata=bearer(TOKENS["client"]), timeout=PROBE_DEADLINE
     )
@@ -71,7 +76,9 @@ def code_of(call: grpc.Future) -> grpc.StatusCode:
 def test_health_watches_without_a_token_hold_no_worker(replica):
     running, attacker, prober = replica
     health = health_pb2_grpc.HealthStub(attacker)
-    watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=STREAM_DEADLINE) for _ in range(LIMITS.max_watches)]
+    watches = [
+        health.Watch(health_pb2.HealthCheckRequest(), timeout=STREAM_DEADLINE) for _ in range(LIMITS.max_watches)
+    ]
     for watch in watches:  # each one is open: the first status arrives at once
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
     assert LIMITS.max_watches > WORKERS
@@ -92,8 +99,10 @@ def test_health_watches_without_a_token_hold_no_worker(replica):
 def test_watch_models_streams_beyond_the_cap_are_refused(replica):
     running, attacker, prober = replica
     stub = query_pb2_grpc.QueryServiceStub(attacker)
-    streams = [stub.WatchModels(query_pb2.WatchModelsRequest(), metadata=bearer(TOKENS["labeler"]), timeout=STREAM_DEADLINE)
-               for _ in range(WORKERS + 4)]
+    streams = [
+        stub.WatchModels(query_pb2.WatchModelsRequest(), metadata=bearer(TOKENS["labeler"]), timeout=STREAM_DEADLINE)
+        for _ in range(WORKERS + 4)
+    ]
     admitted, refused = [], []
     for stream in streams:
         try:
@@ -120,7 +129,9 @@ def test_silent_upload_streams_are_capped_then_cancelled_when_idle(replica, redi
     stub = query_pb2_grpc.QueryServiceStub(attacker)
     release = threading.Event()
     client = bearer(TOKENS["client"])
-    uploads = [stub.SubmitPool.future(never_sends(release), metadata=client, timeout=STREAM_DEADLINE) for _ in range(WORKERS)]
+    uploads = [
+        stub.SubmitPool.future(never_sends(release), metadata=client, timeout=STREAM_DEADLINE) for _ in range(WORKERS)
+    ]
     scores = [stub.ScorePool(never_sends(release), metadata=client, timeout=STREAM_DEADLINE) for _ in range(WORKERS)]
     try:
         # While they are open (the idle limit is 2 s), the replica answers everyone else.
@@ -157,8 +168,11 @@ def test_an_upload_that_keeps_sending_is_not_idle(replica):
 
 def test_a_cancelled_stream_keeps_its_slot_until_its_worker_is_free():
     """Cancelling and reopening cannot stack up work: the slot follows the worker, not the caller's cancel."""
-    bound = new_server("127.0.0.1:0", max_message_bytes=1024 * 1024, limits=ServerLimits(
-        workers=4, max_streams=2, max_watches=4, max_concurrent_rpcs=64))
+    bound = new_server(
+        "127.0.0.1:0",
+        max_message_bytes=1024 * 1024,
+        limits=ServerLimits(workers=4, max_streams=2, max_watches=4, max_concurrent_rpcs=64),
+    )
     entered, release = threading.Semaphore(0), threading.Event()
 
     def slow(requests, context):  # type: ignore[no-untyped-def]
@@ -167,8 +181,9 @@ def test_a_cancelled_stream_keeps_its_slot_until_its_worker_is_free():
         release.wait(30)  # the servicer still works after its caller has gone
         return b"done"
 
-    bound.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "t.Test", {"Slow": grpc.stream_unary_rpc_method_handler(slow)}),))
+    bound.server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("t.Test", {"Slow": grpc.stream_unary_rpc_method_handler(slow)}),)
+    )
     bound.server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{bound.port}") as ch:

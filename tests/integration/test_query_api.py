@@ -59,7 +59,9 @@ class Api:
         assert dump_keys(self.client, self.keys.prefix) == before, f"a refused call changed Redis: {details}"
         return details
 
-    def submit_pool(self, items: list[tuple[str, str]], pool: str = POOL, **kwargs: Any) -> query_pb2.SubmitPoolResponse:
+    def submit_pool(
+        self, items: list[tuple[str, str]], pool: str = POOL, **kwargs: Any
+    ) -> query_pb2.SubmitPoolResponse:
         return self.stub.SubmitPool(iter([pool_request(items, pool, **kwargs)]))
 
 
@@ -107,8 +109,14 @@ def with_pool(api: Api, n: int = 30) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("bad_text", ["", "   \n\t "])
 def test_submit_pool_with_an_empty_text_is_refused_and_stores_nothing(api, bad_text):
     items = [("a", "fine text"), ("b", bad_text), ("c", "more text")]
-    api.refused(lambda: api.submit_pool(items), INVALID, "item #1 ('b')", "empty or only white space",
-                "nothing was stored", "skip_invalid")
+    api.refused(
+        lambda: api.submit_pool(items),
+        INVALID,
+        "item #1 ('b')",
+        "empty or only white space",
+        "nothing was stored",
+        "skip_invalid",
+    )
     assert api.client.exists(api.keys.pools, api.keys.pool_items(POOL)) == 0
 
 
@@ -123,14 +131,21 @@ def test_submit_pool_with_a_duplicate_id_in_one_stream_is_refused(api):
 def test_submit_pool_naming_another_pool_mid_stream_is_refused(api):
     # The pool is named by the first message; a later message may repeat it or leave it empty, but naming another
     # pool must not silently store that pool's items in the first one.
-    stream = [pool_request([("x1", "one")], pool="first"), pool_request([("x2", "two")], pool=""),
-              pool_request([("y1", "three")], pool="second")]
+    stream = [
+        pool_request([("x1", "one")], pool="first"),
+        pool_request([("x2", "two")], pool=""),
+        pool_request([("y1", "three")], pool="second"),
+    ]
     api.refused(lambda: api.stub.SubmitPool(iter(stream)), INVALID, "'second'", "'first'")
     assert api.client.exists(api.keys.pools) == 0
-    ok = api.stub.SubmitPool(iter([pool_request([("x1", "one")], pool="first"), pool_request([("x2", "two")], pool="first")]))
+    ok = api.stub.SubmitPool(
+        iter([pool_request([("x1", "one")], pool="first"), pool_request([("x2", "two")], pool="first")])
+    )
     assert (ok.pool, ok.accepted, ok.pool_size) == ("first", 2, 2)
     # An empty name in the first message means the default pool, which a later message may then name.
-    default = api.stub.SubmitPool(iter([pool_request([("d1", "one")], pool=""), pool_request([("d2", "two")], pool="default")]))
+    default = api.stub.SubmitPool(
+        iter([pool_request([("d1", "one")], pool=""), pool_request([("d2", "two")], pool="default")])
+    )
     assert (default.pool, default.accepted) == ("default", 2)
 
 
@@ -140,7 +155,13 @@ def test_submit_pool_skip_invalid_stores_the_valid_items_and_reports_rejections(
         pool_request([("c", "good two"), ("", "no id")]),  # skip_invalid comes from the first message
     ]
     response = api.stub.SubmitPool(iter(stream))
-    assert (response.pool, response.accepted, response.duplicate, response.rejected, response.pool_size) == (POOL, 2, 0, 3, 2)
+    assert (response.pool, response.accepted, response.duplicate, response.rejected, response.pool_size) == (
+        POOL,
+        2,
+        0,
+        3,
+        2,
+    )
     assert [(r.index, r.id) for r in response.rejections] == [(1, "b"), (2, "a"), (4, "")]
     assert all(r.reason for r in response.rejections)
     assert "empty or only white space" in response.rejections[0].reason
@@ -157,7 +178,9 @@ def test_submit_pool_skip_invalid_stores_the_valid_items_and_reports_rejections(
 
 def test_query_bad_requests(api):
     with_pool(api, 30)
-    query = lambda **kw: api.stub.Query(query_pb2.QueryRequest(**{"pool": POOL, "strategy": common_pb2.STRATEGY_MARGIN, "k": 5, **kw}))  # noqa: E731
+    query = lambda **kw: api.stub.Query(
+        query_pb2.QueryRequest(**{"pool": POOL, "strategy": common_pb2.STRATEGY_MARGIN, "k": 5, **kw})
+    )
     api.refused(lambda: query(pool="nope"), NOT_FOUND, "'nope' does not exist", "SubmitPool first")
     api.refused(lambda: query(k=0), INVALID, "k must be a positive number", "got 0")
     api.refused(lambda: query(k=-3), INVALID, "k must be a positive number", "got -3")
@@ -178,16 +201,22 @@ def test_query_bad_requests(api):
 def test_query_with_max_candidates_scores_a_seeded_sample_and_selects_from_it(api):
     with_pool(api, 30)
     ids, texts = api.running.app.pools.candidates(POOL)
-    ids, texts = (list(t) for t in zip(*sorted(zip(ids, texts))))  # the service draws from the items in id order
+    ids, texts = (
+        list(t) for t in zip(*sorted(zip(ids, texts, strict=True)), strict=True)
+    )  # the service draws from the items in id order
     # What the service must do: draw 10 of the 30 with the request's seed, then take the 3 least confident of those.
     sample = np.sort(np.random.default_rng(5).choice(len(ids), size=10, replace=False))
     probs = api.running.holder.current().predictor.predict_proba([texts[i] for i in sample])
     top = np.argsort(probs.max(axis=1), kind="stable")[:3]
-    first = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3, seed=5, max_candidates=10))
+    first = api.stub.Query(
+        query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3, seed=5, max_candidates=10)
+    )
     assert first.candidates == 10
     assert {s.id for s in first.selected} == {ids[sample[i]] for i in top}
     # A cap above what is left scores everything that is left.
-    rest = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_RANDOM, k=2, seed=5, max_candidates=1000))
+    rest = api.stub.Query(
+        query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_RANDOM, k=2, seed=5, max_candidates=1000)
+    )
     assert rest.candidates == 27
 
 
@@ -197,7 +226,7 @@ def test_query_with_max_candidates_scores_a_seeded_sample_and_selects_from_it(ap
 def test_lease_tasks_bad_requests(api):
     with_pool(api, 10)
     api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3))
-    lease = lambda **kw: api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(**{"labeler": "l1", "max_items": 2, **kw}))  # noqa: E731
+    lease = lambda **kw: api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(**{"labeler": "l1", "max_items": 2, **kw}))
     api.refused(lambda: lease(max_items=0), INVALID, "max_items must be positive", "got 0")
     api.refused(lambda: lease(max_items=-1), INVALID, "max_items must be positive")
     api.refused(lambda: lease(lease_duration=duration(-5)), INVALID, "lease_duration must not be negative")
@@ -216,15 +245,18 @@ def test_lease_tasks_bad_requests(api):
 
 def labels_request(*labels: tuple[str, str, int]) -> query_pb2.SubmitLabelsRequest:
     return query_pb2.SubmitLabelsRequest(
-        labeler="l1", labels=[query_pb2.Label(pool=p, id=i, label=lab) for p, i, lab in labels])
+        labeler="l1", labels=[query_pb2.Label(pool=p, id=i, label=lab) for p, i, lab in labels]
+    )
 
 
 def test_submit_labels_bad_requests_record_nothing(api):
     items = with_pool(api, 10)
-    selected = api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3)).selected
+    selected = api.stub.Query(
+        query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3)
+    ).selected
     queued = [s.id for s in selected]
     never = next(i for i, _ in items if i not in queued)
-    submit = lambda *labels: api.stub.SubmitLabels(labels_request(*labels))  # noqa: E731
+    submit = lambda *labels: api.stub.SubmitLabels(labels_request(*labels))
 
     api.refused(lambda: submit((POOL, queued[0], 2)), INVALID, "label 2 is not a class index", "0=negative, 1=positive")
     api.refused(lambda: submit((POOL, queued[0], -1)), INVALID, "label -1 is not a class index")
@@ -239,8 +271,13 @@ def test_submit_labels_bad_requests_record_nothing(api):
 
     first = submit((POOL, queued[0], 1))
     assert (first.accepted, first.duplicate) == (1, 0)
-    api.refused(lambda: submit((POOL, queued[1], 0), (POOL, queued[0], 0)), PRECONDITION,
-                "already labeled 1", "first label stands", "Nothing in this batch was recorded")
+    api.refused(
+        lambda: submit((POOL, queued[1], 0), (POOL, queued[0], 0)),
+        PRECONDITION,
+        "already labeled 1",
+        "first label stands",
+        "Nothing in this batch was recorded",
+    )
     both = submit((POOL, queued[0], 1), (POOL, queued[1], 0))
     assert (both.accepted, both.duplicate) == (1, 1)
 
@@ -249,7 +286,10 @@ def test_labels_for_distinct_items_whose_pool_and_id_share_a_slash_are_not_dupli
     # ("a/b", "c") and ("a", "b/c") are different items; ids and pool names may hold any character.
     for pool, item_id in (("a/b", "c"), ("a", "b/c")):
         assert api.submit_pool([(item_id, f"text of {pool} {item_id}")], pool=pool).accepted == 1
-        assert len(api.stub.Query(query_pb2.QueryRequest(pool=pool, strategy=common_pb2.STRATEGY_MARGIN, k=1)).selected) == 1
+        assert (
+            len(api.stub.Query(query_pb2.QueryRequest(pool=pool, strategy=common_pb2.STRATEGY_MARGIN, k=1)).selected)
+            == 1
+        )
     result = api.stub.SubmitLabels(labels_request(("a/b", "c", 1), ("a", "b/c", 0)))
     assert (result.accepted, result.duplicate) == (2, 0)
 
@@ -258,7 +298,7 @@ def test_labels_for_distinct_items_whose_pool_and_id_share_a_slash_are_not_dupli
 
 
 def test_predict_bad_requests_and_a_good_one(api):
-    predict = lambda *texts: api.stub.Predict(query_pb2.PredictRequest(texts=list(texts)))  # noqa: E731
+    predict = lambda *texts: api.stub.Predict(query_pb2.PredictRequest(texts=list(texts)))
     api.refused(lambda: predict(), INVALID, "no texts in the request")
     api.refused(lambda: predict("fine", ""), INVALID, "texts #1", "empty or only white space")
     api.refused(lambda: predict(" \n"), INVALID, "texts #0")
@@ -282,8 +322,12 @@ def test_score_pool_answers_each_batch_in_turn_and_stores_nothing(api):
     responses = api.stub.ScorePool(outgoing())
     # Lock-step: each batch is answered before the next one is sent, so the stream really is bidirectional.
     for n, batch in enumerate(batches):
-        requests.put(query_pb2.ScorePoolRequest(
-            items=[query_pb2.PoolItem(id=i, text=t) for i, t in batch], strategy=common_pb2.STRATEGY_MARGIN if n == 1 else common_pb2.STRATEGY_UNSPECIFIED))
+        requests.put(
+            query_pb2.ScorePoolRequest(
+                items=[query_pb2.PoolItem(id=i, text=t) for i, t in batch],
+                strategy=common_pb2.STRATEGY_MARGIN if n == 1 else common_pb2.STRATEGY_UNSPECIFIED,
+            )
+        )
         response = next(responses)
         assert response.model_version == 1
         assert [s.id for s in response.scores] == [i for i, _ in batch]
@@ -297,15 +341,23 @@ def test_score_pool_answers_each_batch_in_turn_and_stores_nothing(api):
     assert dump_keys(api.client, api.keys.prefix) == before
 
     # A bad batch mid-stream ends the stream with INVALID_ARGUMENT after the good batches were answered.
-    stream = api.stub.ScorePool(iter([
-        query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="ok", text="fine")]),
-        query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="bad", text="")]),
-    ]))
+    stream = api.stub.ScorePool(
+        iter(
+            [
+                query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="ok", text="fine")]),
+                query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="bad", text="")]),
+            ]
+        )
+    )
     assert len(next(stream).scores) == 1
     api.refused(lambda: list(stream), INVALID, "items #0", "empty or only white space")
     api.refused(
-        lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")], strategy=42)])),
-        INVALID, "ScorePoolRequest.strategy is an unknown Strategy number 42")
+        lambda: api.stub.ScorePool(
+            iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")], strategy=42)])
+        ),
+        INVALID,
+        "ScorePoolRequest.strategy is an unknown Strategy number 42",
+    )
     api.refused(lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest()])), INVALID, "no items")
 
 
@@ -316,12 +368,18 @@ def test_query_and_predict_before_any_model_is_failed_precondition(unready, quer
     api = unready
     assert api.submit_pool(reviews(10)).accepted == 10  # pools do not need a model
     ready = "no model version is published yet"
-    api.refused(lambda: api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_MARGIN, k=2)), PRECONDITION, ready)
+    api.refused(
+        lambda: api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_MARGIN, k=2)),
+        PRECONDITION,
+        ready,
+    )
     api.refused(lambda: api.stub.Predict(query_pb2.PredictRequest(texts=["hello"])), PRECONDITION, ready)
     api.refused(lambda: api.stub.GetModel(query_pb2.GetModelRequest()).version, PRECONDITION, ready)
     api.refused(
         lambda: api.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=[query_pb2.PoolItem(id="a", text="x")])])),
-        PRECONDITION, ready)
+        PRECONDITION,
+        ready,
+    )
     # Publishing a version is all it takes: the replica picks it up by itself.
     models.write_and_publish(api.client, api.keys, query_settings.common.models_path, 1)
     wait_for(api.running.holder.current_or_none, timeout=30, what="version 1 served")

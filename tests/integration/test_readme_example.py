@@ -31,7 +31,7 @@ def test_the_readme_example_runs_against_the_services(trainer_settings, query_se
     try:
         wait_for(query.holder.current_or_none, timeout=120, what="version 1 served")
         namespace: dict[str, object] = {}
-        exec(readme_example().replace(DEFAULT_ADDRESS, f'"127.0.0.1:{query.port}"'), namespace)  # noqa: S102
+        exec(readme_example().replace(DEFAULT_ADDRESS, f'"127.0.0.1:{query.port}"'), namespace)
         leased = namespace["leased"]
         assert len(leased.tasks) == 2 and list(leased.classes) == ["negative", "positive"]  # type: ignore[attr-defined]
         assert capsys.readouterr().out.split()[-1] in ("negative", "positive")

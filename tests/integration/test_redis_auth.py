@@ -25,11 +25,15 @@ def test_password_in_redis_url(tmp_path, query_settings):
             redis.Redis(host="127.0.0.1", port=server.port).set("x", 1)
         client, _ = open_redis(server.url, tmp_path / "unused")  # as the service opens it; percent-encoded password
         assert client.ping()
-        running = create_query_server(replace(query_settings, common=replace(query_settings.common, redis_url=server.url)), client)
+        running = create_query_server(
+            replace(query_settings, common=replace(query_settings.common, redis_url=server.url)), client
+        )
         try:
             health = health_pb2_grpc.HealthStub(channel(running.port))
-            wait_for(lambda: health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING,
-                     what="SERVING with an authenticated Redis")
+            wait_for(
+                lambda: health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING,
+                what="SERVING with an authenticated Redis",
+            )
         finally:
             running.stop(0)
 
@@ -63,8 +67,15 @@ def test_the_whole_loop_runs_as_a_least_privilege_acl_user(tmp_path, trainer_set
             q = query_pb2_grpc.QueryServiceStub(channel(query.port))
             rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
             truth = {row["id"]: row["label"] for row in rows}
-            q.SubmitPool(iter([query_pb2.SubmitPoolRequest(
-                pool="p", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows])]))
+            q.SubmitPool(
+                iter(
+                    [
+                        query_pb2.SubmitPoolRequest(
+                            pool="p", items=[query_pb2.PoolItem(id=r["id"], text=r["text"]) for r in rows]
+                        )
+                    ]
+                )
+            )
             q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=20))
             tasks = q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=20)).tasks
             labels = [query_pb2.Label(pool=t.pool, id=t.id, label=truth[t.id]) for t in tasks]

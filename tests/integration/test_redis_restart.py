@@ -41,17 +41,31 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
         q = query_pb2_grpc.QueryServiceStub(channel(query.port))
         t = trainer_pb2_grpc.TrainerServiceStub(channel(trainer.port))
         rows = synthetic.reviews(50, 9, "r")
-        q.SubmitPool(iter([query_pb2.SubmitPoolRequest(pool="p", items=[
-            query_pb2.PoolItem(id=str(r["id"]), text=str(r["text"])) for r in rows])]))
+        q.SubmitPool(
+            iter(
+                [
+                    query_pb2.SubmitPoolRequest(
+                        pool="p", items=[query_pb2.PoolItem(id=str(r["id"]), text=str(r["text"])) for r in rows]
+                    )
+                ]
+            )
+        )
         selected = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=4)).selected
         truth = {str(r["id"]): int(r["label"]) for r in rows}  # type: ignore[call-overload]
         first = selected[0]
-        q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[query_pb2.Label(pool="p", id=first.id, label=truth[first.id])]))
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 1, what="first label consumed")
+        q.SubmitLabels(
+            query_pb2.SubmitLabelsRequest(labels=[query_pb2.Label(pool="p", id=first.id, label=truth[first.id])])
+        )
+        wait_for(
+            lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 1, what="first label consumed"
+        )
 
         server.stop()  # SIGTERM: Redis flushes its AOF and exits
-        wait_for(lambda: status(query.port) == NOT_SERVING and status(trainer.port) == NOT_SERVING, timeout=10,
-                 what="NOT_SERVING while Redis is down")
+        wait_for(
+            lambda: status(query.port) == NOT_SERVING and status(trainer.port) == NOT_SERVING,
+            timeout=10,
+            what="NOT_SERVING while Redis is down",
+        )
         for call in (
             lambda: q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=1), timeout=10),
             lambda: q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=5), timeout=10),
@@ -67,16 +81,23 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
         assert q.Predict(query_pb2.PredictRequest(texts=["superb"]), timeout=10).model_version == 1
 
         server = EmbeddedRedis(tmp_path / "redis", port=port, appendonly=True).start()
-        wait_for(lambda: status(query.port) == SERVING and status(trainer.port) == SERVING, timeout=15,
-                 what="SERVING again")
+        wait_for(
+            lambda: status(query.port) == SERVING and status(trainer.port) == SERVING, timeout=15, what="SERVING again"
+        )
         # Everything written before the outage is back: pool, queue, labels, the trainer's consumer group.
         leased = q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=10)).tasks
         assert sorted(task.id for task in leased) == sorted(s.id for s in selected[1:])
-        result = q.SubmitLabels(query_pb2.SubmitLabelsRequest(labels=[
-            query_pb2.Label(pool="p", id=task.id, label=truth[task.id]) for task in leased]))
+        result = q.SubmitLabels(
+            query_pb2.SubmitLabelsRequest(
+                labels=[query_pb2.Label(pool="p", id=task.id, label=truth[task.id]) for task in leased]
+            )
+        )
         assert result.accepted == 3
-        wait_for(lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 4, timeout=15,
-                 what="the trainer's consumer resumed")
+        wait_for(
+            lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 4,
+            timeout=15,
+            what="the trainer's consumer resumed",
+        )
         assert q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=2)).candidates == 46
     finally:
         query.stop(0)

@@ -38,8 +38,9 @@ def test_a_query_replica_without_redis_reports_not_serving_from_the_first_ping(q
 
 
 def grpc_query(ch: grpc.Channel) -> object:
-    return query_pb2_grpc.QueryServiceStub(ch).Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=1), timeout=10)
-
+    return query_pb2_grpc.QueryServiceStub(ch).Query(
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=1), timeout=10
+    )
 
 
 def test_get_model_names_the_unreachable_redis_and_the_watcher_logs_no_traceback(query_settings, caplog):
@@ -53,8 +54,11 @@ def test_get_model_names_the_unreachable_redis_and_the_watcher_logs_no_traceback
                 stub.GetModel(query_pb2.GetModelRequest(), timeout=10).version
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "Redis" in err.value.details() and "no model version is published" not in err.value.details()
-            wait_for(lambda: any("model watcher" in r.getMessage() for r in caplog.records), timeout=10,
-                     what="the watcher's retry logged")
+            wait_for(
+                lambda: any("model watcher" in r.getMessage() for r in caplog.records),
+                timeout=10,
+                what="the watcher's retry logged",
+            )
     finally:
         running.stop(0)
     watcher = [r for r in caplog.records if "model watcher" in r.getMessage()]
@@ -62,10 +66,19 @@ def test_get_model_names_the_unreachable_redis_and_the_watcher_logs_no_traceback
 
 
 def test_the_trainer_waits_for_redis_logging_one_line_per_try_without_the_password(tmp_path):
-    env = {**os.environ, "ALLOOP_STATE_DIR": str(tmp_path), "ALLOOP_TRAINER_ADDRESS": "127.0.0.1:0",
-           "REDIS_URL": f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"}
-    process = subprocess.Popen([sys.executable, "-m", "trainer_service.server"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "ALLOOP_STATE_DIR": str(tmp_path),
+        "ALLOOP_TRAINER_ADDRESS": "127.0.0.1:0",
+        "REDIS_URL": f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer_service.server"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines: list[str] = []
         assert process.stdout is not None

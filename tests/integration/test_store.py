@@ -223,7 +223,9 @@ def test_a_batch_with_one_bad_label_records_nothing(pools, labeling, redis_clien
     before = dump_keys(redis_client, keys.prefix)
     # Good labels first, then a conflicting one: the good ones must not be recorded either.
     with pytest.raises(AlreadyLabeled):
-        labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[2], 1), LabelSubmission("p", ids[0], 0)])
+        labeling.submit(
+            [LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[2], 1), LabelSubmission("p", ids[0], 0)]
+        )
     assert dump_keys(redis_client, keys.prefix) == before
     # Good labels, then one for an item that was never queued.
     with pytest.raises(NotQueued):
@@ -238,7 +240,9 @@ def test_a_batch_naming_one_item_twice_is_still_all_or_nothing(pools, labeling, 
     ids = fill(pools, labeling, n=2)
     before = dump_keys(redis_client, keys.prefix)
     with pytest.raises(AlreadyLabeled, match="already labeled 1"):
-        labeling.submit([LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[0], 0)])
+        labeling.submit(
+            [LabelSubmission("p", ids[1], 0), LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[0], 0)]
+        )
     assert dump_keys(redis_client, keys.prefix) == before
     same = labeling.submit([LabelSubmission("p", ids[0], 1), LabelSubmission("p", ids[0], 1)])
     assert (same.accepted, same.duplicate) == (1, 1)
@@ -286,7 +290,9 @@ def test_ids_with_any_characters_and_the_same_id_in_two_pools(pools, labeling):
         labeling.enqueue(pool, [(odd, TASK)])
     leased = labeling.lease(5, 60)
     assert sorted((lease.pool, lease.item_id, lease.text) for lease in leased) == [
-        ("p", odd, "text in p"), ("q", odd, "text in q")]
+        ("p", odd, "text in p"),
+        ("q", odd, "text in q"),
+    ]
     assert labeling.submit([LabelSubmission("p", odd, 0), LabelSubmission("q", odd, 1)]).accepted == 2
     assert labeling.label_of("p", odd) == 0 and labeling.label_of("q", odd) == 1
 

@@ -21,16 +21,16 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from alloop import artifacts
+from alloop.config import QuerySettings
 from alloop.models.config import ModelConfig
 from alloop.models.linear import TFIDF_LAYER
 from alloop.models.text_model import Predictor, embedding_projection, parts
 from alloop.models.training import LabeledData, train_round
+from alloop.rpc.messages import strategy_value
 from alloop.store.keys import item_member
 from alloop.store.labeling import QueuedTask
-from alloop.rpc.messages import strategy_value
 from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_strategy
 from alloop.v1 import query_pb2, query_pb2_grpc
-from alloop.config import QuerySettings
 
 MC_PASSES = QuerySettings().mc_passes
 from query_service.server import RunningQueryService
@@ -73,8 +73,9 @@ def service(query_settings, redis_client, keys) -> Iterator[Service]:
     svc = Service(create_query_server(query_settings, redis_client))
     wait_for(svc.running.holder.current_or_none, timeout=30, what="version 1 served")
     items = pool_items()
-    response = svc.stub.SubmitPool(iter([query_pb2.SubmitPoolRequest(
-        pool=POOL, items=[query_pb2.PoolItem(id=i, text=t) for i, t in items])]))
+    response = svc.stub.SubmitPool(
+        iter([query_pb2.SubmitPoolRequest(pool=POOL, items=[query_pb2.PoolItem(id=i, text=t) for i, t in items])])
+    )
     assert response.accepted == POOL_SIZE
     yield svc
     svc.close()
@@ -97,7 +98,11 @@ def test_query_with_each_new_strategy_selects_and_queues_k_items(service, redis_
     ids = [s.id for s in response.selected]
     assert len(ids) == K and len(set(ids)) == K
     assert set(ids) <= {item_id for item_id, _ in pool_items()}
-    assert response.model_version == 1 and response.candidates == POOL_SIZE and response.strategy == strategy_value(strategy)
+    assert (
+        response.model_version == 1
+        and response.candidates == POOL_SIZE
+        and response.strategy == strategy_value(strategy)
+    )
     for scored in response.selected:
         assert scored.model_version == 1 and scored.pool == POOL
         assert len(scored.probabilities) == 2
@@ -146,7 +151,9 @@ def test_deterministic_strategies_select_what_the_pure_function_selects(service,
 def test_score_pool_reports_least_confidence_for_the_new_strategies(service):
     items = [query_pb2.PoolItem(id=i, text=t) for i, t in pool_items(5, "s")]
     for strategy in NEW_STRATEGIES:
-        response = next(service.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=items, strategy=strategy_value(strategy))])))
+        response = next(
+            service.stub.ScorePool(iter([query_pb2.ScorePoolRequest(items=items, strategy=strategy_value(strategy))]))
+        )
         for scored in response.scores:
             assert scored.uncertainty == pytest.approx(1.0 - max(scored.probabilities), abs=1e-6)
 
@@ -214,7 +221,7 @@ def test_predict_mc_and_embed_are_thread_safe_and_traced_once(loaded_bilstm):
         try:
             for passes in (2, 3, 4):
                 results.append((predictor.predict_mc(batch, passes).shape, predictor.embed(batch).shape))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -239,9 +246,12 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
         return LabeledData([str(r["text"]) for r in rows], [int(r["label"]) for r in rows])  # type: ignore[call-overload]
 
     result = train_round(
-        data(100, 1, "tr"), data(30, 2, "va"), data(30, 3, "te"),
+        data(100, 1, "tr"),
+        data(30, 2, "va"),
+        data(30, 3, "te"),
         model_config=ModelConfig(family="linear", linear_max_tokens=2000, linear_lsa_components=20),
-        training=replace(TINY_TRAINING, epochs=2, warm_start=False), work_dir=tmp_path / "work",
+        training=replace(TINY_TRAINING, epochs=2, warm_start=False),
+        work_dir=tmp_path / "work",
     )
     _, digest = artifacts.write_version(tmp_path / "models", 1, result.model, {"version": 1})
     predictor = Predictor(artifacts.load_version(tmp_path / "models", 1, digest))
@@ -274,8 +284,12 @@ def test_linear_family_gives_identical_passes_and_projected_embeddings(tmp_path:
     # Features are sparse counts on the host; scoring them gives what the end-to-end model gives for the texts.
     features = predictor.features(batch)
     assert sp.issparse(features) and features.shape == (30, width)
-    np.testing.assert_allclose(predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(predictor.predict_and_embed_features(features[::-1])[1], embeddings[::-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        predictor.predict_and_embed_features(features[::-1])[1], embeddings[::-1], rtol=1e-5, atol=1e-6
+    )
     # The fingerprint names the vectorizer: the in-memory model and the version loaded from disk share it.
     assert predictor.fingerprint == Predictor(result.model).fingerprint
 
@@ -284,12 +298,18 @@ def test_bilstm_features_are_token_ids_and_score_like_the_texts(loaded_bilstm):
     predictor, batch = loaded_bilstm, texts(40)
     features = predictor.features(batch)
     assert isinstance(features, np.ndarray) and features.shape == (40, TINY_MODEL.sequence_length)
-    np.testing.assert_allclose(predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predictor.predict_proba_features(features), predictor.predict_proba(batch), rtol=1e-5, atol=1e-6
+    )
     assert predictor.predict_proba_features(features[:0]).shape == (0, 2)
     assert predictor.predict_mc_features(features[:7], 3).shape == (3, 7, 2)
     # Another vocabulary, another fingerprint: a replica never scores one version's token ids with another's.
     other = train_round(
-        LabeledData(texts(30), [i % 2 for i in range(30)]), LabeledData(texts(10), [0, 1] * 5), LabeledData([], []),
-        model_config=replace(TINY_MODEL, max_tokens=50), training=TINY_TRAINING, work_dir=Path(tempfile.mkdtemp()),
+        LabeledData(texts(30), [i % 2 for i in range(30)]),
+        LabeledData(texts(10), [0, 1] * 5),
+        LabeledData([], []),
+        model_config=replace(TINY_MODEL, max_tokens=50),
+        training=TINY_TRAINING,
+        work_dir=Path(tempfile.mkdtemp()),
     )
     assert Predictor(other.model).fingerprint != predictor.fingerprint

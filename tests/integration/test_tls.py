@@ -41,8 +41,9 @@ class Issued:
 
 def _write(directory: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> Issued:
     key_path, cert_path = directory / f"{name}.key", directory / f"{name}.pem"
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return Issued(cert_path, key_path)
 
@@ -62,10 +63,20 @@ class CA:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
-                decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
@@ -84,12 +95,18 @@ class CA:
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
         )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
         return _write(self.directory, name, key, builder.sign(self.key, hashes.SHA256()))
 
 
@@ -106,8 +123,13 @@ class PKI:
 def pki(tmp_path_factory) -> PKI:
     directory = tmp_path_factory.mktemp("pki")
     ca, other = CA(directory, "alloop-test-ca"), CA(directory, "other-ca")
-    return PKI(ca, ca.issue("server", server=True), ca.issue("client", server=False), other,
-               other.issue("stranger", server=False))
+    return PKI(
+        ca,
+        ca.issue("server", server=True),
+        ca.issue("client", server=False),
+        other,
+        other.issue("stranger", server=False),
+    )
 
 
 # --- servers --------------------------------------------------------------------------------------------------------
@@ -155,8 +177,14 @@ def secured_server(redis_server, tmp_path_factory, pki) -> Iterator[Server]:
     yield from _start(redis_server, tmp_path_factory, security)
 
 
-def env(pki: PKI, *, client: Issued | None = None, token: str | None = None, ca: Path | None = None,
-        server_name: str = "localhost") -> dict[str, str]:
+def env(
+    pki: PKI,
+    *,
+    client: Issued | None = None,
+    token: str | None = None,
+    ca: Path | None = None,
+    server_name: str = "localhost",
+) -> dict[str, str]:
     out = {"ALLOOP_TLS_CA": str(ca or pki.ca.files.cert), "ALLOOP_TLS_SERVER_NAME": server_name}
     if client is not None:
         out.update(ALLOOP_TLS_CLIENT_CERT=str(client.cert), ALLOOP_TLS_CLIENT_KEY=str(client.key))

@@ -37,7 +37,8 @@ def baseline() -> str | None:
     changed = git("diff", "--quiet", "HEAD", "--", *API).returncode != 0
     ref = "HEAD" if changed else "HEAD~1"
     assert git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode == 0, (
-        f"{ref} is not in this clone: the breaking-change check needs the previous commit (clone without --depth 1)")
+        f"{ref} is not in this clone: the breaking-change check needs the previous commit (clone without --depth 1)"
+    )
     return ref if git("cat-file", "-e", f"{ref}:buf.yaml").returncode == 0 else None
 
 
@@ -56,7 +57,9 @@ def test_buf_breaking_catches_a_removed_field_and_a_renumbered_one(tmp_path: Pat
     query = changed / "proto" / "alloop" / "v1" / "query.proto"
     text = query.read_text()
     assert "  int32 max_candidates = 5;\n" in text and "  string labeler = 1;\n" in text
-    query.write_text(text.replace("  int32 max_candidates = 5;\n", "").replace("  string labeler = 1;\n", "  string labeler = 9;\n"))
+    query.write_text(
+        text.replace("  int32 max_candidates = 5;\n", "").replace("  string labeler = 1;\n", "  string labeler = 9;\n")
+    )
     result = buf("breaking", "--against", str(ROOT), cwd=changed)
     assert result.returncode != 0
     assert "max_candidates" in result.stdout and "labeler" in result.stdout, result.stdout

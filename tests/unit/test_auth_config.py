@@ -34,7 +34,9 @@ from alloop.rpc.tls import client_tls_from_env, server_tls_from_env
 
 def test_env_tokens_parse_with_white_space_and_colons_in_tokens():
     assert parse_tokens(" t1:labeler , t2:client,,a:b:c:operator ") == [
-        ("t1", "labeler", ""), ("t2", "client", ""), ("a:b:c", "operator", ""),
+        ("t1", "labeler", ""),
+        ("t2", "client", ""),
+        ("a:b:c", "operator", ""),
     ]
     creds = credentials_from_env({"ALLOOP_AUTH_TOKENS": "t1:labeler,t2:client"})
     assert creds.enabled
@@ -73,11 +75,16 @@ def test_tokens_file_format_with_comments_and_blank_lines(tmp_path: Path):
     path = tmp_path / "tokens"
     path.write_text("# alloop tokens\n\nlab-1 labeler   # the labeling team\n  cli-1\tclient\nop-1 operator\n")
     assert parse_tokens_file(path.read_text()) == [
-        ("lab-1", "labeler", ""), ("cli-1", "client", ""), ("op-1", "operator", ""),
+        ("lab-1", "labeler", ""),
+        ("cli-1", "client", ""),
+        ("op-1", "operator", ""),
     ]
     creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(path), "ALLOOP_AUTH_TOKENS": "extra:client"})
     assert {t: creds.role_of(t) for t in ("lab-1", "cli-1", "op-1", "extra")} == {
-        "lab-1": "labeler", "cli-1": "client", "op-1": "operator", "extra": "client",
+        "lab-1": "labeler",
+        "cli-1": "client",
+        "op-1": "operator",
+        "extra": "client",
     }
 
 
@@ -177,8 +184,14 @@ def test_client_tls_settings():
 @pytest.mark.parametrize(
     ("address", "loopback"),
     [
-        ("127.0.0.1:50051", True), ("localhost:1", True), ("[::1]:5", True), ("unix:/tmp/s", True),
-        ("0.0.0.0:50051", False), ("[::]:50051", False), ("query:50051", False), ("10.0.0.5:1", False),
+        ("127.0.0.1:50051", True),
+        ("localhost:1", True),
+        ("[::1]:5", True),
+        ("unix:/tmp/s", True),
+        ("0.0.0.0:50051", False),
+        ("[::]:50051", False),
+        ("query:50051", False),
+        ("10.0.0.5:1", False),
     ],
 )
 def test_loopback_addresses(address, loopback):
@@ -188,7 +201,9 @@ def test_loopback_addresses(address, loopback):
 def test_a_token_may_name_its_holder_in_either_source(tmp_path: Path):
     path = tmp_path / "tokens"
     path.write_text("lab-1 labeler alice\nlab-2 labeler\n")
-    creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(path), "ALLOOP_AUTH_TOKENS": "a:b:labeler:bob,c:client"})
+    creds = credentials_from_env(
+        {"ALLOOP_AUTH_TOKENS_FILE": str(path), "ALLOOP_AUTH_TOKENS": "a:b:labeler:bob,c:client"}
+    )
     assert creds.identify("lab-1") == Caller("labeler", "alice")
     assert creds.identify("a:b") == Caller("labeler", "bob")  # a token with ':' in it, then role, then holder
     unnamed = creds.identify("lab-2")
@@ -224,7 +239,9 @@ def test_a_non_loopback_address_without_tokens_is_refused_unless_declared_insecu
 
 def test_server_limits_from_the_environment():
     assert limits_from_env({}) == ServerLimits()
-    limits = limits_from_env({"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "3", "ALLOOP_STREAM_IDLE_SECONDS": "2.5"})
+    limits = limits_from_env(
+        {"ALLOOP_GRPC_WORKERS": "8", "ALLOOP_MAX_STREAMS": "3", "ALLOOP_STREAM_IDLE_SECONDS": "2.5"}
+    )
     assert (limits.workers, limits.max_streams, limits.stream_idle_seconds) == (8, 3, 2.5)
     assert ("grpc.max_connection_age_ms", 3_600_000) in limits.server_options()
     with pytest.raises(ValueError, match="ALLOOP_MAX_STREAMS must be between 1 and ALLOOP_GRPC_WORKERS - 1"):

@@ -17,15 +17,15 @@ import pytest
 pytest.importorskip("small_text")
 pytest.importorskip("modAL")
 
-from alloop.data import Record, Splits, balanced_splits  # noqa: E402
-from bench import peers  # noqa: E402
+from alloop.data import Record, Splits, balanced_splits
+from bench import peers
+from tests.synthetic import FILLER
 
 CLASS_WORDS = [
-    "great wonderful superb loved brilliant moving delightful masterpiece".split(),
-    "awful terrible boring hated waste dull dreadful mess".split(),
-    "okay average fine decent passable mediocre middling alright".split(),
+    ["great", "wonderful", "superb", "loved", "brilliant", "moving", "delightful", "masterpiece"],
+    ["awful", "terrible", "boring", "hated", "waste", "dull", "dreadful", "mess"],
+    ["okay", "average", "fine", "decent", "passable", "mediocre", "middling", "alright"],
 ]
-FILLER = "the movie was a film plot actors and it this story scenes director cast".split()
 INITIAL = 12  # a multiple of 2 and of 3, so the balanced start is exactly balanced
 BUDGETS = [20, 50, 80]
 RUNNERS = [

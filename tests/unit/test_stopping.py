@@ -12,7 +12,9 @@ def test_kappa_known_values():
     # observed 0.75, expected 0.5*0.5 + 0.5*0.5 = 0.5 -> kappa 0.5
     assert cohen_kappa([0, 0, 1, 1], [0, 1, 1, 1], 2) == pytest.approx((0.75 - 0.5) / 0.5)
     assert cohen_kappa([2, 2, 2], [2, 2, 2], 3) == 1.0  # constant and identical: full agreement
-    assert cohen_kappa([0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], 3) == pytest.approx((5 / 6 - 1 / 3 * 1 / 3 - 1 / 3 * 1 / 2 - 1 / 3 * 1 / 6) / (1 - 1 / 3))
+    assert cohen_kappa([0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], 3) == pytest.approx(
+        (5 / 6 - 1 / 3 * 1 / 3 - 1 / 3 * 1 / 2 - 1 / 3 * 1 / 6) / (1 - 1 / 3)
+    )
 
 
 def test_kappa_refuses_mismatched_or_empty_vectors():

@@ -22,6 +22,7 @@ from alloop.strategies import (
     get_measure,
     get_strategy,
     k_center_greedy,
+    kcenter,
     least_confidence,
     margin,
     mean_entropy_scores,
@@ -30,7 +31,6 @@ from alloop.strategies import (
     top_k,
     weighted_kmeans_centres,
 )
-from alloop.strategies import kcenter
 
 STRATEGY_NAMES = sorted(STRATEGIES)
 
@@ -180,13 +180,21 @@ def test_non_finite_input_raises(name, bad):
 
 def test_strategy_registry_contents():
     assert set(STRATEGIES) == {
-        "least_confidence", "margin", "entropy", "random", "ratio",
-        "class_balanced", "bald", "mean_entropy", "diversity", "kmeans_diversity",
+        "least_confidence",
+        "margin",
+        "entropy",
+        "random",
+        "ratio",
+        "class_balanced",
+        "bald",
+        "mean_entropy",
+        "diversity",
+        "kmeans_diversity",
     }
     for name in MEASURES:
         assert STRATEGIES[name].__name__ == name
-    assert NEEDS_MC_SAMPLES == {"bald", "mean_entropy"}
-    assert NEEDS_EMBEDDINGS == {"diversity", "kmeans_diversity"}
+    assert {"bald", "mean_entropy"} == NEEDS_MC_SAMPLES
+    assert {"diversity", "kmeans_diversity"} == NEEDS_EMBEDDINGS
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -224,9 +232,7 @@ def test_measure_values_by_hand():
     probs = np.array([[0.5, 0.5, 0.0], [0.4, 0.3, 0.3], [1.0, 0.0, 0.0]])
     np.testing.assert_allclose(least_confidence(probs), [0.5, 0.6, 0.0])
     np.testing.assert_allclose(margin(probs), [1.0, 0.9, 0.0])
-    np.testing.assert_allclose(
-        entropy(probs), [np.log(2), -(0.4 * np.log(0.4) + 0.6 * np.log(0.3)), 0.0], atol=1e-12
-    )
+    np.testing.assert_allclose(entropy(probs), [np.log(2), -(0.4 * np.log(0.4) + 0.6 * np.log(0.3)), 0.0], atol=1e-12)
 
 
 @pytest.mark.parametrize("other", ["margin", "entropy"])
