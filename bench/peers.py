@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from alloop.atomic_file import atomic_file
+
 __all__ = [
     "PEERS",
     "QUICK_BUDGETS",
@@ -222,10 +224,8 @@ def features(texts_all: Sequence[str], *, cache_dir: str | os.PathLike[str] | No
                 cached.unlink(missing_ok=True)  # a damaged cache entry: compute it again
     matrix = TfidfVectorizer(**TFIDF_PARAMS).fit_transform(texts).tocsr()
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_name(f".{cached.stem}.{os.getpid()}.tmp.npz")
-        sp.save_npz(temporary, matrix, compressed=False)
-        os.replace(temporary, cached)
+        with atomic_file(cached) as handle:
+            sp.save_npz(handle, matrix, compressed=False)
     return matrix
 
 

@@ -8,15 +8,15 @@ Writes go through a temporary file and :func:`os.replace`, so a crash or a concu
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from alloop.atomic_file import atomic_file
 from alloop.data.records import SPLIT_NAMES, Record, Splits
 
 CSV_SUFFIXES = (".csv",)
@@ -301,23 +301,14 @@ def _record_object(record: Record) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, chunks: Iterable[str]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same directory: os.replace is only atomic within one file system, and a plain open()
-    # (unlike mkstemp) gives the file the usual permissions.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     count = 0
-    try:
-        with temporary.open("x", encoding="utf-8", newline="\n") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
+    with atomic_file(path) as raw:
+        handle = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        for chunk in chunks:
+            handle.write(chunk)
+            count += 1
+        handle.flush()
+        handle.detach()  # the binary handle stays open for atomic_file to fsync and close
     return count
 
 

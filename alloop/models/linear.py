@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +52,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import tensorflow as tf
 
+from alloop.atomic_file import TEMP_PREFIX, atomic_file
 from alloop.models import linear_selection as selection
 from alloop.models.config import ModelConfig
 from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize, to_host
@@ -241,7 +241,7 @@ class CorpusCache:
         if directory is not None and directory.is_dir():
             # Left by a process killed mid-write. Only old ones: trainer replicas may share the directory, and a
             # young temp file is another replica's write in progress (one takes seconds).
-            for partial in directory.glob(".tmp-*"):
+            for partial in directory.glob(f"{TEMP_PREFIX}*"):
                 try:
                     if time.time() - partial.stat().st_mtime > self.STALE_TEMP_SECONDS:
                         partial.unlink(missing_ok=True)
@@ -332,14 +332,8 @@ class CorpusCache:
         its kind.
         A cache that cannot be written costs time, not correctness: it is logged, not raised."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as f:
-                try:
-                    write(f)
-                except BaseException:
-                    os.unlink(f.name)
-                    raise
-            os.replace(f.name, path)
+            with atomic_file(path) as f:
+                write(f)
             kind = path.name.split("-", 1)[0]
             older = sorted(path.parent.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
             for stale in older[self.KEEP_ON_DISK :]:
