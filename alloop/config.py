@@ -251,9 +251,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
     d = TrainerSettings()
     m, t = d.model, d.training
     common = common_from_env(env)
-    family = env.get("ALLOOP_MODEL_FAMILY", m.family)
-    if family not in FAMILY_NAMES:
-        raise ValueError(f"ALLOOP_MODEL_FAMILY={family!r}; choose one of {', '.join(FAMILY_NAMES)}")
+    family = choice(env, "ALLOOP_MODEL_FAMILY", m.family, FAMILY_NAMES)
 
     def path(name: str) -> Path | None:
         value = env.get(name)

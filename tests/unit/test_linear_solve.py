@@ -477,6 +477,15 @@ def test_pseudo_labels_stay_only_where_the_validation_split_scores_them_better(c
     assert "pseudo-labelled rows kept" in caplog.text and "pseudo-labelled rows left out" in caplog.text
 
 
+def test_the_model_family_is_one_of_the_families_and_blank_means_the_default():
+    from alloop.config import trainer_from_env
+
+    assert trainer_from_env({"ALLOOP_MODEL_FAMILY": "bilstm"}).model.family == "bilstm"
+    assert trainer_from_env({"ALLOOP_MODEL_FAMILY": " "}).model.family == ModelConfig().family
+    with pytest.raises(ValueError, match="ALLOOP_MODEL_FAMILY='svm'; choose one of bilstm, linear"):
+        trainer_from_env({"ALLOOP_MODEL_FAMILY": "svm"})
+
+
 def test_the_selection_comes_from_the_environment_and_a_bad_one_names_the_variable():
     from alloop.config import trainer_from_env
 
