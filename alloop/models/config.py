@@ -24,14 +24,12 @@ class ModelConfig:
     dense_units: int = 20
     dropout: float = 0.5
     n_classes: int = 2
-    family: str = (
-        "linear"  # the family that wins on labels (bench/results/label_efficiency.json); bilstm: the seed's model
-    )
+    family: str = "linear"  # the family that needs fewest labels (docs/benchmarks.md); bilstm: the seed's model
     # linear family
     linear_max_tokens: int = 250_000
     ngrams: int = 2
-    # A token (or n-gram) in fewer texts of the corpus stays out of the vocabulary. 2 helps one-sentence snippets and
-    # e-mails at a few hundred labels and costs tweets past 1,000 (bench/results/linear_study_min_df/): not a default.
+    # A token (or n-gram) in fewer texts of the corpus stays out of the vocabulary. A cut helps some corpora and
+    # costs others (linear.frequent_columns), so none by default.
     linear_min_df: int = 1
     linear_c: float = 32.0  # inverse L2 strength of the logistic fit
     linear_lsa_components: int = 300

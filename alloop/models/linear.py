@@ -1,34 +1,27 @@
-"""The linear family: logistic regression on sublinear TF-IDF 1-2-grams, regularized toward the pool's LSA space.
+"""The linear family: logistic regression on sublinear TF-IDF 1-2-grams, with blocks learned from the pool's text.
 
-Why this model (measured in bench/ and ../shared/FINDINGS.md, IMDB, 2 cores):
+What a round fits (:func:`solve`), and why each part is there; which parts join is decided per round from the data
+(``ModelConfig.linear_select``, :func:`choose_settings`), because what pays on one corpus costs on another
+(docs/benchmarks.md):
 
 - *Sublinear, L2-normalized TF-IDF* (scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``), not Keras' raw
-  ``tf_idf`` mode: review length otherwise swamps the weights, and a logistic layer on raw TF-IDF underfit at a
-  few hundred labels (73.6% at 200 against 77.4% for the peers on the same labels).
-- *LSA from unlabeled text*: unlabeled text is free, so the vocabulary, the IDF weights and a 300-d truncated SVD
-  of the pool's TF-IDF matrix are learned from the pool. Fitting on ``[tfidf, w * lsa]`` lets a few hundred labels
-  move along the corpus' main directions instead of along single bigrams: +3 to +5 points below 1,000 labels.
-  The LSA block's weight ``w = min(1, sqrt(pivot / labels))`` fades as labels accumulate, because with 10,000
-  labels the bigrams alone are better (a fixed ``w = 1`` costs 0.5 point there).
-- *A naive-Bayes-scaled copy of the TF-IDF block* (:func:`nb_importance`): columns the data call discriminative
-  are penalized less. The ratios count the labels and the pool's class mass as a first fit on the labels predicts
-  it: labels picked by active learning sit near the boundary and give flat ratios on their own. Least-confidence,
-  3 seeds, one test set, in-process: 91.9% at 10,000 labels against 91.4% from the labels alone and 91.3% without
-  the block, 92.3% against 91.4% on all 40,000; through the services, 92.0% at 10,000 labels against 92.4% on all
-  40,000 (bench/results/label_efficiency_linear.json).
-- *Pseudo-labelled pool rows* (:func:`pseudo_labels`): the reviews active learning leaves unlabelled are the easy
-  ones, so a fit on the labels alone lacks their mass; the pool's unlabelled rows join the last fit of a round as
-  their predicted class, each weighted by ``0.3 * (2p - 1)``. Least-confidence, 3 seeds, in-process: +0.3 to +0.9
-  point from 1,600 to 8,000 labels (+0.9 at 2,000, +0.7 at 5,000), -0.4 to +0.6 below, level at 10,000; the
-  full-data model has no unlabelled rows and does not change (bench/results/linear_study_pseudo.json).
-- *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum,
-  and 200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
+  ``tf_idf`` mode: text length otherwise swamps the weights.
+- *LSA from unlabeled text* (Deerwester et al., 1990): unlabeled text is free, so the vocabulary, the IDF weights
+  and a truncated SVD of the pool's TF-IDF matrix are learned from the pool. Fitting on ``[tfidf, w * lsa]`` lets a
+  few hundred labels move along the corpus' main directions instead of along single bigrams. The block's weight
+  ``w = min(1, sqrt(pivot / labels))`` fades as labels accumulate and the bigrams alone become enough.
+- *A naive-Bayes-scaled copy of the TF-IDF block* (:func:`nb_importance`, NBSVM's idea): columns the data call
+  discriminative are penalized less.
+- *Pseudo-labelled pool rows* (:func:`pseudo_labels`): active learning leaves the easy items unlabelled, so a fit on
+  the labels alone lacks their mass.
+- *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum, and
+  200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
 
 The served version stays a plain ``text -> counts -> TF-IDF -> Dense`` Keras model: the LSA term is linear in the
 TF-IDF vector (``lsa = tfidf @ basis``) and the scaled copy is too, so their weights fold into the Dense kernel
 (``kernel = a + s * importance * c + w * basis @ b``) and the basis never ships with a version. It lives only in
-the trainer, cached per vocabulary, and spans the 100,000 most frequent of the (default 250,000) tokens: the rarer
-ones carry no corpus structure worth 300 floats each.
+the trainer, cached per vocabulary, and spans the :data:`LSA_COLUMNS` most frequent tokens: the rarer ones carry no
+corpus structure worth a basis row each.
 """
 
 from __future__ import annotations
@@ -129,8 +122,8 @@ def frequent_columns(counts: sp.csr_matrix, min_df: int) -> npt.NDArray[np.int64
     """The columns (in order) that occur in at least ``min_df`` texts, and column 0, the out-of-vocabulary count.
 
     Why: on short texts most bigrams occur once; each still takes a share of its row's L2 norm and a weight of its
-    own, so the words that generalise count for less. Measured per corpus in bench/results/linear_study_min_df/:
-    it pays on some corpora and costs on others, hence ModelConfig.linear_min_df's default of 1 (no cut)."""
+    own, so the words that generalise count for less. It pays on some corpora and costs on others
+    (``python -m bench.linear_study``), hence ModelConfig.linear_min_df's default of 1 (no cut)."""
     documents = np.bincount(counts.indices, minlength=counts.shape[1])  # CSR without duplicates: one per text
     documents[0] = max(documents[0], min_df)
     return np.flatnonzero(documents >= min_df)
@@ -406,7 +399,7 @@ def nb_importance(
     one seen in three hundred. Scaling a copy of the TF-IDF block by this importance lowers the penalty on columns
     the labels already call discriminative (Wang & Manning's NBSVM, 2012); the plain block stays, so a column the
     ratio misjudges at a few hundred labels is still learnable. On two classes this is ``|log r|`` of NBSVM (the
-    fit picks the sign), and the model measured 92.2% on all 40,000 IMDB labels against 91.5% without it.
+    fit picks the sign).
 
     ``unlabeled`` TF-IDF rows with ``predicted`` class probabilities (columns in the order of ``np.unique(y)``) add
     their expected class mass: labels that active learning chose sit near the boundary and flatten the ratios, and
@@ -485,7 +478,7 @@ def solve(
     the labels once and these rows' mass as the second fit predicts it. Why: labels that active learning chose are
     the hard cases, and the easy mass they leave out tilts the fit (Wang et al.'s CEAL, 2016). The third fit is
     returned unless the validation split chooses and scores the second at least as well: pseudo-labels from a weak
-    model teach it its own mistakes (on fifteen genres at 30% accuracy they cost ten points). A fully labelled
+    model teach it its own mistakes. A fully labelled
     corpus has no such rows, so the full-data model is the second fit's. Without ``unlabeled`` or with a weight of
     0, the second fit is returned.
 

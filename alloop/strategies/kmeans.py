@@ -1,12 +1,11 @@
-"""Uncertainty plus diversity by weighted k-means: the strategy that wins from the cold start on (bench/).
+"""Uncertainty plus diversity by weighted k-means (Zhdanov, "Diverse mini-batch active learning", 2019).
 
-Plain uncertainty sampling trails random below ~1,000 labels (../shared/FINDINGS.md): its top-k are near-duplicates
-from one stretch of the decision boundary, and a young model's boundary is in the wrong place anyway. Greedy
-k-center (:mod:`alloop.strategies.kcenter`) fixes the duplicates but spends its picks on the edges, the points
-farthest from everything. Weighted k-means ("diverse mini-batch active learning", Zhdanov 2019) does neither: it
-keeps the ``m = beta * k``
-most uncertain items, clusters them into k groups with each item weighted by its uncertainty, and labels the item
-nearest each centre, so the batch covers the uncertain region densely where it is dense and stays uncertain.
+Plain uncertainty sampling can trail random at a few hundred labels: its top-k are near-duplicates from one stretch
+of the decision boundary, and a young model's boundary is in the wrong place anyway. Greedy k-center
+(:mod:`alloop.strategies.kcenter`) fixes the duplicates but spends its picks on the edges, the points farthest from
+everything. Weighted k-means does neither: it keeps the ``m = beta * k`` most uncertain items, clusters them into k
+groups with each item weighted by its uncertainty, and labels the item nearest each centre, so the batch covers the
+uncertain region densely where it is dense and stays uncertain.
 
 Cost: never an ``m x m`` matrix; assignments are computed a block of rows at a time, ``(block, k)`` floats, so
 memory stays bounded for any k. A few Lloyd iterations suffice: the aim is spread, not an exact clustering.
