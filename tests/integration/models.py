@@ -23,6 +23,7 @@ import redis
 
 from alloop import artifacts
 from alloop.config import DEFAULT_CLASSES
+from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, RoundResult, train_round
 from alloop.store.keys import Keys
 from alloop.store.versions import VersionRegistry
@@ -78,6 +79,25 @@ def write(
         model_dir, version, model or result.model, metadata, export_saved_model=export_saved_model
     )
     return Written(version, path, {**metadata, "sha256": digest})
+
+
+def write_shifted(model_dir: Path, version: int, shift: float) -> Written:
+    """Write ``version`` as the tiny model with its output bias moved by ``shift``: a version whose answers differ
+    from the others', so a test can tell from a response's probabilities which version computed them."""
+    output = parts(trained().model)[1].layers[-1]
+    weights = output.get_weights()
+    output.set_weights([*weights[:-1], weights[-1] + shift])
+    try:
+        return write(model_dir, version)
+    finally:
+        output.set_weights(weights)  # the cached model stays as trained
+
+
+def answers(model_dir: Path, written: Written, texts: list[str]) -> Any:
+    """What ``written`` answers for ``texts``, loaded from disk as a replica loads it."""
+    return Predictor(artifacts.load_version(model_dir, written.version, written.metadata["sha256"])).predict_proba(
+        texts
+    )
 
 
 def publish(client: redis.Redis, keys: Keys, written: Written, *, sha256: str | None = None) -> None:

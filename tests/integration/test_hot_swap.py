@@ -6,12 +6,14 @@ through the announcement channel or by polling the pointer (``model_poll_seconds
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -34,10 +36,11 @@ THREADS = 4
 
 @pytest.fixture
 def served(query_settings, redis_client, keys) -> Iterator[tuple]:
-    models.write_and_publish(redis_client, keys, query_settings.common.models_path, 1)
+    first = models.write_and_publish(redis_client, keys, query_settings.common.models_path, 1)
     running = create_query_server(query_settings, redis_client)
     wait_for(running.holder.current_or_none, timeout=30, what="version 1 served")
     ch = channel(running.port)
+    running.first = first  # type: ignore[attr-defined]
     yield running, query_pb2_grpc.QueryServiceStub(ch)
     ch.close()
     running.stop(0)
@@ -50,8 +53,14 @@ def served_version(stub: query_pb2_grpc.QueryServiceStub) -> int:
 def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_settings, redis_client, keys):
     running, stub = served
     assert served_version(stub) == 1
+    model_dir = query_settings.common.models_path
+    # Version 2 answers differently from version 1, so every response shows which version computed it.
+    second = models.write_shifted(model_dir, 2, shift=3.0)
+    expected = {1: models.answers(model_dir, running.first, TEXTS), 2: models.answers(model_dir, second, TEXTS)}
+    assert not np.allclose(expected[1], expected[2], atol=0.05)
     stop = threading.Event()
     seen: list[list[int]] = [[] for _ in range(THREADS)]
+    mixed: list[int] = []
     errors: list[BaseException] = []
 
     def caller(index: int) -> None:
@@ -62,8 +71,9 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
             while not stop.is_set():
                 response = own.Predict(query_pb2.PredictRequest(texts=TEXTS), timeout=30)
                 assert len(response.predictions) == len(TEXTS)
-                for prediction in response.predictions:
-                    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+                probabilities = np.array([list(p.probabilities) for p in response.predictions])
+                if not np.allclose(probabilities, expected.get(response.model_version, -1.0), atol=1e-4):
+                    mixed.append(response.model_version)
                 seen[index].append(response.model_version)
         except BaseException as exc:
             errors.append(exc)
@@ -75,8 +85,7 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
         thread.start()
     try:
         wait_for(lambda: all(len(s) >= 3 for s in seen) or errors, timeout=30, what="calls on version 1")
-        # A second version: the same tiny weights saved again under a new number, as the trainer would publish it.
-        models.write_and_publish(redis_client, keys, query_settings.common.models_path, 2)
+        models.publish(redis_client, keys, second)
         wait_for(lambda: running.holder.current().version == 2 or errors, timeout=30, what="swap to version 2")
         marks = [len(s) for s in seen]
         # Every thread keeps calling after the swap, and gets version 2 from then on.
@@ -91,12 +100,35 @@ def test_hot_swap_under_concurrent_predict_calls_has_zero_errors(served, query_s
             thread.join(timeout=30)
 
     assert not errors, f"{len(errors)} calls failed during the swap, first: {errors[0]!r}"
+    assert not mixed, f"{len(mixed)} responses carried another version's answers (versions {sorted(set(mixed))})"
     for versions in seen:
         assert set(versions) <= {1, 2}
         assert versions == sorted(versions), "a thread saw the version go backwards"
         assert versions[0] == 1 and versions[-1] == 2
     assert served_version(stub) == 2
     assert stub.GetModel(query_pb2.GetModelRequest()).version.version == 2
+
+
+def test_each_predict_answers_from_the_one_version_it_names(served, query_settings, redis_client, keys, monkeypatch):
+    """Deterministic where the swap above is a race: the holder hands out version 1 and version 2 in turn, so a
+    Predict that asked for the served version twice (scores from one, number from the other) would be caught."""
+    running, stub = served
+    model_dir = query_settings.common.models_path
+    one = running.holder.current()
+    second = models.write_shifted(model_dir, 2, shift=3.0)
+    models.publish(redis_client, keys, second)
+    wait_for(lambda: running.holder.current().version == 2, timeout=30, what="version 2 served")
+    two = running.holder.current()
+    turns = itertools.cycle([one, two])
+    monkeypatch.setattr(running.holder, "current", lambda: next(turns))
+    expected = {1: models.answers(model_dir, running.first, TEXTS), 2: models.answers(model_dir, second, TEXTS)}
+    versions = set()
+    for _ in range(6):
+        response = stub.Predict(query_pb2.PredictRequest(texts=TEXTS), timeout=10)
+        probabilities = np.array([list(p.probabilities) for p in response.predictions])
+        np.testing.assert_allclose(probabilities, expected[response.model_version], atol=1e-4)
+        versions.add(response.model_version)
+    assert versions == {1, 2}
 
 
 def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(
@@ -108,18 +140,21 @@ def test_a_corrupt_artifact_is_refused_and_the_last_good_version_keeps_serving(
     wait_for(lambda: running.holder.current().version == 2, timeout=30, what="version 2 served")
 
     # Version 3's model file is truncated after it was written (as a torn copy would leave it), then published.
+    # It must be refused by its checksum, at once, not by Keras failing to read it (which the holder retries).
     third = models.write(model_dir, 3)
     model_file = third.path / MODEL_FILE
     model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
     models.publish(redis_client, keys, third)
-    time.sleep(4 * query_settings.model_poll_seconds)  # a couple of poll intervals
+    wait_for(lambda: 3 in running.holder.refused(), timeout=30, what="version 3 refused")
+    assert "differ from their manifest" in running.holder.refused()[3]
     assert served_version(stub) == 2
     assert stub.GetModel(query_pb2.GetModelRequest()).version.version == 2
 
     # Version 4's files are intact, but the registry records another digest for them.
     fourth = models.write(model_dir, 4)
     models.publish(redis_client, keys, fourth, sha256="0" * 64)
-    time.sleep(4 * query_settings.model_poll_seconds)
+    wait_for(lambda: 4 in running.holder.refused(), timeout=30, what="version 4 refused")
+    assert "digest differs from the registry" in running.holder.refused()[4]
     assert served_version(stub) == 2 and running.holder.current().version == 2
 
     # A good version after the bad ones is still picked up.
