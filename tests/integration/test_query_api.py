@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alloop.rpc.messages import duration
 from alloop.store.keys import Keys
+from alloop.store.labeling import LabelingStore
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import RunningQueryService
 from query_service.server import create_server as create_query_server
@@ -238,6 +239,17 @@ def test_lease_tasks_bad_requests(api):
         assert before + 59 <= task.lease_expire_time.ToMilliseconds() / 1000 <= time.time() + 61
     short = lease(max_items=1, lease_duration=duration(2.5))
     assert short.tasks[0].lease_expire_time.ToMilliseconds() / 1000 == pytest.approx(time.time() + 2.5, abs=1.0)
+
+
+def test_the_running_replica_returns_expired_leases_without_another_lease_call(api, redis_client, keys):
+    """The once-a-second reaper each replica runs, not LeaseTasks' own reclaim, brings a dead labeler's items back."""
+    with_pool(api, 10)
+    api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3))
+    store = LabelingStore(redis_client, keys)
+    leased = api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(labeler="l1", max_items=3, lease_duration=duration(1)))
+    assert len(leased.tasks) == 3 and store.leased_count() == 3 and store.queue_length() == 0
+    # No call reaches the service from here on: only its reaper can put the items back.
+    wait_for(lambda: store.leased_count() == 0 and store.queue_length() == 3, timeout=30, what="expired leases back")
 
 
 # --- SubmitLabels ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alloop.store.connection import EmbeddedRedis, connect, free_port
 from alloop.store.keys import Keys
+from alloop.store.training import GROUP
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
 from tests import synthetic
@@ -60,6 +61,8 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
             lambda: t.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == 1, what="first label consumed"
         )
 
+        group_before = {g["name"]: g["last-delivered-id"] for g in client.xinfo_groups(keys.label_stream)}
+        assert set(group_before) == {GROUP}
         server.stop()  # SIGTERM: Redis flushes its AOF and exits
         wait_for(
             lambda: status(query.port) == NOT_SERVING and status(trainer.port) == NOT_SERVING,
@@ -84,7 +87,12 @@ def test_services_ride_out_a_redis_restart(tmp_path, query_settings, trainer_set
         wait_for(
             lambda: status(query.port) == SERVING and status(trainer.port) == SERVING, timeout=15, what="SERVING again"
         )
-        # Everything written before the outage is back: pool, queue, labels, the trainer's consumer group.
+        # Everything written before the outage is back: pool, queue, labels, the trainer's consumer group. The group
+        # is checked directly: a lost group would be recreated from the stream's start, with another delivered id.
+        back = connect(server.url)
+        groups = {g["name"]: g["last-delivered-id"] for g in back.xinfo_groups(keys.label_stream)}
+        back.close()
+        assert groups == group_before, "the consumer group did not survive the restart as it was"
         leased = q.LeaseTasks(query_pb2.LeaseTasksRequest(max_items=10)).tasks
         assert sorted(task.id for task in leased) == sorted(s.id for s in selected[1:])
         result = q.SubmitLabels(

@@ -1,7 +1,9 @@
 """The query service's feature cache: which rows it vectorizes, which it reuses, when it starts over.
 
 The predictor is a stand-in whose "features" are derived from each text, so a row in the wrong place or a stale row
-shows up as a wrong number. The real vectorizers are covered in tests/integration/test_feature_cache.py.
+shows up as a wrong number. With real models: tests/integration/test_linear_family.py
+(``test_a_round_through_the_services_with_the_linear_family``: a new version on the same vocabulary scores the pool
+from the kept rows) and tests/integration/test_strategies_service.py (features score like the texts).
 """
 
 from __future__ import annotations
