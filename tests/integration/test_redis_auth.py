@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alloop.store.connection import EmbeddedRedis, connect, open_redis
+from alloop.store.connection import EmbeddedRedis, connect, free_port, open_redis
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
+from tests.integration.processes import health, spawn, wait_healthy
 from tests.integration.services import channel, wait_for
 from trainer_service.server import create_server as create_trainer_server
 
@@ -36,6 +38,34 @@ def test_password_in_redis_url(tmp_path, query_settings):
             )
         finally:
             running.stop(0)
+
+
+@pytest.mark.parametrize("given", ["password file", "url", "wrong password file"])
+def test_a_service_process_reaches_a_protected_redis_as_it_builds_its_own_client(tmp_path, given):
+    """The service's own start-up (environment -> settings -> client), not a client a test authenticated for it."""
+    with EmbeddedRedis(tmp_path / "r", appendonly=False, password="s3cr:t/pw") as server:
+        secret = tmp_path / "redis-password"
+        secret.write_text("not-it\n" if given == "wrong password file" else "s3cr:t/pw\n")
+        secret.chmod(0o600)
+        plain = f"redis://127.0.0.1:{server.port}/0"
+        env = (
+            {"REDIS_URL": server.url}
+            if given == "url"
+            else {"REDIS_URL": plain, "ALLOOP_REDIS_PASSWORD_FILE": str(secret)}
+        )
+        address = f"127.0.0.1:{free_port()}"
+        env |= {"ALLOOP_QUERY_ADDRESS": address, "ALLOOP_STATE_DIR": str(tmp_path / "state")}
+        process = spawn("query_service.server", env, tmp_path / "query.log")
+        try:
+            if given == "wrong password file":
+                with contextlib.suppress(AssertionError):  # still up but never SERVING is a refusal too
+                    assert not wait_healthy(address, process, timeout=15)
+                assert health(address) != health_pb2.HealthCheckResponse.SERVING
+            else:
+                assert wait_healthy(address, process, timeout=90), (tmp_path / "query.log").read_text()[-2000:]
+        finally:
+            process.kill()
+            process.wait()
 
 
 def test_acl_user_in_redis_url(tmp_path):
