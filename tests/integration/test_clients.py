@@ -27,30 +27,21 @@ def services(trainer_settings, query_settings, redis_client):
     trainer.stop(0)
 
 
+def oracle_args(query, trainer, corpus, *extra: str):  # type: ignore[no-untyped-def]
+    """The oracle's command line against these services and the corpus' pool, quiet, with ``extra`` flags."""
+    return oracle.build_parser().parse_args(
+        [
+            *("--query-address", f"127.0.0.1:{query.port}", "--trainer-address", f"127.0.0.1:{trainer.port}"),
+            *("--pool-file", str(corpus["pool"]), "--pool", "p", "--quiet", "--timeout", "120"),
+            *extra,
+        ]
+    )
+
+
 def test_oracle_runs_rounds_and_writes_the_learning_curve(services, corpus, tmp_path, capsys):
     trainer, query = services
     out = tmp_path / "run"
-    args = oracle.build_parser().parse_args(
-        [
-            "--query-address",
-            f"127.0.0.1:{query.port}",
-            "--trainer-address",
-            f"127.0.0.1:{trainer.port}",
-            "--pool-file",
-            str(corpus["pool"]),
-            "--pool",
-            "p",
-            "-k",
-            "15",
-            "--rounds",
-            "2",
-            "--out",
-            str(out),
-            "--quiet",
-            "--timeout",
-            "120",
-        ]
-    )
+    args = oracle_args(query, trainer, corpus, "-k", "15", "--rounds", "2", "--out", str(out))
     rows = oracle.run(args)
     # Threshold is 20 and k is 15: the oracle asks for each round itself, and every round adds exactly k labels.
     assert [r.labels for r in rows] == [120, 135, 150]
@@ -105,28 +96,18 @@ def test_oracle_refreshes_a_linear_model_on_a_new_pool_before_its_first_query(
     query = create_query_server(query_settings, redis_client)
     try:
         wait_for(lambda: query.holder.current_or_none(), timeout=120, what="version 1 served")
-        args = oracle.build_parser().parse_args(
-            [
-                "--query-address",
-                f"127.0.0.1:{query.port}",
-                "--trainer-address",
-                f"127.0.0.1:{trainer.port}",
-                "--pool-file",
-                str(corpus["pool"]),
-                "--pool",
-                "p",
-                "--count",
-                "15",
-                "--rounds",
-                "1",
-                "--strategy",
-                "kmeans_diversity",
-                "--out",
-                str(tmp_path / "run"),
-                "--quiet",
-                "--timeout",
-                "120",
-            ]
+        args = oracle_args(
+            query,
+            trainer,
+            corpus,
+            "--count",
+            "15",
+            "--rounds",
+            "1",
+            "--strategy",
+            "kmeans_diversity",
+            "--out",
+            str(tmp_path / "run"),
         )
         rows = oracle.run(args)
         assert [r.labels for r in rows] == [120, 135]
