@@ -35,6 +35,18 @@ def texts_and_labels(records: list[Record]) -> list[tuple[str, int | None]]:
 # ---------------------------------------------------------------------------------------------------- registry
 
 
+# What cleaning the tiny corpus of these tests gives: one empty text, one duplicate, one text with two labels.
+TINY_CLEANING = {
+    "raw": 6,
+    "empty": 1,
+    "duplicates": 1,
+    "conflicting_texts": 1,
+    "conflicting_records": 2,
+    "kept": 2,
+    "truncated": 0,
+}
+
+
 def test_registry_entries_are_complete_and_pinned() -> None:
     assert {"imdb", "rt-snippets", "crowdflower-tweets", "bbc-news", "spamassassin", "brown-genre"} <= set(CORPORA)
     for name, spec in CORPORA.items():
@@ -376,15 +388,7 @@ def test_fetch_verifies_converts_cleans_and_then_reuses(tmp_path: Path, registry
     records = read_records(path, classes=classes, require_label=True)
     assert texts_and_labels(records) == [("good film", 1), ("bad film", 0)]
     manifest = json.loads((cache / "tiny.manifest.json").read_text())
-    assert manifest["cleaning"] == {
-        "raw": 6,
-        "empty": 1,
-        "duplicates": 1,
-        "conflicting_texts": 1,
-        "conflicting_records": 2,
-        "kept": 2,
-        "truncated": 0,
-    }
+    assert manifest["cleaning"] == TINY_CLEANING
     assert manifest["class_counts"] == {"no": 1, "yes": 1} and manifest["integrity"] == spec.integrity
     assert (cache / "downloads" / spec.artifact).read_bytes() == PAYLOAD
     assert not [p for p in (cache / "downloads").iterdir() if p.name.startswith(".")]  # staging removed
@@ -455,15 +459,7 @@ def test_summary_prints_counts_lengths_and_the_benchmark_line() -> None:
         "class_counts": {"no": 1, "yes": 1},
         "median_words": 2,
         "p90_words": 2.0,
-        "cleaning": {
-            "raw": 6,
-            "empty": 1,
-            "duplicates": 1,
-            "conflicting_texts": 1,
-            "conflicting_records": 2,
-            "kept": 2,
-            "truncated": 0,
-        },
+        "cleaning": TINY_CLEANING,
     }
     text = corpora.summary("tiny", Path("/c/tiny.jsonl"), manifest)
     assert "tiny: 2 items (6 in the package; removed 1 empty, 1 duplicate copies, 2 records of 1 texts" in text
