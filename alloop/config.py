@@ -20,10 +20,12 @@
 | ALLOOP_MC_PASSES | 10 | query service (MC-dropout passes for bald / mean_entropy) |
 | ALLOOP_MAX_MESSAGE_BYTES | 67108864 (64 MiB) | query service (largest gRPC message either way) |
 | ALLOOP_FEATURE_CACHE_ROWS | 200000 | query service (pool items whose features a replica keeps between Queries; 0: off) |
+| ALLOOP_QUERY_SCORE_SECONDS | 10 | query service (longest a least_confidence / margin / entropy Query helps score pending shards before it answers from the newest complete ranking) |
+| ALLOOP_SCORE_CLAIM_SECONDS | 30 | query service (a shard another replica took and has not finished after this long is taken over) |
 | ALLOOP_MAX_NAME_CHARS | 200 | query service (pool names, item ids, labeler names) |
 | ALLOOP_MAX_UPLOAD_ITEMS / ALLOOP_MAX_UPLOAD_CHARS | 100000 / 200000000 | query service (items, text characters per SubmitPool stream) |
 | ALLOOP_MAX_POOL_ITEMS / ALLOOP_MAX_POOLS | 1000000 / 1000 | query service (items per pool; pools) |
-| ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items one Query scores for a non-operator caller) |
+| ALLOOP_MAX_QUERY_K / ALLOOP_MAX_QUERY_CANDIDATES | 10000 / 500000 | query service (k per Query; items a sampling Query scores, 0 in the request meaning this bound; operators may ask for more) |
 | ALLOOP_MAX_LEASE_SECONDS | 3600 | query service (longest lease a labeler may ask for) |
 | ALLOOP_LOG_LEVEL / ALLOOP_LOG_FORMAT | INFO / plain | both (format json: one JSON object per line; alloop/logs.py) |
 | ALLOOP_METRICS_ADDRESS | unset: no metrics endpoint | both (host:port serving Prometheus' /metrics) |
@@ -124,6 +126,11 @@ class QuerySettings:
     # version's row is ~500 non-zeros (~4 KB), so the default holds ~0.8 GB, briefly 2-3x that while a pool grows
     # (query_service/features.py); 0 turns the cache off.
     feature_cache_rows: int = 200_000
+    # The score index (alloop/store/scores.py): how long an uncertainty Query helps score pending shards before
+    # it answers from the newest complete ranking, and how long a shard may stay taken before another replica
+    # takes it over (longer than scoring one shard of ADD_CHUNK items ever takes).
+    query_score_seconds: float = 10.0
+    score_claim_seconds: float = 30.0
     security: SecuritySettings = field(default_factory=SecuritySettings)
     limits: ServerLimits = field(default_factory=ServerLimits)
     metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
@@ -152,6 +159,11 @@ class QuerySettings:
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.query_score_seconds < 0 or self.score_claim_seconds <= 0:
+            raise ValueError(
+                "ALLOOP_QUERY_SCORE_SECONDS must not be negative and ALLOOP_SCORE_CLAIM_SECONDS must be positive, got "
+                f"{self.query_score_seconds} and {self.score_claim_seconds}"
+            )
         if not 0 < self.lease_seconds <= self.max_lease_seconds:
             raise ValueError(
                 f"ALLOOP_LEASE_SECONDS ({self.lease_seconds}) must be positive and at most ALLOOP_MAX_LEASE_SECONDS "
@@ -233,6 +245,8 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         mc_passes=_positive_int(env, "ALLOOP_MC_PASSES", d.mc_passes),
         max_message_bytes=_positive_int(env, "ALLOOP_MAX_MESSAGE_BYTES", d.max_message_bytes),
         feature_cache_rows=_non_negative_int(env, "ALLOOP_FEATURE_CACHE_ROWS", d.feature_cache_rows),
+        query_score_seconds=number(env, "ALLOOP_QUERY_SCORE_SECONDS", d.query_score_seconds),
+        score_claim_seconds=number(env, "ALLOOP_SCORE_CLAIM_SECONDS", d.score_claim_seconds),
         security=security_from_env(env),
         limits=limits_from_env(env),
         metrics_address=env.get("ALLOOP_METRICS_ADDRESS", "").strip() or None,

@@ -39,7 +39,8 @@ class Metrics:
         self.labels = Counter("alloop_labels_total", "Labels accepted (new, not duplicates)", registry=self.registry)
         self.scored_items = Counter(
             "alloop_scored_items_total",
-            "Items scored by the served model, by request kind",
+            "Items scored by the served model, by kind (score, predict, query: a sampling Query, index: shards of "
+            "the score index)",
             ["kind"],
             registry=self.registry,
         )

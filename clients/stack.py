@@ -63,6 +63,9 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterat
         full_env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            # One replica, driven by one client that waits for each version: a Query should rank with the version
+            # just published however long scoring the pool takes, not fall back to the previous ranking.
+            "ALLOOP_QUERY_SCORE_SECONDS": "3600",
             **env,
             "REDIS_URL": redis_server.url,
             "ALLOOP_STATE_DIR": str(run_dir),

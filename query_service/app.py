@@ -21,11 +21,20 @@ from alloop.models.text_model import Features
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
-from alloop.strategies import NEEDS_EMBEDDINGS, NEEDS_MC_SAMPLES, SelectionContext, get_measure, get_strategy
+from alloop.store.scores import Progress, ScoreIndex
+from alloop.strategies import (
+    MEASURES,
+    NEEDS_EMBEDDINGS,
+    NEEDS_MC_SAMPLES,
+    SelectionContext,
+    get_measure,
+    get_strategy,
+)
 from alloop.telemetry import Metrics
 from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique, quoted
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
+from query_service.scorer import ShardScorer
 
 ANONYMOUS_LABELER = "anonymous"  # recorded for a label without a labeler name when tokens are off
 DEFAULT_MEASURE = "least_confidence"
@@ -51,8 +60,9 @@ class PoolSubmission:
 @dataclass(frozen=True)
 class QueryResult:
     selected: list[Scored]
-    model_version: int
+    model_version: int  # the version that scored the selected items
     candidates: int
+    ranking: Progress | None = None  # for a Query answered from the score index: how fresh it is
 
 
 class QueryApp:
@@ -62,6 +72,7 @@ class QueryApp:
         pools: PoolStore,
         labeling: LabelingStore,
         holder: ModelHolder,
+        index: ScoreIndex,
         features: FeatureCache | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -69,8 +80,21 @@ class QueryApp:
         self.pools = pools
         self.labeling = labeling
         self.holder = holder
+        self.index = index
         self.features = features or FeatureCache(settings.feature_cache_rows)
         self.metrics = metrics or Metrics()
+        self.scorer = ShardScorer(
+            index,
+            pools,
+            holder,
+            self.features,
+            claim_idle_ms=int(settings.score_claim_seconds * 1000),
+            on_scored=self._count_index_scoring,
+        )
+
+    def _count_index_scoring(self, items: int, seconds: float) -> None:
+        self.metrics.scored_items.labels("index").inc(items)
+        self.metrics.scoring_seconds.labels("index").inc(seconds)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -113,7 +137,15 @@ class QueryApp:
         if valid:
             self._check_pool_room(pool, [item_id for item_id, _ in valid])
         added = self.pools.add(pool, valid)
+        self._post_new_shards(pool, added.shards)
         return PoolSubmission(pool, added.accepted, added.duplicate, rejections, self.pools.size(pool))
+
+    def _post_new_shards(self, pool: str, shards: Sequence[int]) -> None:
+        """New shards go to the published version's work if a replica has opened it; if none has yet, opening it
+        posts every shard, these included (the shard counter moved before the version was read)."""
+        version = self.holder.registry_current()
+        if shards and version and self.index.is_open(version):
+            self.index.post(version, pool, shards)
 
     def _check_pool_room(self, pool: str, ids: list[str]) -> None:
         """Refuse an upload that would pass ALLOOP_MAX_POOLS or ALLOOP_MAX_POOL_ITEMS (concurrent uploads to one
@@ -193,11 +225,10 @@ class QueryApp:
                     f"max_candidates={max_candidates} is more than the {limits.max_query_candidates} items one Query "
                     "may score (ALLOOP_MAX_QUERY_CANDIDATES; operators are not bound)"
                 )
-            # 0 means "every unlabeled item", up to the bound: a larger pool is sampled (reported in `candidates`).
-            max_candidates = max_candidates or limits.max_query_candidates
-            if k > max_candidates:
+            if k > (max_candidates or limits.max_query_candidates):
                 raise ResourceExhausted(
-                    f"k={k} is more than the {max_candidates} items one Query may score (ALLOOP_MAX_QUERY_CANDIDATES)"
+                    f"k={k} is more than the {max_candidates or limits.max_query_candidates} items one Query may "
+                    "score (ALLOOP_MAX_QUERY_CANDIDATES)"
                 )
         try:
             select = get_strategy(strategy)
@@ -205,7 +236,14 @@ class QueryApp:
             raise InvalidRequest(str(exc)) from exc
         self.pools.require(pool)
         served = self.holder.current()
-        ids, texts = self.pools.candidates(pool)
+        if strategy in MEASURES and not max_candidates:
+            return self._query_ranked(pool, strategy, k, served)
+        # 0 means "every open item": up to the bound for a caller who is not an operator (a larger pool is
+        # sampled, reported in `candidates`), all of them for an operator.
+        if not max_candidates:
+            max_candidates = limits.max_pool_items if caller.is_operator else limits.max_query_candidates
+        rng = np.random.default_rng(seed if seed else None)
+        ids, texts = self.pools.sample_open(pool, rng, max_candidates)
         # Both depend on the pool's state, not on the request itself: FAILED_PRECONDITION.
         if not ids:
             raise FailedPrecondition(f"pool {quoted(pool)} has no unlabeled, unqueued items left: submit more items")
@@ -213,14 +251,6 @@ class QueryApp:
             raise FailedPrecondition(
                 f"k={k} is more than the {len(ids)} unlabeled, unqueued items left in pool {quoted(pool)}: ask for fewer"
             )
-        rng = np.random.default_rng(seed if seed else None)
-        # Id order, not the store's hash order (which a rehash or restart changes): a seed then names one sample
-        # and one random batch for the same pool state.
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        ids, texts = [ids[i] for i in order], [texts[i] for i in order]
-        if 0 < max_candidates < len(ids):
-            sample = np.sort(rng.choice(len(ids), size=max_candidates, replace=False))
-            ids, texts = [ids[i] for i in sample], [texts[i] for i in sample]
         with self._scoring("query", len(ids)):
             features = self.features.features(served.predictor, pool, ids, texts)
             probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
@@ -239,6 +269,60 @@ class QueryApp:
         )
         # A concurrent Query may have queued some of the same items first: report only what this call queued.
         return QueryResult([s for s in scored if s.item_id in queued], served.version, len(ids))
+
+    def _query_ranked(self, pool: str, measure: str, k: int, served: ServedModel) -> QueryResult:
+        """The k most uncertain open items by the score index, read from the top of the ranking.
+
+        The rule: the Query first helps score the pool's shards still pending for the version this replica serves,
+        for at most ALLOOP_QUERY_SCORE_SECONDS; then it answers from the newest complete ranking (the served
+        version's if it completed, else the previous one), which the response names with its progress. Items that
+        turn out labeled or queued are skipped and taken out of the ranking, so the next Query does not read them.
+        """
+        self.scorer.help(served, pool, time.monotonic() + self.settings.query_score_seconds)
+        progress = self.index.progress(pool, served.version)
+        ranked = progress.ranked_version
+        if not ranked:
+            raise FailedPrecondition(
+                f"pool {quoted(pool)} is still being scored ({progress.shards_done} of {progress.shards_posted} "
+                f"shards by version {served.version}): retry in a moment"
+            )
+        chosen: list[tuple[str, float]] = []
+        stale: list[str] = []
+        window = max(4 * k, 256)
+        start = 0
+        candidates = self.index.size(pool, ranked)
+        while len(chosen) < k:
+            rows = self.index.window(pool, ranked, measure, start, window)
+            if not rows:
+                break
+            start += len(rows)
+            for (item_id, score), is_open in zip(
+                rows, self.pools.is_open(pool, [item_id for item_id, _ in rows]), strict=True
+            ):
+                if not is_open:
+                    stale.append(item_id)
+                elif len(chosen) < k:
+                    chosen.append((item_id, score))
+        self.index.forget(pool, ranked, stale)
+        if not chosen:
+            raise FailedPrecondition(f"pool {quoted(pool)} has no unlabeled, unqueued items left: submit more items")
+        if len(chosen) < k:
+            raise FailedPrecondition(
+                f"k={k} is more than the {len(chosen)} unlabeled, unqueued items left in pool {quoted(pool)}: "
+                "ask for fewer"
+            )
+        ids = [item_id for item_id, _ in chosen]
+        probs = self.index.probabilities(pool, ranked, ids)
+        scored = [
+            Scored(item_id, p, score, int(np.argmax(p)))
+            for (item_id, score), p in zip(chosen, probs, strict=True)
+            if p is not None
+        ]
+        queued = self.labeling.enqueue(pool, [(s.item_id, QueuedTask(s.score, ranked, measure)) for s in scored])
+        self.index.forget(pool, ranked, ids)
+        return QueryResult(
+            [s for s in scored if s.item_id in queued], ranked, candidates, self.index.progress(pool, served.version)
+        )
 
     # --- labeling --------------------------------------------------------------------------------------------
     def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:

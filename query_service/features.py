@@ -85,7 +85,10 @@ class FeatureCache:
                 if self._rows() + len(missing) > self.max_rows:
                     self._pools = {pool: entry}
             if missing:
-                entry.add([keys[i] for i in missing], predictor.features([texts[i] for i in missing]))
+                block = predictor.features([texts[i] for i in missing])
+                entry.add([keys[i] for i in missing], block)
                 self.misses += len(missing)
+                if len(missing) == len(keys):
+                    return block  # all new (a shard scored for the first time): no need to stack the pool's rows
             rows = np.fromiter((entry.rows[key] for key in keys), dtype=np.int64, count=len(keys))
             return entry.take(rows)

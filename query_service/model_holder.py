@@ -75,6 +75,10 @@ class ModelHolder:
     def current_or_none(self) -> ServedModel | None:
         return self._current
 
+    def registry_current(self) -> int:
+        """The version the registry names as published now (0: none), whether or not this replica serves it."""
+        return self._registry.current()
+
     def watch(self, active: Callable[[], bool], timeout: float = 0.5) -> Iterator[ServedModel]:
         """Yield the served version now (if any), then each new one, while ``active()`` holds."""
         last = 0

@@ -22,6 +22,7 @@ from alloop.store.connection import EmbeddedRedis, open_redis
 from alloop.store.keys import Keys
 from alloop.store.labeling import LabelingStore
 from alloop.store.pool import PoolStore
+from alloop.store.scores import ScoreIndex
 from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from alloop.v1 import query_pb2, query_pb2_grpc
@@ -51,6 +52,7 @@ class RunningQueryService:
         self.stopping.set()
         self.watchdog.stop()
         self.server.stop(grace).wait()
+        self.app.scorer.stop()
         self.holder.stop()
         self.metrics.stop()
         self.limiter.stop()
@@ -87,7 +89,8 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     pools = PoolStore(client, keys)
     metrics = Metrics()
     metrics.collect_with(lambda: replica_state(pools, labeling, holder))
-    app = QueryApp(settings, pools, labeling, holder, FeatureCache(settings.feature_cache_rows), metrics)
+    index = ScoreIndex(client, keys)
+    app = QueryApp(settings, pools, labeling, holder, index, FeatureCache(settings.feature_cache_rows), metrics)
     stopping = threading.Event()
     bound = new_server(
         settings.address,
@@ -113,6 +116,7 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     except redis.exceptions.RedisError as exc:
         log.warning("could not read Redis yet: %s", exc)
     holder.start(settings.model_poll_seconds)
+    app.scorer.start()
     watchdog.start()
     server.start()
     metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None

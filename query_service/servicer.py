@@ -16,6 +16,7 @@ from alloop.rpc.auth import Credentials
 from alloop.rpc.messages import model_version_message, seconds, strategy_name, strategy_value, timestamp
 from alloop.rpc.status import grpc_errors
 from alloop.store.labeling import LabelSubmission
+from alloop.store.scores import Progress
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from alloop.validation import quoted
 from query_service.app import DEFAULT_MEASURE, QueryApp, Scored
@@ -102,6 +103,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             model_version=result.model_version,
             strategy=request.strategy,
             candidates=result.candidates,
+            ranking=_ranking(result.ranking),
         )
 
     @grpc_errors
@@ -173,3 +175,14 @@ def _queued_strategy(name: str) -> int:
 def _prepend(first: tuple[str, str], rest: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
     yield first
     yield from rest
+
+
+def _ranking(progress: Progress | None) -> query_pb2.RankingStatus | None:
+    if progress is None:
+        return None
+    return query_pb2.RankingStatus(
+        ranked_version=progress.ranked_version,
+        served_version=progress.version,
+        shards_scored=progress.shards_done,
+        shards_total=progress.shards_posted,
+    )

@@ -48,11 +48,15 @@ def dump_keys(client: redis.Redis, prefix: str) -> dict[str, object]:
     """Byte-for-byte picture of the project's keys, to show a refused request changed nothing.
 
     Streams are the exception: a consumer polling its group updates the consumer's seen-time, which DUMP includes,
-    so for a stream the picture is its entries and each group's delivery position and pending count.
+    so for a stream the picture is its entries and each group's delivery position and pending count. The score
+    index is left out: it is derived from the pools and the model, and the replicas rewrite it in the background.
     """
     raw = redis.Redis(connection_pool=client.connection_pool)
     out: dict[str, object] = {}
+    index = Keys(prefix).index_prefix
     for key in sorted(client.scan_iter(f"{prefix}:*")):
+        if key.startswith(index):
+            continue
         if client.type(key) == "stream":
             groups = [(g["name"], g["last-delivered-id"], g["pending"]) for g in client.xinfo_groups(key)]
             out[key] = (client.xrange(key), groups)

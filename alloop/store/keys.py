@@ -38,6 +38,42 @@ class Keys:
         """HASH id -> text of one pool."""
         return self._k("pool", pool, "items")
 
+    def pool_shards(self, pool: str) -> str:
+        """Counter: how many shards the pool's items are split into (numbered from 1)."""
+        return self._k("pool", pool, "shards")
+
+    def pool_shard_prefix(self, pool: str) -> str:
+        """Prefix of the LIST of item ids in shard ``n`` (the prefix followed by ``n``): the ids one upload chunk
+        added, in upload order. Shards are the unit in which pools are scored and sampled."""
+        return self._k("pool", pool, "shard", "")
+
+    def pool_shard(self, pool: str, shard: int) -> str:
+        return self.pool_shard_prefix(pool) + str(shard)
+
+    # --- score index: derived from the pools and the model versions, rebuilt by the query replicas -------------
+    @property
+    def index_prefix(self) -> str:
+        """Every score-index key starts with this: what a replica may rewrite at any time, not request state."""
+        return self._k("index", "")
+
+    def score_work(self, version: int) -> str:
+        """STREAM of (pool, shard) entries still to be scored by ``version``; consumer group ``scorers``."""
+        return self._k("index", "work", str(version))
+
+    def ranking(self, pool: str, version: int, part: str) -> str:
+        """One part of version ``version``'s ranking of ``pool``: a ZSET per uncertainty measure (id -> minus the
+        score, so the most uncertain comes first and ties go to the smaller id), ``probs`` (HASH id -> float32
+        bytes), ``posted`` and ``done`` (SETs of shard numbers)."""
+        return self._k("index", pool, str(version), part)
+
+    def ranked_version(self, pool: str) -> str:
+        """The newest version whose ranking of ``pool`` covered every shard posted for it (absent: none yet)."""
+        return self._k("index", pool, "ranked")
+
+    def ranking_versions(self, pool: str) -> str:
+        """SET of versions that hold ranking keys for ``pool`` (so older ones can be dropped)."""
+        return self._k("index", pool, "versions")
+
     # --- labeling queue and leases -------------------------------------------------------------------------------
     @property
     def queue(self) -> str:

@@ -13,36 +13,130 @@ from alloop.store.keys import Keys, item_member
 
 ADD_CHUNK = 1000
 
+_ADD = """
+-- KEYS: pools, items, shards ; ARGV: pool, shard key prefix, then id, text pairs
+-- Stores each new id (HSETNX: an id keeps its first text) and lists the ids this call added as one new shard.
+redis.call('SADD', KEYS[1], ARGV[1])
+local added = {}
+for i = 3, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then table.insert(added, ARGV[i]) end
+end
+if #added == 0 then return {0, 0} end
+local n = redis.call('INCR', KEYS[3])
+for j = 1, #added, 500 do
+  redis.call('RPUSH', ARGV[2] .. n, unpack(added, j, math.min(j + 499, #added)))
+end
+return {n, #added}
+"""
+
+_SHARD_EXISTING = """
+-- KEYS: items, shards ; ARGV: shard key prefix, shard size
+-- A pool stored before pools had shards: split its ids into shards once (a no-op when it has them).
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('HLEN', KEYS[1]) == 0 then return 0 end
+local ids = redis.call('HKEYS', KEYS[1])
+table.sort(ids)
+local size = tonumber(ARGV[2])
+local n = 0
+for j = 1, #ids, size do
+  n = n + 1
+  for s = j, math.min(j + size - 1, #ids), 500 do
+    redis.call('RPUSH', ARGV[1] .. n, unpack(ids, s, math.min(s + 499, j + size - 1, #ids)))
+  end
+end
+redis.call('SET', KEYS[2], n)
+return n
+"""
+
 
 @dataclass(frozen=True)
 class AddResult:
     accepted: int
     duplicate: int
+    shards: tuple[int, ...] = ()  # the shards this call created, one per chunk that stored a new item
 
 
 class PoolStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._r = client
         self._keys = keys
+        self._add = client.register_script(_ADD)
+        self._shard_existing = client.register_script(_SHARD_EXISTING)
 
     def add(self, pool: str, items: Sequence[tuple[str, str]], chunk: int = ADD_CHUNK) -> AddResult:
         """Store (id, text) pairs; an id already in the pool keeps its first text (HSETNX), so a retry is a no-op.
 
-        Written in transactions of ``chunk`` items, so no single one holds Redis (single-threaded: every other
-        client waits) for long: one transaction of 100,000 reviews blocked it for about half a second. A crash
-        part-way leaves a prefix of the items stored; sending the same upload again completes it.
+        Written in scripts of ``chunk`` items, so no single one holds Redis (single-threaded: every other client
+        waits) for long. Each chunk's new ids become one shard of the pool, the unit in which pools are scored and
+        sampled. A crash part-way leaves a prefix of the items stored; sending the same upload again completes it.
         """
-        if not items:
-            return AddResult(0, 0)
-        key = self._keys.pool_items(pool)
+        k = self._keys
         accepted = 0
+        shards: list[int] = []
         for start in range(0, len(items), chunk):
-            pipe = self._r.pipeline(transaction=True)
-            pipe.sadd(self._keys.pools, pool)
+            argv = [pool, k.pool_shard_prefix(pool)]
             for item_id, text in items[start : start + chunk]:
-                pipe.hsetnx(key, item_id, text)
-            accepted += sum(1 for flag in pipe.execute()[1:] if flag)
-        return AddResult(accepted, len(items) - accepted)
+                argv += [item_id, text]
+            shard, added = self._add(keys=[k.pools, k.pool_items(pool), k.pool_shards(pool)], args=argv)
+            accepted += int(added)
+            if int(shard):
+                shards.append(int(shard))
+        return AddResult(accepted, len(items) - accepted, tuple(shards))
+
+    def shard_count(self, pool: str) -> int:
+        """How many shards the pool has (numbered 1..n); a pool stored before shards existed is split first."""
+        k = self._keys
+        count = self._r.get(k.pool_shards(pool))
+        if count is None:
+            return int(
+                self._shard_existing(
+                    keys=[k.pool_items(pool), k.pool_shards(pool)], args=[k.pool_shard_prefix(pool), ADD_CHUNK]
+                )
+            )
+        return int(count)
+
+    def shard_ids(self, pool: str, shards: Sequence[int]) -> list[list[str]]:
+        pipe = self._r.pipeline(transaction=False)
+        for shard in shards:
+            pipe.lrange(self._keys.pool_shard(pool, shard), 0, -1)
+        return list(pipe.execute()) if shards else []
+
+    def open_items(self, pool: str, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Those of ``ids`` that are neither labeled nor waiting for a label, with their texts (reads only them)."""
+        keep = [item_id for item_id, is_open in zip(ids, self.is_open(pool, ids), strict=True) if is_open]
+        texts = self.texts(pool, keep)
+        return [i for i, t in zip(keep, texts, strict=True) if t is not None], [t for t in texts if t is not None]
+
+    def is_open(self, pool: str, ids: Sequence[str]) -> list[bool]:
+        """For each id: True while it is neither labeled nor waiting for a label."""
+        if not ids:
+            return []
+        members = [item_member(pool, item_id) for item_id in ids]
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hmget(self._keys.labels, members)
+        pipe.hmget(self._keys.queued, members)
+        labeled, queued = pipe.execute()
+        return [lab is None and que is None for lab, que in zip(labeled, queued, strict=True)]
+
+    def sample_open(self, pool: str, rng: np.random.Generator, limit: int) -> tuple[list[str], list[str]]:
+        """Up to ``limit`` open items (neither labeled nor waiting), read shard by shard in an order drawn from
+        ``rng``, never more shards than it takes; returned sorted by id, so a seed names one sample for one pool
+        state. Items beyond ``limit`` in the last shard read are dropped by a draw from ``rng`` as well."""
+        self.require(pool)
+        order = rng.permutation(self.shard_count(pool)) + 1
+        ids: list[str] = []
+        texts: list[str] = []
+        step = 8
+        for start in range(0, len(order), step):
+            for shard in self.shard_ids(pool, [int(s) for s in order[start : start + step]]):
+                open_ids, open_texts = self.open_items(pool, shard)
+                ids += open_ids
+                texts += open_texts
+            if len(ids) >= limit:
+                break
+        ranked = sorted(range(len(ids)), key=ids.__getitem__)
+        if len(ranked) > limit:
+            ranked = [ranked[int(i)] for i in np.sort(rng.choice(len(ranked), size=limit, replace=False))]
+        return [ids[i] for i in ranked], [texts[i] for i in ranked]
 
     def exists(self, pool: str) -> bool:
         return bool(self._r.sismember(self._keys.pools, pool))

@@ -93,13 +93,14 @@ def test_the_recorded_labeler_comes_from_the_token(stub, redis_client, keys):
 
 
 def test_a_client_query_scores_at_most_the_bound_and_an_operator_is_not_bound(stub):
+    # A sampling strategy: the uncertainty ones read the score index and score nothing for the Query itself.
     as_client = stub.Query(
-        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("client-token")
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=2), metadata=bearer("client-token")
     )
     assert as_client.candidates == CANDIDATES  # 30 unlabeled items, scored a sample of 12
     with pytest.raises(grpc.RpcError) as over:
         stub.Query(
-            query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2, max_candidates=CANDIDATES + 1),
+            query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=2, max_candidates=CANDIDATES + 1),
             metadata=bearer("client-token"),
         )
     assert (
@@ -107,6 +108,6 @@ def test_a_client_query_scores_at_most_the_bound_and_an_operator_is_not_bound(st
         and "ALLOOP_MAX_QUERY_CANDIDATES" in over.value.details()
     )
     as_operator = stub.Query(
-        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_ENTROPY, k=2), metadata=bearer("op-token")
+        query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_RANDOM, k=2), metadata=bearer("op-token")
     )
     assert as_operator.candidates == 30 - 2  # every unlabeled, unqueued item

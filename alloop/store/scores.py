@@ -1,0 +1,207 @@
+"""The score index: every pool ranked by each uncertainty measure, kept in Redis, built by all query replicas.
+
+Work is handed out through one Redis stream per model version (consumer group ``scorers``): an entry names a pool
+and one of its shards. A version's work is posted when a replica first serves it (every shard of every pool) and
+when an upload adds a shard (that shard, for the published version). Whichever replica is free reads the next
+entry; an entry a replica took and never acknowledged (it died) is claimed by another after ``claim_idle_ms``.
+
+A shard's scores are recorded by one script that first adds the shard to the ranking's ``done`` set: a shard
+scored twice (a slow replica whose entry was claimed) is written once. A ranking is complete when every shard
+posted for it is done; the pool's ``ranked`` pointer then moves to that version and older rankings are dropped.
+Query reads the ranking the pointer names (see :mod:`query_service.app` for the rule it follows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from alloop.store.keys import Keys
+
+GROUP = "scorers"
+MEASURE_PARTS = ("least_confidence", "margin", "entropy")
+_PARTS = (*MEASURE_PARTS, "probs", "posted", "done")
+
+_POST = """
+-- KEYS: work stream, posted set, versions set ; ARGV: pool, version, shard... ; posts each shard not posted yet
+redis.call('SADD', KEYS[3], ARGV[2])
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[1], '*', 'pool', ARGV[1], 'shard', ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+_RECORD = """
+-- KEYS: done, posted, least_confidence, margin, entropy, probs, ranked
+-- ARGV: version, shard, then per item: id, -least_confidence, -margin, -entropy, probabilities
+-- Returns -1 if the shard was recorded before, 1 if this completed the ranking (the pointer moved), else 0.
+if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return -1 end
+for i = 3, #ARGV, 5 do
+  redis.call('ZADD', KEYS[3], ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', KEYS[4], ARGV[i + 2], ARGV[i])
+  redis.call('ZADD', KEYS[5], ARGV[i + 3], ARGV[i])
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 4])
+end
+if redis.call('SCARD', KEYS[1]) >= redis.call('SCARD', KEYS[2])
+   and tonumber(redis.call('GET', KEYS[7]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[7], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One stream entry: score ``shard`` of ``pool`` with ``version``."""
+
+    entry_id: str
+    pool: str
+    shard: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far ``version``'s ranking of a pool has got, and which version's ranking Query reads now."""
+
+    version: int
+    shards_done: int
+    shards_posted: int
+    ranked_version: int
+
+    @property
+    def complete(self) -> bool:
+        return self.shards_posted > 0 and self.shards_done >= self.shards_posted
+
+
+class ScoreIndex:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+        self._post = client.register_script(_POST)
+        self._record = client.register_script(_RECORD)
+
+    # --- work ----------------------------------------------------------------------------------------------------
+    def open_version(self, version: int) -> None:
+        """Create ``version``'s work stream and group (idempotent): from then on uploads post their shards to it."""
+        try:
+            self._r.xgroup_create(self._keys.score_work(version), GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def is_open(self, version: int) -> bool:
+        return bool(self._r.exists(self._keys.score_work(version)))
+
+    def post(self, version: int, pool: str, shards: Sequence[int], chunk: int = 1000) -> int:
+        """Hand out ``shards`` of ``pool`` for ``version`` (each shard once, however often it is posted)."""
+        k = self._keys
+        posted = 0
+        for start in range(0, len(shards), chunk):
+            posted += int(
+                self._post(
+                    keys=[k.score_work(version), k.ranking(pool, version, "posted"), k.ranking_versions(pool)],
+                    args=[pool, version, *shards[start : start + chunk]],
+                )
+            )
+        return posted
+
+    def take(self, version: int, consumer: str, block_ms: int | None, claim_idle_ms: int) -> list[Work]:
+        """One entry of ``version``'s work: first one a dead consumer left pending longer than ``claim_idle_ms``,
+        else the next new one (waiting up to ``block_ms``; None: do not wait)."""
+        key = self._keys.score_work(version)
+        claimed = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)
+        entries = claimed[1]
+        if not entries:
+            read = self._r.xreadgroup(GROUP, consumer, {key: ">"}, count=1, block=block_ms)
+            entries = read[0][1] if read else []
+        return [Work(entry_id, fields["pool"], int(fields["shard"])) for entry_id, fields in entries if fields]
+
+    def done(self, version: int, work: Work) -> None:
+        key = self._keys.score_work(version)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xack(key, GROUP, work.entry_id)
+        pipe.xdel(key, work.entry_id)
+        pipe.execute()
+
+    def pending(self, version: int) -> int:
+        """Entries of ``version`` not yet acknowledged (queued or being scored)."""
+        key = self._keys.score_work(version)
+        if not self._r.exists(key):
+            return 0
+        return int(self._r.xlen(key))
+
+    # --- scores --------------------------------------------------------------------------------------------------
+    def record(
+        self, version: int, pool: str, shard: int, ids: Sequence[str], probs: np.ndarray, measures: np.ndarray
+    ) -> int:
+        """Write one shard's scores (``measures``: one column per :data:`MEASURE_PARTS`); -1: already recorded,
+        1: this shard completed the ranking (older rankings of the pool are dropped), 0: otherwise."""
+        k = self._keys
+        args: list[object] = [version, shard]
+        probs32 = np.asarray(probs, dtype=np.float32)
+        for i, item_id in enumerate(ids):
+            args += [item_id, *(repr(-float(m)) for m in measures[i]), probs32[i].tobytes()]
+        outcome = int(
+            self._record(
+                keys=[
+                    k.ranking(pool, version, "done"),
+                    k.ranking(pool, version, "posted"),
+                    *(k.ranking(pool, version, part) for part in MEASURE_PARTS),
+                    k.ranking(pool, version, "probs"),
+                    k.ranked_version(pool),
+                ],
+                args=args,
+            )
+        )
+        if outcome == 1:
+            self.drop_older(pool, version)
+        return outcome
+
+    def drop_older(self, pool: str, version: int) -> None:
+        k = self._keys
+        older = [int(v) for v in self._r.smembers(k.ranking_versions(pool)) if int(v) < version]
+        if older:
+            pipe = self._r.pipeline(transaction=False)
+            for v in older:
+                pipe.unlink(*(k.ranking(pool, v, part) for part in _PARTS))
+                pipe.srem(k.ranking_versions(pool), v)
+            pipe.execute()
+
+    def progress(self, pool: str, version: int) -> Progress:
+        k = self._keys
+        pipe = self._r.pipeline(transaction=False)
+        pipe.scard(k.ranking(pool, version, "done"))
+        pipe.scard(k.ranking(pool, version, "posted"))
+        pipe.get(k.ranked_version(pool))
+        done, posted, ranked = pipe.execute()
+        return Progress(version, int(done), int(posted), int(ranked or 0))
+
+    def window(self, pool: str, version: int, measure: str, start: int, count: int) -> list[tuple[str, float]]:
+        """Items ``start`` .. ``start + count - 1`` of the ranking, most uncertain first, with their score."""
+        rows = self._r.zrange(self._keys.ranking(pool, version, measure), start, start + count - 1, withscores=True)
+        return [(item_id, -float(score)) for item_id, score in rows]
+
+    def size(self, pool: str, version: int) -> int:
+        return int(self._r.zcard(self._keys.ranking(pool, version, MEASURE_PARTS[0])))
+
+    def probabilities(self, pool: str, version: int, ids: Sequence[str]) -> list[np.ndarray | None]:
+        raw = redis.Redis(connection_pool=self._r.connection_pool)  # bytes, whatever the client decodes
+        values = raw.execute_command("HMGET", self._keys.ranking(pool, version, "probs"), *ids, NEVER_DECODE=True)
+        return [None if v is None else np.frombuffer(v, dtype=np.float32) for v in values]
+
+    def forget(self, pool: str, version: int, ids: Sequence[str]) -> None:
+        """Take items out of the ranking (queued or labeled: Query would skip them from now on anyway)."""
+        if not ids:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for part in MEASURE_PARTS:
+            pipe.zrem(self._keys.ranking(pool, version, part), *ids)
+        pipe.execute()
