@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -28,6 +28,7 @@ class Stack:
     trainer: str
     redis_url: str
     run_dir: Path
+    query_pid: int = 0  # the query replica's process, for benchmarks that read its memory
 
 
 def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -86,7 +87,7 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterat
                 )
         wait_serving(stack.trainer, 180, processes[0])
         wait_serving(stack.query, 180, processes[1])
-        yield stack
+        yield replace(stack, query_pid=processes[1].pid)
     finally:
         for process in processes:
             process.terminate()
