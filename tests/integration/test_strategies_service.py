@@ -24,7 +24,7 @@ from alloop import artifacts
 from alloop.config import QuerySettings
 from alloop.models.config import ModelConfig
 from alloop.models.linear import TFIDF_LAYER
-from alloop.models.text_model import Predictor, embedding_projection, parts
+from alloop.models.text_model import Predictor, _vocabulary_bytes, embedding_projection, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.rpc.messages import strategy_value
 from alloop.store.keys import item_member
@@ -313,3 +313,12 @@ def test_bilstm_features_are_token_ids_and_score_like_the_texts(loaded_bilstm):
         work_dir=Path(tempfile.mkdtemp()),
     )
     assert Predictor(other.model).fingerprint != predictor.fingerprint
+
+
+def test_the_fingerprint_reads_every_token_in_index_order(loaded_bilstm):
+    # Read from the lookup table's tensors, not get_vocabulary(): the same tokens in the same order must come out,
+    # or two vectorizers that number tokens differently could share a fingerprint.
+    vectorizer, _ = parts(loaded_bilstm.model)
+    tokens = [t.decode() for t in _vocabulary_bytes(vectorizer).split(b"\x00")[:-1]]
+    vocabulary = vectorizer.get_vocabulary()
+    assert len(tokens) > 10 and tokens == vocabulary[len(vocabulary) - len(tokens) :]
