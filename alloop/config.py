@@ -189,7 +189,6 @@ class TrainerSettings:
     metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
     round_lock_seconds: float = 60.0
     stop_set_size: int = 1000
-    fault_points: tuple[str, ...] = ()  # testing only: see trainer_service/faults.py
     # None: $ALLOOP_STATE_DIR/corpus (alloop.models.linear.CorpusCache): the trainer's own files, kept off the model
     # volume that query replicas share.
     corpus_cache_dir: Path | None = None
@@ -315,7 +314,6 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         metrics_address=env.get("ALLOOP_METRICS_ADDRESS", "").strip() or None,
         round_lock_seconds=number(env, "ALLOOP_ROUND_LOCK_SECONDS", d.round_lock_seconds),
         stop_set_size=integer(env, "ALLOOP_STOP_SET_SIZE", d.stop_set_size),
-        fault_points=tuple(p for p in env.get("ALLOOP_FAULT_POINTS", "").split(",") if p.strip()),
         consumer=env.get("ALLOOP_TRAINER_NAME", "").strip(),
         corpus_cache_dir=Path(env["ALLOOP_CORPUS_CACHE_DIR"]) if env.get("ALLOOP_CORPUS_CACHE_DIR") else None,
     )

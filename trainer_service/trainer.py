@@ -46,7 +46,6 @@ from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from trainer_service.events import EventHub, TrainingEvent
-from trainer_service.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,6 @@ class Trainer:
         # The linear family's vocabulary, IDF, LSA basis (also on disk) and val/test counts, per pool text.
         self._corpus_cache = CorpusCache(settings.corpus_cache_path)
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
-        self.faults = FaultInjector(settings.fault_points)
         self._lock_ms = int(
             settings.round_lock_seconds * 1000
         )  # after a failed round, automatic rounds wait (Train still starts one)
@@ -163,7 +161,7 @@ class Trainer:
     def _consume_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.store.consume(block_ms=500, before_write=lambda: self.faults.hit("consume"))
+                self.store.consume(block_ms=500)
                 self.maybe_train()
             except redis.exceptions.RedisError as exc:
                 log.warning("label consumer: Redis error %s; retrying", exc)
@@ -266,7 +264,6 @@ class Trainer:
             log.info("round %d: training on %d labels (%d new)", round_no, len(train), untrained)
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                self.faults.hit("epoch")
                 self.events.publish(
                     TrainingEvent("epoch_end", round_no, epoch=epoch, metrics=logs, train_size=len(train))
                 )
@@ -328,7 +325,6 @@ class Trainer:
                 )
             metadata["sha256"] = digest
             metadata["phase_seconds"] = phases.seconds
-            self.faults.hit("written")
 
             def bookkeeping(pipe: Any) -> None:
                 self.store.mark_trained(pipe, untrained)
@@ -336,7 +332,6 @@ class Trainer:
                     self.store.save_stop_predictions(pipe, version, stop_labels)
 
             self.registry.publish(version, metadata, also=bookkeeping)
-            self.faults.hit("published")
             self._published = (version, result.model)
             log.info(
                 "round %d: published version %d (test accuracy %.4f, FP %d, FN %d; seconds: %s)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -101,11 +101,8 @@ class TrainingSetStore:
         block_ms: int = 1000,
         count: int = 500,
         claim_idle_ms: int = 60_000,
-        before_write: Callable[[], None] | None = None,
     ) -> int:
-        """One step of the consumer loop: claim a dead consumer's entries, re-read our own unacked ones, then new.
-
-        ``before_write`` runs between reading entries and writing them (a seam for crash tests)."""
+        """One step of the consumer loop: claim a dead consumer's entries, re-read our own unacked ones, then new."""
         self.ensure_group()
         stream = self._keys.label_stream
         # Redis 6.2 answers [cursor, entries], 7.x adds a third element (deleted ids): take entries either way.
@@ -120,8 +117,6 @@ class TrainingSetStore:
                 self._r.xack(stream, GROUP, sid)
                 continue
             rows.append((sid, item_member(fields["pool"], fields["id"]), fields["text"], int(fields["label"])))
-        if rows and before_write is not None:
-            before_write()
         return self._write(rows)
 
     def snapshot(self) -> tuple[list[LabeledItem], int]:

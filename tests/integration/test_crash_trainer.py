@@ -1,19 +1,27 @@
-"""kill -9 the trainer at random points, many times, and show that no label is lost or trained twice.
+"""kill -9 the trainer at every point a round passes, with labels arriving, and show no label is lost or trained twice.
 
-Each cycle submits new labels through the labeling store (the query service's path), starts a real trainer process,
-and kills it with SIGKILL: half the cycles at a named point inside the round (while consuming, mid-epoch, after the
-artifact is written but before it is published, right after publishing), half at a random moment from outside.
-After every kill the published pointer must name a complete artifact whose sha256 verifies, and every version
-directory must be complete. At the end a clean trainer catches up, and the training set must equal the initial set
-plus every accepted label, each exactly once.
+A calibration run of the trainer (``tests.integration.fault_trainer``, which counts every Redis write and every
+fsync the unchanged service makes) records the points a round passes: start-up, the first polls of the label
+consumer, reading and writing labels, taking the round lock, each renewal kind, allocating a version, every write of
+the version directory, publishing, and what comes after. Then one cycle per point: new labels are submitted, a real
+trainer starts, and it is SIGKILLed just before that write (the write never happens), while a second thread keeps
+submitting labels through the labeling store (the query service's path). A few more cycles are killed from outside at
+seeded random moments. After every kill the published pointer must name a complete artifact whose sha256 verifies
+and every version directory must be complete. At the end a clean trainer catches up, and the training set must
+equal the initial set plus every accepted label, each exactly once.
+
+The run's seed (cycle order, kill moments, label arrivals) is printed; ``ALLOOP_CRASH_SEED=<seed>`` replays it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import secrets
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -21,19 +29,22 @@ import pytest
 
 from alloop import artifacts
 from alloop.store.connection import connect, free_port
+from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, QueuedTask
 from alloop.store.pool import PoolStore
 from alloop.store.training import GROUP
 from alloop.store.versions import VersionRegistry
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
+from tests import synthetic
 from tests.integration.processes import spawn, wait_healthy
 from tests.integration.services import channel, wait_for
 
 pytestmark = pytest.mark.integration
 
-FAULT_POINTS = ["consume", "epoch", "written", "published"]
-KILLS = 12
-LABELS_PER_CYCLE = 12
+HARNESS = "tests.integration.fault_trainer"
+LABELS_PER_CYCLE = 12  # above the retrain threshold: every cycle's trainer starts a round
+POLLS = {"XGROUP", "XAUTOCLAIM", "XREADGROUP"}  # the label consumer's idle loop: the first of each is a point
+OUTSIDE_KILLS = 2
 
 
 def check_store(client, keys, model_dir: Path) -> None:
@@ -50,11 +61,58 @@ def check_store(client, keys, model_dir: Path) -> None:
         artifacts.verify_version(model_dir, int(directory.name[1:]), hashlib.sha256(manifest.encode()).hexdigest())
 
 
-def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
+def round_points(trace: list[str], rng: random.Random) -> tuple[list[str], str]:
+    """Kill points (``ALLOOP_TEST_KILL`` values) from a calibration trace, and the one right after publishing."""
+    rows = [line.split() for line in trace]  # kind, n, NAME@THREAD, k
+    last_round = max(i for i, (kind, _, named, _) in enumerate(rows) if kind == "redis" and named.endswith("@round"))
+    points, after_publish = [], ""
+    published = False
+    for kind, _n, named, k in rows[: last_round + 1]:
+        if kind != "redis":
+            continue
+        command = named.split("@")[0]
+        if int(k) > 1 and (command in POLLS or named.endswith("@round-lock")):
+            continue  # the consumer's idle polls and the lock's renewals: the first of each kind is enough
+        points.append(f"redis:{named}:{k}")
+        if published and not after_publish:
+            after_publish = points[-1]
+        published = published or "PUBLISH" in command
+    fsyncs = sum(1 for row in rows if row[0] == "fsync")
+    assert fsyncs >= 3 and published, f"calibration saw no version written and published: {trace}"
+    # The first fsync: files written, none synced, the temporary directory in place (its cleanup must show);
+    # the last: the version renamed into place but not yet published; one in between.
+    points += [f"fsync:{n}" for n in sorted({1, rng.randint(2, fsyncs - 1), fsyncs})]
+    return points, after_publish
+
+
+class Labeler(threading.Thread):
+    """Submits a few labels at seeded random intervals until stopped, as labelers do while a round runs."""
+
+    def __init__(self, labeling: LabelingStore, rows: list[dict], rng: random.Random, submitted: dict) -> None:
+        super().__init__(daemon=True)
+        self.labeling, self.rows, self.rng, self.submitted = labeling, rows, rng, submitted
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.rng.uniform(0.5, 1.5)) and self.rows:
+            batch, self.rows[:3] = self.rows[:3], []
+            submit(self.labeling, batch, self.submitted)
+
+
+def submit(labeling: LabelingStore, batch: list[dict], submitted: dict) -> None:
+    labeling.enqueue("p", [(r["id"], QueuedTask(0.5, 0, "test")) for r in batch])
+    result = labeling.submit([LabelSubmission("p", r["id"], r["label"]) for r in batch], "oracle")
+    assert result.accepted == len(batch)
+    submitted.update({r["id"]: r["label"] for r in batch})
+
+
+def test_trainer_survives_kill_9_at_every_point(redis_server, keys, corpus, tmp_path):
+    seed = int(os.environ.get("ALLOOP_CRASH_SEED") or secrets.randbelow(2**31))
+    print(f"crash test seed {seed} (replay: ALLOOP_CRASH_SEED={seed})")
+    rng = random.Random(seed)
     client = connect(redis_server.url)
-    rng = random.Random(7)
     pools, labeling = PoolStore(client, keys), LabelingStore(client, keys)
-    pool_rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
+    pool_rows = synthetic.reviews(1500, 4, "pool")
     pools.add("p", [(r["id"], r["text"]) for r in pool_rows])
     initial = {f'["initial","{r["id"]}"]': r for r in map(json.loads, corpus["initial"].read_text().splitlines())}
     model_dir = tmp_path / "state" / "models"
@@ -71,28 +129,60 @@ def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
         "ALLOOP_TEST_DATA": str(corpus["test"]),
     }
     submitted: dict[str, int] = {}
-    plan = [FAULT_POINTS[(i // 2) % 4] if i % 2 == 0 else None for i in range(KILLS)]
-    outcomes = []
-    for cycle, point in enumerate(plan):
-        batch = pool_rows[cycle * LABELS_PER_CYCLE : (cycle + 1) * LABELS_PER_CYCLE]
-        labeling.enqueue("p", [(r["id"], QueuedTask(0.5, 0, "test")) for r in batch])
-        result = labeling.submit([LabelSubmission("p", r["id"], r["label"]) for r in batch], "oracle")
-        assert result.accepted == len(batch)
-        submitted.update({r["id"]: r["label"] for r in batch})
+    logs = tmp_path / "logs"
 
-        process = spawn(
-            "trainer_service.server", {**env, "ALLOOP_FAULT_POINTS": point or ""}, tmp_path / "logs" / f"{cycle}.log"
-        )
-        if point is None:
-            time.sleep(rng.uniform(1.0, 9.0))  # from outside, at a moment the process does not choose
-            process.send_signal(signal.SIGKILL)
-        code = process.wait(timeout=180)
-        assert code == -signal.SIGKILL, f"cycle {cycle} ({point}): exit {code}; see {tmp_path / 'logs'}"
-        outcomes.append((point or "random", VersionRegistry(client, keys).current()))
+    def cycle(name: str, kill: str, outside: float | None = None) -> int:
+        """One trainer, killed at ``kill`` (or from outside after ``outside`` seconds); returns the version after."""
+        submit(labeling, [pool_rows.pop() for _ in range(LABELS_PER_CYCLE)], submitted)
+        labeler = Labeler(labeling, pool_rows, random.Random(rng.random()), submitted)
+        process = spawn(HARNESS, {**env, "ALLOOP_TEST_KILL": kill}, logs / f"{name}.log")
+        labeler.start()
+        try:
+            if outside is not None:
+                time.sleep(outside)
+                process.send_signal(signal.SIGKILL)
+            code = process.wait(timeout=90)
+        finally:
+            labeler.halt.set()
+            labeler.join()
+            if process.poll() is None:
+                process.kill()
+        assert code == -signal.SIGKILL, f"{name} ({kill or 'outside'}): exit {code}; seed {seed}; see {logs}"
         check_store(client, keys, model_dir)
+        return VersionRegistry(client, keys).current()
 
-    # A clean trainer catches up: every label consumed and acked, then one more round trains on everything.
-    process = spawn("trainer_service.server", env, tmp_path / "logs" / "final.log")
+    # Calibration: a first trainer seeds the initial set and publishes (a first start writes what later ones
+    # find done); a second one, traced, runs one round to its end. Both are then killed. Its trace names the points.
+    trace = tmp_path / "calibration.trace"
+    for name, extra in (("first", {}), ("calibration", {"ALLOOP_TEST_TRACE": str(trace)})):
+        before = VersionRegistry(client, keys).current()
+        submit(labeling, [pool_rows.pop() for _ in range(LABELS_PER_CYCLE)], submitted)
+        process = spawn(HARNESS, {**env, **extra}, logs / f"{name}.log")
+        try:
+            wait_for(lambda b=before: VersionRegistry(client, keys).current() > b, timeout=120, what=f"{name} version")
+            wait_for(lambda: client.get(keys.round_lock) is None, timeout=30, what="the round lock released")
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+    points, after_publish = round_points(trace.read_text().splitlines(), rng)
+    plan = [(point, None) for point in points] + [("", rng.uniform(1.0, 9.0)) for _ in range(OUTSIDE_KILLS)]
+    rng.shuffle(plan)
+    print(f"{len(plan)} kills: {[p or f'outside after {s:.1f} s' for p, s in plan]}")
+
+    left_partial = []
+    version = VersionRegistry(client, keys).current()
+    for n, (point, outside) in enumerate(plan):
+        before = version
+        version = cycle(f"{n}-{point or 'outside'}".replace("@", "-").replace(":", "-"), point, outside)
+        assert version >= before, f"the published version went back from {before} to {version}; seed {seed}"
+        if point == after_publish:
+            assert version > before, f"killed right after publishing, version {before} is still current"
+        if point == "fsync:1":
+            left_partial = list(model_dir.glob(".tmp-*"))
+    assert left_partial, "the kill at the first fsync left no temporary version directory: it missed the write"
+
+    # A clean trainer removes what the kills left, catches up, and one more round trains on everything.
+    process = spawn("trainer_service.server", env, logs / "final.log")
     try:
         assert wait_healthy(address, process)
         assert not list(model_dir.glob(".tmp-*")), "partial version directories survived a restart"
@@ -101,7 +191,7 @@ def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
         wait_for(
             lambda: trainer.GetStatus(trainer_pb2.GetStatusRequest()).status.labels_seen == expected,
             timeout=120,
-            what="every label in the training set",
+            what=f"every label in the training set (seed {seed})",
         )
         wait_for(lambda: client.xpending(keys.label_stream, GROUP)["pending"] == 0, what="every label acked")
         wait_for(
@@ -120,13 +210,8 @@ def test_trainer_survives_repeated_kill_9(redis_server, keys, corpus, tmp_path):
 
     training_set = {m: json.loads(v) for m, v in client.hgetall(keys.training_set).items()}
     want = {m: r["label"] for m, r in initial.items()}
-    want.update({json.dumps(["p", i], separators=(",", ":")): label for i, label in submitted.items()})
-    assert {m: v["label"] for m, v in training_set.items()} == want  # none lost, none twice (keyed by item)
+    want.update({item_member("p", i): label for i, label in submitted.items()})
+    got = {m: v["label"] for m, v in training_set.items()}
+    assert got == want, f"lost: {sorted(want.keys() - got.keys())[:5]}; seed {seed}"  # none lost, none twice
     assert client.xlen(keys.label_stream) == 0  # every entry taken in was deleted with its ack: the stream is drained
     check_store(client, keys, model_dir)
-    # A trainer armed at a point exits by SIGKILL only if it reaches that point (else wait() times out); and a kill
-    # right after publishing leaves the new version published.
-    versions = [v for _, v in outcomes]
-    for cycle, (point, version) in enumerate(outcomes):
-        if point == "published":
-            assert version > (versions[cycle - 1] if cycle else 0)

@@ -1,0 +1,145 @@
+"""The trainer service with a crash installed from outside: ``python -m tests.integration.fault_trainer``.
+
+The product has no fault hooks. This wrapper installs them before the trainer starts, at the two places where a
+crash can leave state half-written, and then runs ``trainer_service.server.main`` unchanged:
+
+- every Redis call that may write (a command, a pipeline, a script) counts as one *write*;
+- every ``os.fsync`` counts as one *file write step* (a version directory fsyncs each file, then the directory).
+
+``ALLOOP_TEST_KILL`` says where to SIGKILL the process: ``redis:N`` just before its N-th write (so N - 1 writes
+happened), ``redis:NAME@THREAD:K`` just before the K-th write of that name from that thread (a point that timing
+does not move: ``EVALSHA@label-consumer:1`` is the first label write, however many polls come before it),
+``fsync:N`` just before its N-th fsync; empty or unset: never. Thread names drop a round's number (``round-3`` is
+``round``). ``ALLOOP_TEST_TRACE=path`` appends one line per write or fsync (``redis <n> <NAME@THREAD> <k>``) with
+unbuffered writes, so the trace of a killed process is complete up to the kill: a calibration run reads the points a
+round passes from it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.client
+
+# Commands that never change data: everything else counts as a write (scripts and stream reads in a consumer
+# group included: XREADGROUP moves entries into the pending list).
+READ_ONLY = frozenset(
+    [
+        "GET",
+        "MGET",
+        "HGET",
+        "HMGET",
+        "HGETALL",
+        "HLEN",
+        "HEXISTS",
+        "HKEYS",
+        "HVALS",
+        "HSCAN",
+        "ZCARD",
+        "ZSCORE",
+        "ZMSCORE",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZREVRANGE",
+        "ZRANK",
+        "ZSCAN",
+        "XLEN",
+        "XPENDING",
+        "XINFO",
+        "XRANGE",
+        "XREVRANGE",
+        "SMEMBERS",
+        "SCARD",
+        "SISMEMBER",
+        "SMISMEMBER",
+        "SSCAN",
+        "LRANGE",
+        "LLEN",
+        "LINDEX",
+        "EXISTS",
+        "TYPE",
+        "TTL",
+        "PTTL",
+        "SCAN",
+        "KEYS",
+        "PING",
+        "INFO",
+        "ECHO",
+        "SCRIPT",
+        "CLIENT",
+        "AUTH",
+        "SELECT",
+        "HELLO",
+        "COMMAND",
+        "CONFIG",
+    ]
+)
+
+
+def thread_name() -> str:
+    name = threading.current_thread().name
+    return "round" if name.startswith("round-") and name[6:].isdigit() else name
+
+
+class Crash:
+    def __init__(self, spec: str, trace: str | None) -> None:
+        kind, _, rest = spec.partition(":")
+        point, _, count = rest.rpartition(":")
+        if spec and (kind not in ("redis", "fsync") or not count.isdigit() or int(count) < 1):
+            raise SystemExit(f"ALLOOP_TEST_KILL={spec!r}: expected redis:N, redis:NAME@THREAD:K or fsync:N (N, K >= 1)")
+        self.kind, self.point, self.at = (kind, point, int(count)) if spec else ("", "", 0)
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._trace = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if trace else None
+
+    def step(self, kind: str, what: str) -> None:
+        with self._lock:
+            named = f"{what}@{thread_name()}"
+            n = self.counts[kind] = self.counts.get(kind, 0) + 1
+            k = self.counts[named] = self.counts.get(named, 0) + 1
+            if kind == self.kind and ((n, "") == (self.at, self.point) or (named, k) == (self.point, self.at)):
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self._trace is not None:
+                os.write(self._trace, f"{kind} {n} {named} {k}\n".encode())
+
+
+def _name(args: tuple[Any, ...]) -> str:
+    return str(args[0]).upper().split()[0] if args else "?"
+
+
+def install(crash: Crash) -> None:
+    command: Callable[..., Any] = redis.Redis.execute_command
+    pipeline: Callable[..., Any] = redis.client.Pipeline.execute
+    fsync = os.fsync
+
+    def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        if _name(args) not in READ_ONLY:
+            crash.step("redis", _name(args))
+        return command(self, *args, **options)
+
+    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
+        names = [_name(c[0]) for c in self.command_stack]
+        writes = [n for n in names if n not in READ_ONLY]
+        if writes:
+            crash.step("redis", "PIPELINE:" + ",".join(writes))
+        return pipeline(self, raise_on_error)
+
+    def counted_fsync(fd: int) -> None:
+        crash.step("fsync", "FSYNC")
+        fsync(fd)
+
+    redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
+    redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+    os.fsync = counted_fsync
+
+
+if __name__ == "__main__":
+    install(Crash(os.environ.get("ALLOOP_TEST_KILL", ""), os.environ.get("ALLOOP_TEST_TRACE")))
+    from trainer_service.server import main
+
+    main()
