@@ -137,15 +137,17 @@ class QueryApp:
         if valid:
             self._check_pool_room(pool, [item_id for item_id, _ in valid])
         added = self.pools.add(pool, valid)
-        self._post_new_shards(pool, added.shards)
+        self._post_shards(pool)
         return PoolSubmission(pool, added.accepted, added.duplicate, rejections, self.pools.size(pool))
 
-    def _post_new_shards(self, pool: str, shards: Sequence[int]) -> None:
-        """New shards go to the published version's work if a replica has opened it; if none has yet, opening it
-        posts every shard, these included (the shard counter moved before the version was read)."""
+    def _post_shards(self, pool: str) -> None:
+        """The pool's shards not yet posted go to the published version's work if a replica has opened it (if none
+        has yet, opening it posts every shard: the shard counter moved before the version was read). Not only this
+        upload's new shards: a first try that stored its items and died before posting them created shards that the
+        second try, storing nothing new, would otherwise never post."""
         version = self.holder.registry_current()
-        if shards and version and self.index.is_open(version):
-            self.index.post(version, pool, shards)
+        if version and self.index.is_open(version):
+            self.index.post_missing(version, pool, self.pools.shard_count(pool))
 
     def _check_pool_room(self, pool: str, ids: list[str]) -> None:
         """Refuse an upload that would pass ALLOOP_MAX_POOLS or ALLOOP_MAX_POOL_ITEMS (concurrent uploads to one

@@ -100,6 +100,14 @@ class ScoreIndex:
     def is_open(self, version: int) -> bool:
         return bool(self._r.exists(self._keys.score_work(version)))
 
+    def post_missing(self, version: int, pool: str, shard_count: int) -> int:
+        """Hand out every shard of ``pool`` (1..``shard_count``) that is not posted for ``version`` yet: one SCARD
+        when none is missing. An upload calls it even when it stored nothing new, so sending again an upload whose
+        first try stored its items and died before posting them posts them."""
+        if int(self._r.scard(self._keys.ranking(pool, version, "posted"))) >= shard_count:
+            return 0
+        return self.post(version, pool, list(range(1, shard_count + 1)))
+
     def post(self, version: int, pool: str, shards: Sequence[int], chunk: int = 1000) -> int:
         """Hand out ``shards`` of ``pool`` for ``version`` (each shard once, however often it is posted)."""
         k = self._keys

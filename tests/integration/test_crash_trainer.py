@@ -1,14 +1,16 @@
 """kill -9 the trainer at every point a round passes, with labels arriving, and show no label is lost or trained twice.
 
-A calibration run of the trainer (``tests.integration.fault_trainer``, which counts every Redis write and every
+A calibration run of the trainer (``tests.integration.fault_service``, which counts every Redis write and every
 fsync the unchanged service makes) records the points a round passes: start-up, the first polls of the label
 consumer, reading and writing labels, taking the round lock, each renewal kind, allocating a version, every write of
 the version directory, publishing, and what comes after. Then one cycle per point: new labels are submitted, a real
 trainer starts, and it is SIGKILLed just before that write (the write never happens), while a second thread keeps
 submitting labels through the labeling store (the query service's path). A few more cycles are killed from outside at
 seeded random moments. After every kill the published pointer must name a complete artifact whose sha256 verifies
-and every version directory must be complete. At the end a clean trainer catches up, and the training set must
-equal the initial set plus every accepted label, each exactly once.
+and every version directory must be complete, and every accepted label must be in the training set or still owed to
+the trainer by the stream (undelivered, or delivered and pending): one the trainer can no longer find is lost at that
+kill, not only at the end. At the end a clean trainer catches up, and the training set must equal the initial set
+plus every accepted label, each exactly once.
 
 The run's seed (cycle order, kill moments, label arrivals) is printed; ``ALLOOP_CRASH_SEED=<seed>`` replays it.
 """
@@ -41,7 +43,7 @@ from tests.integration.services import channel, wait_for
 
 pytestmark = pytest.mark.integration
 
-HARNESS = "tests.integration.fault_trainer"
+HARNESS = "tests.integration.fault_service"
 LABELS_PER_CYCLE = 12  # above the retrain threshold: every cycle's trainer starts a round
 POLLS = {"XGROUP", "XAUTOCLAIM", "XREADGROUP"}  # the label consumer's idle loop: the first of each is a point
 OUTSIDE_KILLS = 2
@@ -59,6 +61,30 @@ def check_store(client, keys, model_dir: Path) -> None:
     for directory in model_dir.glob("v*"):
         manifest = (directory / artifacts.MANIFEST_FILE).read_text()
         artifacts.verify_version(model_dir, int(directory.name[1:]), hashlib.sha256(manifest.encode()).hexdigest())
+
+
+def stream_id(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def unaccounted(client, keys, submitted: dict[str, int]) -> list[str]:
+    """Accepted labels that are neither in the training set nor still owed to the trainer by the stream (not yet
+    delivered to the group, or delivered and pending): a label the trainer can no longer find is lost for good."""
+    in_set = set(client.hkeys(keys.training_set))
+    group = {g["name"]: g for g in client.xinfo_groups(keys.label_stream)}.get(GROUP)
+    delivered = stream_id(group["last-delivered-id"]) if group else (0, 0)
+    pending = (
+        {p["message_id"] for p in client.xpending_range(keys.label_stream, GROUP, "-", "+", 100_000)}
+        if group
+        else set()
+    )
+    owed = {
+        item_member(fields["pool"], fields["id"])
+        for sid, fields in client.xrange(keys.label_stream)
+        if sid in pending or stream_id(sid) > delivered
+    }
+    return sorted(m for m in (item_member("p", i) for i in submitted) if m not in in_set and m not in owed)
 
 
 def round_points(trace: list[str], rng: random.Random) -> tuple[list[str], str]:
@@ -149,6 +175,8 @@ def test_trainer_survives_kill_9_at_every_point(redis_server, keys, corpus, tmp_
                 process.kill()
         assert code == -signal.SIGKILL, f"{name} ({kill or 'outside'}): exit {code}; seed {seed}; see {logs}"
         check_store(client, keys, model_dir)
+        lost = unaccounted(client, keys, submitted)
+        assert not lost, f"killed {kill or 'from outside'}: {len(lost)} labels lost, e.g. {lost[:3]}; seed {seed}"
         return VersionRegistry(client, keys).current()
 
     # Calibration: a first trainer seeds the initial set and publishes (a first start writes what later ones

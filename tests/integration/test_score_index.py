@@ -96,6 +96,16 @@ def test_work_a_dead_replica_took_is_taken_over(redis_client, keys):
     assert index.pending(1) == 1  # shard 2 is still unacknowledged
 
 
+def test_post_missing_hands_out_only_the_shards_not_posted(redis_client, keys):
+    index = ScoreIndex(redis_client, keys)
+    index.open_version(1)
+    index.post(1, "p", [2])
+    assert index.post_missing(1, "p", 3) == 2  # shards 1 and 3; 2 was posted already
+    assert index.post_missing(1, "p", 3) == 0
+    shards = sorted(w.shard for _ in range(4) for w in index.take(1, "r", None, claim_idle_ms=60_000))
+    assert shards == [1, 2, 3]
+
+
 def commandstats(client) -> dict[str, int]:  # type: ignore[no-untyped-def]
     stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}

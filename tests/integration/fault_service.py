@@ -1,23 +1,26 @@
-"""The trainer service with a crash installed from outside: ``python -m tests.integration.fault_trainer``.
+"""A service with a crash installed from outside: ``python -m tests.integration.fault_service``.
 
-The product has no fault hooks. This wrapper installs them before the trainer starts, at the two places where a
-crash can leave state half-written, and then runs ``trainer_service.server.main`` unchanged:
+``ALLOOP_TEST_SERVICE`` names the service's server module (default ``trainer_service.server``; also
+``query_service.server``). The product has no fault hooks. This wrapper installs them before the service starts, at
+the two places where a crash can leave state half-written, and then runs the module's ``main`` unchanged:
 
 - every Redis call that may write (a command, a pipeline, a script) counts as one *write*;
 - every ``os.fsync`` counts as one *file write step* (a version directory fsyncs each file, then the directory).
 
 ``ALLOOP_TEST_KILL`` says where to SIGKILL the process: ``redis:N`` just before its N-th write (so N - 1 writes
 happened), ``redis:NAME@THREAD:K`` just before the K-th write of that name from that thread (a point that timing
-does not move: ``EVALSHA@label-consumer:1`` is the first label write, however many polls come before it),
-``fsync:N`` just before its N-th fsync; empty or unset: never. Thread names drop a round's number (``round-3`` is
-``round``). ``ALLOOP_TEST_TRACE=path`` appends one line per write or fsync (``redis <n> <NAME@THREAD> <k>``) with
-unbuffered writes, so the trace of a killed process is complete up to the kill: a calibration run reads the points a
-round passes from it.
+does not move: ``EVALSHA.<sha>@label-consumer:1`` is the first label write, however many polls come before it),
+``fsync:N`` just before its N-th fsync; empty or unset: never. Thread names drop a trailing number (``round-3`` is
+``round``, ``grpc-worker_2`` is ``grpc-worker``), so the request threads of a pool count as one. ``ALLOOP_TEST_TRACE=path``
+appends one line per write or fsync (``redis <n> <NAME@THREAD> <k>``) with unbuffered writes, so the trace of a killed
+process is complete up to the kill: a calibration run reads the points from it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -82,8 +85,7 @@ READ_ONLY = frozenset(
 
 
 def thread_name() -> str:
-    name = threading.current_thread().name
-    return "round" if name.startswith("round-") and name[6:].isdigit() else name
+    return re.sub(r"[-_]\d+$", "", threading.current_thread().name)
 
 
 class Crash:
@@ -109,7 +111,10 @@ class Crash:
 
 
 def _name(args: tuple[Any, ...]) -> str:
-    return str(args[0]).upper().split()[0] if args else "?"
+    """The command's name; a script call is named by its script (``EVALSHA.<first 8 hex digits of its sha1>``), so
+    each script counts on its own and the K-th call of one script is the same point whatever other scripts ran."""
+    name = str(args[0]).upper().split()[0] if args else "?"
+    return f"{name}.{str(args[1])[:8]}" if name == "EVALSHA" and len(args) > 1 else name
 
 
 def install(crash: Crash) -> None:
@@ -118,8 +123,12 @@ def install(crash: Crash) -> None:
     fsync = os.fsync
 
     def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        if _name(args) not in READ_ONLY:
-            crash.step("redis", _name(args))
+        name = _name(args)
+        # A script Redis does not hold yet is answered NOSCRIPT and writes nothing (redis-py then loads it and calls
+        # again): not a write, or the same point would be a different call depending on what ran before.
+        unloaded = name.startswith("EVALSHA.") and not command(self, "SCRIPT", "EXISTS", args[1])[0]
+        if name not in READ_ONLY and not unloaded:
+            crash.step("redis", name)
         return command(self, *args, **options)
 
     def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
@@ -140,6 +149,4 @@ def install(crash: Crash) -> None:
 
 if __name__ == "__main__":
     install(Crash(os.environ.get("ALLOOP_TEST_KILL", ""), os.environ.get("ALLOOP_TEST_TRACE")))
-    from trainer_service.server import main
-
-    main()
+    importlib.import_module(os.environ.get("ALLOOP_TEST_SERVICE") or "trainer_service.server").main()
