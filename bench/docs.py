@@ -1,4 +1,5 @@
-"""The benchmark numbers in the README and docs/, written from bench/results/*.json and never typed by hand.
+"""The generated tables of the README and docs/: benchmark numbers written from bench/results/*.json (never typed by
+hand), and the planted-bug table from tests/mutants/catalog.py.
 
 A generated block sits between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; NAME is a key of
 :data:`BLOCKS`, whose function renders it from a results file with that benchmark's own ``--report``.
@@ -41,8 +42,22 @@ def _label_efficiency(name: str) -> Callable[[], str]:
     return render
 
 
+def _redis_durability() -> str:
+    from bench import redis_durability
+
+    return redis_durability.report(json.loads((RESULTS / "redis_durability.json").read_text()))
+
+
+def _mutants() -> str:
+    from tests.mutants import catalog
+
+    return catalog.report()
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "suite-quick": _suite("suite_quick.json"),
+    "redis-durability": _redis_durability,
+    "mutants": _mutants,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }
