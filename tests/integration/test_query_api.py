@@ -246,7 +246,7 @@ def test_the_running_replica_returns_expired_leases_without_another_lease_call(a
     with_pool(api, 10)
     api.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE, k=3))
     store = LabelingStore(redis_client, keys)
-    leased = api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(labeler="l1", max_items=3, lease_duration=duration(1)))
+    leased = api.stub.LeaseTasks(query_pb2.LeaseTasksRequest(labeler="l1", max_items=3, lease_duration=duration(3)))
     assert len(leased.tasks) == 3 and store.leased_count() == 3 and store.queue_length() == 0
     # No call reaches the service from here on: only its reaper can put the items back.
     wait_for(lambda: store.leased_count() == 0 and store.queue_length() == 3, timeout=30, what="expired leases back")

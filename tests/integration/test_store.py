@@ -16,6 +16,7 @@ from alloop.store.pool import PoolStore
 from alloop.store.training import GROUP, TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from tests.conftest import dump_keys
+from tests.integration.services import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -157,10 +158,12 @@ def test_lease_expiry_returns_the_item_and_it_is_leased_again_exactly_once(pools
 def test_lease_expiry_with_a_real_short_lease(pools, redis_client, keys):
     real = LabelingStore(redis_client, keys)  # the default wall clock
     fill(pools, real, n=1)
-    assert len(real.lease(1, 0.3)) == 1
-    assert real.lease(1, 0.3) == []
-    time.sleep(0.4)
-    assert [lease.item_id for lease in real.lease(1, 60)] == ["i0"]
+    started = time.monotonic()
+    assert len(real.lease(1, 0.5)) == 1
+    # Poll until the item comes back: never before its lease ends, however fast or slow this machine is.
+    back = wait_for(lambda: real.lease(1, 60), timeout=30, interval=0.02, what="the expired lease's item back")
+    assert time.monotonic() - started >= 0.5, "an item came back before its lease ended"
+    assert [lease.item_id for lease in back] == ["i0"]
     assert real.lease(1, 60) == []
 
 
@@ -406,12 +409,15 @@ def test_version_registry_publish_current_all(redis_client, keys):
 def test_round_lock_admits_one_holder_and_expires(redis_client, keys):
     first = TrainingSetStore(redis_client, keys, consumer="a")
     second = TrainingSetStore(redis_client, keys, consumer="b")
-    assert first.acquire_round_lock("a:1", 200)
-    assert not second.acquire_round_lock("b:1", 200)
-    assert not second.renew_round_lock("b:1", 200)  # only the holder renews
+    assert first.acquire_round_lock("a:1", 60_000)
+    assert 0 < redis_client.pttl(keys.round_lock) <= 60_000  # it expires if its holder dies
+    assert not second.acquire_round_lock("b:1", 60_000)
+    assert not second.renew_round_lock("b:1", 60_000)  # only the holder renews
     second.release_round_lock("b:1")  # ... or releases
     assert redis_client.get(keys.round_lock) == "a:1"
-    time.sleep(0.3)  # a dead holder's lock frees itself
-    assert second.acquire_round_lock("b:1", 200)
+    started = time.monotonic()
+    assert first.renew_round_lock("a:1", 300)  # then the holder dies: its lock frees itself
+    wait_for(lambda: second.acquire_round_lock("b:1", 60_000), timeout=30, interval=0.02, what="the lock expired")
+    assert time.monotonic() - started >= 0.29, "the lock was taken before it expired"
     second.release_round_lock("b:1")
     assert redis_client.get(keys.round_lock) is None
