@@ -10,13 +10,15 @@ DEMO_DIR ?= .alloop/demo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install proto tools lint lint-proto test test-unit demo bench compose-check lock secrets clean help
+.PHONY: install proto tools lint lint-proto test test-unit test-bench mutants demo bench compose-check lock secrets clean help
 
 help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
 	@echo "make test   - the whole test suite (real Redis, real gRPC, real TensorFlow)"
 	@echo "make proto  - regenerate the gRPC stubs from proto/"
 	@echo "make lint   - ruff's lint and format checks (what .ci/run runs before the tests)"
+	@echo "make test-bench - the benchmarks' own tests (bench/tests), apart from the product's"
+	@echo "make mutants - plant each known bug of tests/mutants/catalog.py in a copy; fail if its test still passes"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +56,13 @@ test: proto tools
 
 test-unit: proto
 	$(PY) -m pytest -q tests/unit
+
+test-bench: proto
+	$(PY) -m pytest -q bench/tests
+
+# Each guarantee of docs/guarantees.md against the bugs planted to break it (about 25 minutes on 2 cores).
+mutants: proto
+	$(PY) -m tests.mutants
 
 demo: proto
 	$(VENV)/bin/alloop-demo --workdir $(DEMO_DIR)
