@@ -1,9 +1,9 @@
 """The score index: every pool ranked by each uncertainty measure, kept in Redis, built by all query replicas.
 
 Work is handed out through one Redis stream per model version (consumer group ``scorers``): an entry names a pool
-and one of its shards. A version's work is posted when a replica first serves it (every shard of every pool) and
-when an upload adds a shard (that shard, for the published version). Whichever replica is free reads the next
-entry; an entry a replica took and never acknowledged (it died) is claimed by another after ``claim_idle_ms``.
+and one of its shards. A version's work is posted when a replica first serves it (every shard of every pool) and by
+every upload (each shard of its pool not posted yet, for the published version). Whichever replica is free reads
+the next entry; an entry a replica took and never acknowledged (it died) is claimed by another after ``claim_idle_ms``.
 
 A shard's scores are recorded by one script that first adds the shard to the ranking's ``done`` set: a shard
 scored twice (a slow replica whose entry was claimed) is written once. A ranking is complete when every shard
