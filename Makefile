@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
 	@echo "make test   - the whole test suite (real Redis, real gRPC, real TensorFlow)"
 	@echo "make proto  - regenerate the gRPC stubs from proto/"
-	@echo "make lint   - ruff's lint and format checks (what .ci/run runs before the tests)"
+	@echo "make lint   - ruff's lint and format checks and mypy (what .ci/run runs before the tests)"
 	@echo "make test-bench - the benchmarks' own tests (bench/tests), apart from the product's"
 	@echo "make mutants - plant each known bug of tests/mutants/catalog.py in a copy; fail if its test still passes"
 
@@ -46,10 +46,12 @@ lint-proto: $(BUF)
 	$(BUF) lint
 	$(BUF) breaking --against '.git#ref=HEAD~1'
 
-# ruff's lint and format rules are in pyproject.toml; .ci/run runs this before the tests.
-lint: $(STAMP)
+# ruff's lint and format rules and mypy's settings are in pyproject.toml; .ci/run runs this before the tests. mypy
+# reads the generated stubs' .pyi files, hence proto.
+lint: proto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: proto tools
 	$(PY) -m pytest -q

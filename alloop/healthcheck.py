@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,7 +35,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # One line, and status 1: argparse's usual status 2 is reserved by Docker's HEALTHCHECK.
         self.exit(1, f"{self.prog}: {message}\n")
 
@@ -69,8 +70,8 @@ def check(
             stub = health_pb2_grpc.HealthStub(channel)
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
     except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]
-        details = " ".join(str(exc.details() or "").split())  # type: ignore[attr-defined]
+        code = exc.code()
+        details = " ".join(str(exc.details() or "").split())
         if code == grpc.StatusCode.NOT_FOUND:
             return False, f"{address}: no health status for {name} (NOT_FOUND)"
         return False, f"{address}: {code.name if code else 'UNKNOWN'}: {details}"

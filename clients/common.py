@@ -75,7 +75,7 @@ def trainer_stub(address: str) -> trainer_pb2_grpc.TrainerServiceStub:
 
 
 def describe(error: grpc.RpcError) -> str:
-    return f"{error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+    return f"{error.code().name}: {error.details()}"
 
 
 class Stopwatch:

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alloop.cli import add_version_flag
 from alloop.data.prepare import prepare
@@ -25,7 +26,7 @@ from clients.stack import local_stack
 # model instead, from 2,000 labels in rounds of 500, as the seed's experiment does at full size.
 @dataclass(frozen=True)
 class Demo:
-    sizes: dict[str, int]
+    sizes: dict[str, Any]  # keyword arguments of alloop.data.prepare.prepare
     env: dict[str, str]
     rounds: int
     k: int

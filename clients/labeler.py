@@ -18,7 +18,7 @@ from clients.common import add_address_flags, describe, query_stub
 
 
 def label_session(
-    stub,  # type: ignore[no-untyped-def]
+    stub,
     labeler: str,
     batch: int,
     ask: Callable[[str], str] = input,

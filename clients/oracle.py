@@ -184,7 +184,7 @@ def write_outputs(rows: list[RoundRow], out: Path, meta: dict[str, object]) -> t
 
 def run(args: argparse.Namespace) -> list[RoundRow]:
     records: list[Record] = read_records(args.pool_file, classes=args.classes.split(","), require_label=True)
-    truth = {r.id: int(r.label) for r in records}  # type: ignore[arg-type]
+    truth = {r.id: r.known_label for r in records}
     query, trainer = query_stub(args.query), trainer_stub(args.trainer)
     oracle = Oracle(query, trainer, args.pool, truth, max_candidates=args.max_candidates, seed=args.seed)
     submitted = submit_records(query, args.pool, records, progress=not args.quiet)

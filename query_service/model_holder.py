@@ -191,11 +191,13 @@ class ModelHolder:
             except redis.exceptions.RedisError as exc:  # one line, no traceback: the watchdog says the rest
                 self._registry_error = f"{type(exc).__name__}: {exc}"
                 log.warning("model watcher: Redis cannot be read (%s); retrying", self._registry_error)
-                pubsub = _closed(pubsub)
+                _closed(pubsub)
+                pubsub = None
                 self._stop.wait(min(poll_seconds, 1.0))
             except Exception:
                 log.exception("model watcher error; retrying")
-                pubsub = _closed(pubsub)
+                _closed(pubsub)
+                pubsub = None
                 self._stop.wait(min(poll_seconds, 1.0))
 
     def stop(self) -> None:

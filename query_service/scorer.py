@@ -76,7 +76,7 @@ class ShardScorer:
             probs = served.predictor.predict_proba_features(features)
             measures = np.column_stack([MEASURES[name](probs) for name in MEASURE_PARTS])
         else:
-            probs = measures = np.zeros((0, 0))
+            probs = measures = np.zeros((0, 0), dtype=np.float32)
         self._index.record(served.version, work.pool, work.shard, ids, probs, measures)
         self._index.done(served.version, work)
         self._on_scored(len(ids), time.perf_counter() - started)

@@ -164,12 +164,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             yield query_pb2.WatchModelsResponse(version=model_version_message(served.metadata))
 
 
-def _queued_strategy(name: str) -> int:
+def _queued_strategy(name: str) -> common_pb2.Strategy:
     """The Strategy of a queued task; UNSPECIFIED for a name the enum lacks (a task queued by an older replica)."""
     try:
         return strategy_value(name)
     except ValueError:
-        return 0
+        return common_pb2.STRATEGY_UNSPECIFIED
 
 
 def _prepend(first: tuple[str, str], rest: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:

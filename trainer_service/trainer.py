@@ -54,7 +54,7 @@ def _load(path: Path | None, classes: tuple[str, ...]) -> LabeledData:
     if path is None:
         return LabeledData([], [])
     records = read_records(path, classes=classes, require_label=True)
-    return LabeledData([r.text for r in records], [int(r.label) for r in records])  # type: ignore[arg-type]
+    return LabeledData([r.text for r in records], [r.known_label for r in records])
 
 
 class _Phases:
@@ -143,7 +143,7 @@ class Trainer:
             log.warning("freed the round lock this trainer (%s) held before it restarted", self.store.consumer)
         if self.settings.initial_data is not None:
             records = read_records(self.settings.initial_data, classes=self.classes, require_label=True)
-            added = self.store.seed(self.settings.initial_pool, [(r.id, r.text, int(r.label)) for r in records])  # type: ignore[arg-type]
+            added = self.store.seed(self.settings.initial_pool, [(r.id, r.text, r.known_label) for r in records])
             log.info("initial labeled set: %d items (%d new)", len(records), added)
 
     def start(self) -> None:
@@ -350,7 +350,7 @@ class Trainer:
                     round_no,
                     version=version,
                     train_size=len(train),
-                    metrics={"accuracy": metrics["accuracy"], "loss": metrics["loss"]},
+                    metrics={"accuracy": result.test.accuracy, "loss": result.test.loss},
                 )
             )
             self.metrics.rounds.labels("published").inc()

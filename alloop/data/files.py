@@ -30,6 +30,12 @@ _Row = tuple[int, int, Mapping[str, Any]]  # (1-based line where the record star
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_whitespace(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not JSON whitespace."""
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos  # the pattern matches the empty string, so always a match
+
+
 # --------------------------------------------------------------------------------------------------- reading
 
 
@@ -187,11 +193,11 @@ def _json_rows(path: Path) -> Iterator[_Row]:
     """Walk a JSON list element by element, so errors can cite the line each object starts on."""
     text = path.read_text(encoding="utf-8-sig")
     decoder = json.JSONDecoder()
-    pos = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
+    pos = _skip_whitespace(text, 0)
     if pos >= len(text) or text[pos] != "[":
         line = text.count("\n", 0, pos) + 1
         raise ValueError(f"{path}: line {line}: expected a JSON list of objects")
-    pos = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+    pos = _skip_whitespace(text, pos + 1)
     line, counted, ordinal = 1, 0, 0
     if pos < len(text) and text[pos] == "]":
         return
@@ -204,12 +210,12 @@ def _json_rows(path: Path) -> Iterator[_Row]:
             raise ValueError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
         yield line, ordinal, _as_object(value, path, line)
         ordinal += 1
-        pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        pos = _skip_whitespace(text, end)
         if pos < len(text) and text[pos] == ",":
-            pos = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+            pos = _skip_whitespace(text, pos + 1)
             continue
         if pos < len(text) and text[pos] == "]":
-            rest = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+            rest = _skip_whitespace(text, pos + 1)
             if rest != len(text):
                 bad_line = text.count("\n", 0, rest) + 1
                 raise ValueError(f"{path}: line {bad_line}: invalid JSON: extra data after the list")

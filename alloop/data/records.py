@@ -24,6 +24,13 @@ class Record:
     text: str
     label: int | None = None
 
+    @property
+    def known_label(self) -> int:
+        """The label of a record read with ``require_label``; ValueError naming the record when it has none."""
+        if self.label is None:
+            raise ValueError(f"record {self.id!r} has no label")
+        return self.label
+
 
 @dataclass(frozen=True, slots=True)
 class Splits:
@@ -43,7 +50,7 @@ class Splits:
         """A split by its name, so code driven by :data:`SPLIT_NAMES` needs no if-chains."""
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLIT_NAMES)}")
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     def sizes(self) -> dict[str, int]:
         return {name: len(self.split(name)) for name in SPLIT_NAMES}

@@ -283,7 +283,7 @@ class CorpusCache:
         with self._lock:
             self._switch(vectorizer)
             if key not in self._stats:
-                name = f"{self._vocabulary[:24]}-{key[0][:24]}-{components}-{seed}"  # type: ignore[index]
+                name = f"{(self._vocabulary or '')[:24]}-{key[0][:24]}-{components}-{seed}"
                 path = self._path("stats", name, ".npz")
                 stats = self._read_stats(path, vectorizer.vocabulary_size())
                 if stats is None:
@@ -609,7 +609,11 @@ def choose_settings(
     def fit(choice: selection.Choice, train: npt.NDArray[np.int64] | slice) -> Fit:
         rows, labels = x[train], y[train]
         w = lsa_weight(rows.shape[0], config.linear_lsa_pivot) if choice.lsa and projected is not None else 0.0
-        lsa = sp.csr_matrix(projected[train] * w) if w else sp.csr_matrix((rows.shape[0], stats.basis.shape[1]))
+        lsa = (
+            sp.csr_matrix(projected[train] * w)
+            if w and projected is not None
+            else sp.csr_matrix((rows.shape[0], stats.basis.shape[1]))
+        )
         scale = choice.nb_scale * nb_importance(rows, labels) if choice.nb_scale > 0 else None
         return _fit(rows, labels, lsa, w, scale, stats, replace(config, linear_c=choice.c), seed)
 

@@ -13,7 +13,7 @@ import re
 import string
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import keras
 import numpy as np
@@ -66,7 +66,7 @@ def text_tensor(texts: Sequence[str]) -> tf.Tensor:
     return tf.constant(list(texts), dtype=tf.string, shape=(len(texts), 1))
 
 
-Features = npt.NDArray[Any] | sp.csr_matrix
+Features: TypeAlias = npt.NDArray[Any] | sp.csr_matrix
 """A block of classifier inputs on the host, one row per text: CSR for bag-of-words counts, dense otherwise."""
 
 

@@ -21,14 +21,14 @@ def strategy_names() -> list[str]:
     return [n.removeprefix(_STRATEGY_PREFIX).lower() for n in common_pb2.Strategy.keys() if n != "STRATEGY_UNSPECIFIED"]  # noqa: SIM118 - a protobuf enum, not a dict
 
 
-def strategy_value(name: str) -> int:
+def strategy_value(name: str) -> common_pb2.Strategy:
     """The Strategy enum value for a registry name (``least_confidence`` -> STRATEGY_LEAST_CONFIDENCE).
 
     Raises ValueError for a name the enum lacks, naming the ones it has: clients check a user's choice before they
     connect.
     """
     try:
-        return int(common_pb2.Strategy.Value(_STRATEGY_PREFIX + name.upper()))
+        return common_pb2.Strategy.Value(_STRATEGY_PREFIX + name.upper())
     except ValueError:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}") from None
 

@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import redis
@@ -76,7 +76,7 @@ def grpc_errors(method: F) -> F:
             except Exception as exc:
                 _abort(context, exc)
 
-        return stream_wrapper  # type: ignore[return-value]
+        return cast(F, stream_wrapper)
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
@@ -85,4 +85,4 @@ def grpc_errors(method: F) -> F:
         except Exception as exc:
             _abort(context, exc)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)

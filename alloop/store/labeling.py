@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -176,7 +176,7 @@ def now_ms() -> int:
 
 
 class LabelingStore:
-    def __init__(self, client: redis.Redis, keys: Keys, *, clock=now_ms) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client: redis.Redis, keys: Keys, *, clock: Callable[[], int] = now_ms) -> None:
         self._r = client
         self._keys = keys
         self._clock = clock
@@ -231,7 +231,7 @@ class LabelingStore:
             return SubmitResult(0, 0)
         k = self._keys
         keys = [k.queued, k.labels, k.queue, k.leases, k.lease_ids, k.label_stream]
-        args: list[object] = [labeler, self._clock()]
+        args: list[str | int] = [labeler, self._clock()]
         for sub in labels:
             keys.append(k.pool_items(sub.pool))
             args += [item_member(sub.pool, sub.item_id), str(sub.label), sub.item_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -164,18 +165,19 @@ class PoolStore:
         return int(self._r.hlen(self._keys.pool_items(pool)))
 
     def names(self) -> list[str]:
-        return sorted(self._r.smembers(self._keys.pools))
+        return sorted(cast("set[str]", self._r.smembers(self._keys.pools)))
 
     def texts(self, pool: str, ids: Sequence[str]) -> list[str | None]:
         if not ids:
             return []
-        return list(self._r.hmget(self._keys.pool_items(pool), list(ids)))
+        return cast("list[str | None]", self._r.hmget(self._keys.pool_items(pool), list(ids)))
 
     def members(self) -> list[str]:
         """Every pool item as a member string, for picking a stop set."""
         out: list[str] = []
         for pool in self.names():
-            out.extend(item_member(pool, item_id) for item_id in self._r.hkeys(self._keys.pool_items(pool)))
+            ids = cast("list[str]", self._r.hkeys(self._keys.pool_items(pool)))
+            out.extend(item_member(pool, item_id) for item_id in ids)
         return out
 
     def all_texts(self) -> list[str]:
@@ -186,13 +188,13 @@ class PoolStore:
         """
         texts: list[str] = []
         for pool in sorted(self.names()):
-            texts.extend(self._r.hvals(self._keys.pool_items(pool)))
+            texts.extend(cast("list[str]", self._r.hvals(self._keys.pool_items(pool))))
         return sorted(texts)
 
     def candidates(self, pool: str) -> tuple[list[str], list[str]]:
         """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""
         self.require(pool)
-        items = self._r.hgetall(self._keys.pool_items(pool))
+        items = cast("dict[str, str]", self._r.hgetall(self._keys.pool_items(pool)))
         if not items:
             return [], []
         ids = list(items)
@@ -209,5 +211,5 @@ def choose_stop_set(members: Sequence[str], size: int, seed: int) -> list[str]:
     """A fixed random sample of pool items, the same for the same pool and seed (sorted first, then drawn)."""
     ordered = sorted(members)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(ordered), size=min(size, len(ordered)), replace=False) if ordered else []
+    chosen: Any = rng.choice(len(ordered), size=min(size, len(ordered)), replace=False) if ordered else []
     return [ordered[int(i)] for i in sorted(chosen)]

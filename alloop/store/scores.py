@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import redis
@@ -125,10 +126,10 @@ class ScoreIndex:
         """One entry of ``version``'s work: first one a dead consumer left pending longer than ``claim_idle_ms``,
         else the next new one (waiting up to ``block_ms``; None: do not wait)."""
         key = self._keys.score_work(version)
-        claimed = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)
+        claimed: Any = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)
         entries = claimed[1]
         if not entries:
-            read = self._r.xreadgroup(GROUP, consumer, {key: ">"}, count=1, block=block_ms)
+            read: Any = self._r.xreadgroup(GROUP, consumer, {key: ">"}, count=1, block=block_ms)
             entries = read[0][1] if read else []
         return [Work(entry_id, fields["pool"], int(fields["shard"])) for entry_id, fields in entries if fields]
 
@@ -153,7 +154,7 @@ class ScoreIndex:
         """Write one shard's scores (``measures``: one column per :data:`MEASURE_PARTS`); -1: already recorded,
         1: this shard completed the ranking (older rankings of the pool are dropped), 0: otherwise."""
         k = self._keys
-        args: list[object] = [version, shard]
+        args: list[str | int | bytes] = [version, shard]
         probs32 = np.asarray(probs, dtype=np.float32)
         for i, item_id in enumerate(ids):
             args += [item_id, *(repr(-float(m)) for m in measures[i]), probs32[i].tobytes()]
@@ -194,7 +195,9 @@ class ScoreIndex:
 
     def window(self, pool: str, version: int, measure: str, start: int, count: int) -> list[tuple[str, float]]:
         """Items ``start`` .. ``start + count - 1`` of the ranking, most uncertain first, with their score."""
-        rows = self._r.zrange(self._keys.ranking(pool, version, measure), start, start + count - 1, withscores=True)
+        rows: Any = self._r.zrange(
+            self._keys.ranking(pool, version, measure), start, start + count - 1, withscores=True
+        )
         return [(item_id, -float(score)) for item_id, score in rows]
 
     def size(self, pool: str, version: int) -> int:

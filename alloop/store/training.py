@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -185,7 +186,7 @@ class TrainingSetStore:
         return int(self._r.get(self._keys.rounds) or 0)
 
 
-def _entries(response: list) -> list[tuple[str, dict[str, str]]]:  # type: ignore[type-arg]
+def _entries(response: Any) -> list[tuple[str, dict[str, str]]]:
     out: list[tuple[str, dict[str, str]]] = []
     for _stream, items in response or []:
         out.extend(items)

@@ -118,8 +118,8 @@ MUTANTS: tuple[Mutant, ...] = (
         INDEX,
         "a shard a killed replica took is never taken over by another",
         "alloop/store/scores.py",
-        '        claimed = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)\n',
-        "        claimed = [None, []]\n",
+        '        claimed: Any = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)\n',
+        "        claimed: Any = [None, []]\n",
         "tests/integration/test_crash_scorer.py",
     ),
     Mutant(
