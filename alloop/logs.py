@@ -18,10 +18,12 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from alloop.environment import LOG_FORMATS, LOG_LEVELS, LoggingEnvironment
+
 LEVEL_ENV = "ALLOOP_LOG_LEVEL"
 FORMAT_ENV = "ALLOOP_LOG_FORMAT"
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-FORMATS = ("plain", "json")
+LEVELS = LOG_LEVELS
+FORMATS = LOG_FORMATS
 FIELDS = ("request_id", "method", "pool", "model_version")
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
@@ -73,13 +75,8 @@ class _PlainFormatter(logging.Formatter):
 
 def settings_from_env(env: Mapping[str, str]) -> tuple[str, str]:
     """(level, format) from the environment; ValueError naming the variable for a value it does not know."""
-    level = env.get(LEVEL_ENV, "INFO").strip().upper() or "INFO"
-    if level not in LEVELS:
-        raise ValueError(f"{LEVEL_ENV} must be one of {', '.join(LEVELS)}, got {level!r}")
-    style = env.get(FORMAT_ENV, "plain").strip().lower() or "plain"
-    if style not in FORMATS:
-        raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {style!r}")
-    return level, style
+    e = LoggingEnvironment.read(env)
+    return e.log_level, e.log_format
 
 
 def configure(service: str, env: Mapping[str, str], stream: TextIO | None = None) -> None:

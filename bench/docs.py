@@ -1,5 +1,6 @@
 """The generated tables of the README and docs/: benchmark numbers written from bench/results/*.json (never typed by
-hand), and the planted-bug table from tests/mutants/catalog.py.
+hand), the planted-bug table from tests/mutants/catalog.py, and the configuration reference from the settings classes
+of alloop/environment.py.
 
 A generated block sits between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; NAME is a key of
 :data:`BLOCKS`, whose function renders it from a results file with that benchmark's own ``--report``.
@@ -48,6 +49,12 @@ def _redis_durability() -> str:
     return redis_durability.report(json.loads((RESULTS / "redis_durability.json").read_text()))
 
 
+def _configuration() -> str:
+    from alloop import environment
+
+    return environment.markdown()
+
+
 def _mutants() -> str:
     from tests.mutants import catalog
 
@@ -58,6 +65,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "suite-quick": _suite("suite_quick.json"),
     "redis-durability": _redis_durability,
     "mutants": _mutants,
+    "configuration": _configuration,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }

@@ -9,22 +9,29 @@ import time
 import grpc
 
 from alloop.cli import add_version_flag
-from alloop.config import DEFAULT_POOL, DEFAULT_QUERY_ADDRESS, DEFAULT_TRAINER_ADDRESS
-from alloop.envvars import integer
+from alloop.config import DEFAULT_POOL
+from alloop.environment import ClientEnvironment
 from alloop.rpc.security import open_secure_channel
 from alloop.v1 import query_pb2_grpc, trainer_pb2_grpc
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+def environment() -> ClientEnvironment:
+    """The client variables of this process' environment; a bad value exits with its one-line message."""
+    try:
+        return ClientEnvironment.read(os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False) -> None:
     """The flags every client shares: ``--version``, and each service's address as ``--<service>-address``, named
     like the variable that sets it."""
     add_version_flag(parser)
+    env = environment()
     parser.add_argument(
         "--query-address",
         dest="query",
-        default=os.environ.get("ALLOOP_QUERY_ADDRESS", DEFAULT_QUERY_ADDRESS),
+        default=env.query_address,
         metavar="HOST:PORT",
         help="query service (env ALLOOP_QUERY_ADDRESS, default %(default)s)",
     )
@@ -33,7 +40,7 @@ def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False)
             "--trainer-address",
             dest="trainer",
             metavar="HOST:PORT",
-            default=os.environ.get("ALLOOP_TRAINER_ADDRESS", DEFAULT_TRAINER_ADDRESS),
+            default=env.trainer_address,
             help="trainer service (env ALLOOP_TRAINER_ADDRESS, default %(default)s)",
         )
 
@@ -48,10 +55,7 @@ def add_count_flag(parser: argparse.ArgumentParser, *, default: int | None, what
 
 def open_channel(address: str, timeout: float = 30.0) -> grpc.Channel:
     """TLS when ALLOOP_TLS_CA is set; ALLOOP_TOKEN goes with every call as ``authorization: Bearer``."""
-    try:
-        largest = integer(os.environ, "ALLOOP_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+    largest = environment().max_message_bytes
     channel = open_secure_channel(
         address,
         options=[

@@ -7,7 +7,6 @@ alloop-pool query --pool reviews --strategy entropy -k 100
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,11 +14,10 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from alloop.config import DEFAULT_CLASSES
 from alloop.data import Record, read_records
 from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import query_pb2, query_pb2_grpc
-from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, query_stub
+from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, environment, query_stub
 
 DEFAULT_BATCH = 256
 
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p_submit.add_argument("--skip-invalid", action="store_true", help="store the valid items, report the others")
     p_submit.add_argument(
         "--classes",
-        default=os.environ.get("ALLOOP_CLASSES", ",".join(DEFAULT_CLASSES)),
+        default=environment().classes,
         help="class names, for files whose (ignored) label column holds names (env ALLOOP_CLASSES)",
     )
     p_query = sub.add_parser("query", help="select k items with a strategy and queue them for labelers")

@@ -190,11 +190,16 @@ def parse_tokens_file(text: str, name: str = TOKENS_FILE_ENV) -> list[Entry]:
 
 def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     """Tokens from ALLOOP_AUTH_TOKENS and ALLOOP_AUTH_TOKENS_FILE together (either, both, or neither)."""
-    entries = parse_tokens(env.get(TOKENS_ENV, ""))
     path = env.get(TOKENS_FILE_ENV, "").strip()
-    if path:
+    return credentials_from(env.get(TOKENS_ENV, ""), Path(path) if path else None)
+
+
+def credentials_from(tokens: str | None, path: Path | None) -> Credentials:
+    """Tokens from ``tokens`` (ALLOOP_AUTH_TOKENS' form) and the file at ``path`` together."""
+    entries = parse_tokens(tokens or "")
+    if path is not None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"{TOKENS_FILE_ENV}: cannot read {path}: {exc.strerror or exc}") from None
         entries += parse_tokens_file(text, f"{TOKENS_FILE_ENV} {path}")

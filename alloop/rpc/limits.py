@@ -16,7 +16,7 @@ open health service included, so an orchestrator sees the replica dead. :class:`
   outlives the two: watchers re-subscribe.
 
 Unary calls are not capped here: each ends by itself, and each is bounded by the per-request limits
-(alloop/config.py); a token holder can keep workers busy with heavy calls, but cannot hold them.
+(alloop/environment.py); a token holder can keep workers busy with heavy calls, but cannot hold them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from alloop import envvars
+from alloop.environment import ServerEnvironment
 from alloop.rpc.guard import NON_BLOCKING, behavior_of, rewrap
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Per-replica bounds on what callers can hold (env names in :func:`limits_from_env`)."""
+    """Per-replica bounds on what callers can hold (the variables: alloop.environment.ServerEnvironment)."""
 
     workers: int = 32
     max_streams: int = 16
@@ -83,24 +83,21 @@ class ServerLimits:
         ]
 
 
-def limits_from_env(env: Mapping[str, str]) -> ServerLimits:
-    d = ServerLimits()
-
-    def number(name: str, default: float, kind: Callable[[str], Any]) -> Any:
-        return envvars.integer(env, name, int(default)) if kind is int else envvars.number(env, name, default)
-
+def limits_from(e: ServerEnvironment) -> ServerLimits:
     return ServerLimits(
-        workers=number("ALLOOP_GRPC_WORKERS", d.workers, int),
-        max_streams=number("ALLOOP_MAX_STREAMS", d.max_streams, int),
-        max_watches=number("ALLOOP_MAX_HEALTH_WATCHES", d.max_watches, int),
-        max_concurrent_rpcs=number("ALLOOP_MAX_CONCURRENT_RPCS", d.max_concurrent_rpcs, int),
-        stream_idle_seconds=number("ALLOOP_STREAM_IDLE_SECONDS", d.stream_idle_seconds, float),
-        max_connection_age_seconds=number("ALLOOP_MAX_CONNECTION_AGE_SECONDS", d.max_connection_age_seconds, float),
-        connection_age_grace_seconds=number(
-            "ALLOOP_CONNECTION_AGE_GRACE_SECONDS", d.connection_age_grace_seconds, float
-        ),
-        max_connection_idle_seconds=number("ALLOOP_MAX_CONNECTION_IDLE_SECONDS", d.max_connection_idle_seconds, float),
+        workers=e.grpc_workers,
+        max_streams=e.max_streams,
+        max_watches=e.max_health_watches,
+        max_concurrent_rpcs=e.max_concurrent_rpcs,
+        stream_idle_seconds=e.stream_idle_seconds,
+        max_connection_age_seconds=e.max_connection_age_seconds,
+        connection_age_grace_seconds=e.connection_age_grace_seconds,
+        max_connection_idle_seconds=e.max_connection_idle_seconds,
     )
+
+
+def limits_from_env(env: Mapping[str, str]) -> ServerLimits:
+    return limits_from(ServerEnvironment.read(env))
 
 
 class _Slots:
@@ -290,4 +287,4 @@ class StreamLimiter(grpc.ServerInterceptor):
         return rewrap(handler, limited)
 
 
-__all__ = ["ServerLimits", "StreamLimiter", "limits_from_env"]
+__all__ = ["ServerLimits", "StreamLimiter", "limits_from", "limits_from_env"]

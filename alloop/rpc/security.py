@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from alloop.environment import ClientEnvironment, ServerEnvironment
 from alloop.rpc.auth import (
     CLIENT_TOKEN_ENV,
     AuthInterceptor,
     BearerCallCredentials,
     BearerInterceptor,
     Credentials,
-    credentials_from_env,
+    credentials_from,
 )
-from alloop.rpc.tls import ServerTLS, client_tls_from_env, server_tls_from_env
+from alloop.rpc.tls import ServerTLS, client_tls, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,14 @@ class SecuritySettings:
 
 
 def security_from_env(env: Mapping[str, str]) -> SecuritySettings:
-    insecure = env.get(INSECURE_ENV, "").strip().lower()
-    if insecure not in ("", *TRUE, *FALSE):
-        raise ValueError(f"{INSECURE_ENV} must be 1 or 0, got {insecure!r}")
+    return security_from(ServerEnvironment.read(env))
+
+
+def security_from(e: ServerEnvironment) -> SecuritySettings:
     return SecuritySettings(
-        auth=credentials_from_env(env),
-        tls=server_tls_from_env(env),
-        allow_insecure=insecure in TRUE,
+        auth=credentials_from(e.auth_tokens, e.auth_tokens_file),
+        tls=server_tls(e.tls_cert, e.tls_key, e.tls_client_ca),
+        allow_insecure=e.allow_insecure,
     )
 
 
@@ -112,9 +114,9 @@ def open_secure_channel(
     env: Mapping[str, str] | None = None,
 ) -> grpc.Channel:
     """A channel that uses TLS when ``ALLOOP_TLS_CA`` is set and sends ``ALLOOP_TOKEN`` as a bearer on every call."""
-    env = os.environ if env is None else env
-    tls = client_tls_from_env(env)
-    token = env.get(CLIENT_TOKEN_ENV, "").strip() or None
+    e = ClientEnvironment.read(os.environ if env is None else env)
+    tls = client_tls(e.tls_ca, e.tls_client_cert, e.tls_client_key, e.tls_server_name)
+    token = e.token
     options = list(options)
     if tls is not None:
         credentials = tls.credentials()
@@ -132,4 +134,4 @@ def open_secure_channel(
     return grpc.intercept_channel(channel, BearerInterceptor(token))
 
 
-__all__ = ["SecuritySettings", "is_loopback", "open_secure_channel", "security_from_env"]
+__all__ = ["SecuritySettings", "is_loopback", "open_secure_channel", "security_from", "security_from_env"]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from alloop.environment import ClientEnvironment
+
 CERT_ENV = "ALLOOP_TLS_CERT"
 KEY_ENV = "ALLOOP_TLS_KEY"
 CLIENT_CA_ENV = "ALLOOP_TLS_CLIENT_CA"
@@ -75,7 +77,11 @@ class ClientTLS:
 
 
 def server_tls_from_env(env: Mapping[str, str]) -> ServerTLS | None:
-    cert, key, client_ca = _path(env, CERT_ENV), _path(env, KEY_ENV), _path(env, CLIENT_CA_ENV)
+    return server_tls(_path(env, CERT_ENV), _path(env, KEY_ENV), _path(env, CLIENT_CA_ENV))
+
+
+def server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> ServerTLS | None:
+    """TLS from the three server variables' paths; None when neither a certificate nor a key is set."""
     if cert is None and key is None:
         if client_ca is not None:
             raise ValueError(f"{CLIENT_CA_ENV} (mutual TLS) needs TLS: set {CERT_ENV} and {KEY_ENV} too")
@@ -86,14 +92,19 @@ def server_tls_from_env(env: Mapping[str, str]) -> ServerTLS | None:
 
 
 def client_tls_from_env(env: Mapping[str, str]) -> ClientTLS | None:
-    ca, cert, key = _path(env, CA_ENV), _path(env, CLIENT_CERT_ENV), _path(env, CLIENT_KEY_ENV)
+    e = ClientEnvironment.read(env)
+    return client_tls(e.tls_ca, e.tls_client_cert, e.tls_client_key, e.tls_server_name)
+
+
+def client_tls(ca: Path | None, cert: Path | None, key: Path | None, server_name: str | None) -> ClientTLS | None:
+    """TLS from the client variables' values; None when no CA is set (plaintext)."""
     if (cert is None) != (key is None):
         raise ValueError(f"a client certificate needs both {CLIENT_CERT_ENV} and {CLIENT_KEY_ENV}")
     if ca is None:
         if cert is not None:
             raise ValueError(f"{CLIENT_CERT_ENV} (mutual TLS) needs TLS: set {CA_ENV} to the server's CA")
         return None
-    return ClientTLS(ca, cert, key, env.get(SERVER_NAME_ENV, "").strip() or None)
+    return ClientTLS(ca, cert, key, server_name)
 
 
 __all__ = ["ClientTLS", "ServerTLS", "client_tls_from_env", "server_tls_from_env"]

@@ -29,9 +29,9 @@ def captured() -> Iterator[io.StringIO]:
 def test_settings_name_the_variable_when_wrong():
     assert logs.settings_from_env({}) == ("INFO", "plain")
     assert logs.settings_from_env({"ALLOOP_LOG_LEVEL": "debug", "ALLOOP_LOG_FORMAT": "JSON"}) == ("DEBUG", "json")
-    with pytest.raises(ValueError, match="ALLOOP_LOG_LEVEL must be one of"):
+    with pytest.raises(ValueError, match="ALLOOP_LOG_LEVEL=.loud.; choose one of DEBUG, INFO"):
         logs.settings_from_env({"ALLOOP_LOG_LEVEL": "loud"})
-    with pytest.raises(ValueError, match="ALLOOP_LOG_FORMAT must be one of plain, json"):
+    with pytest.raises(ValueError, match="ALLOOP_LOG_FORMAT=.xml.; choose one of plain, json"):
         logs.settings_from_env({"ALLOOP_LOG_FORMAT": "xml"})
 
 

@@ -57,7 +57,7 @@ def test_an_unknown_log_format_is_refused_with_one_line_naming_the_variable(tmp_
     done = subprocess.run(
         [sys.executable, "-m", "query_service.server"], env=env, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 2 and "ALLOOP_LOG_FORMAT must be one of plain, json" in done.stderr
+    assert done.returncode == 2 and "ALLOOP_LOG_FORMAT='xml'; choose one of plain, json" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -148,7 +148,7 @@ def alloop_service(container: dict[str, Any]) -> str | None:
 @cache
 def variables_the_code_reads() -> frozenset[str]:
     """Names in the string literals of the services' source (docstrings excepted: a name only documented is not
-    read). Scanned, not imported, so a refactoring of alloop/config.py does not break this test."""
+    read). Scanned, not imported, so a refactoring of alloop/environment.py does not break this test."""
     found: set[str] = set()
     for directory in CODE_DIRS:
         for path in sorted((ROOT / directory).rglob("*.py")):
@@ -283,7 +283,7 @@ def test_every_variable_the_manifests_set_is_read_by_the_code(label: str) -> Non
         for variable in environment(container, objects):
             if variable not in known:
                 unknown.append(f"{name(obj)} container {container['name']}: {variable}")
-    assert not unknown, "variables no code reads (misspelt, or removed from alloop/config.py):\n" + "\n".join(unknown)
+    assert not unknown, "variables no code reads (misspelt, or removed from alloop/environment.py):\n" + "\n".join(unknown)
     assert set(config_maps(objects)) <= used_maps, "a ConfigMap no container takes its environment from"
 
 
