@@ -19,9 +19,8 @@ from typing import Any
 
 import keras
 
-import alloop.models.linear
-import alloop.models.text_model  # noqa: F401 - registers the standardize function that saved models name
 from alloop.errors import IntegrityError
+from alloop.models.families import register_keras_objects
 
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -130,6 +129,7 @@ def load_version(model_dir: Path, version: int, expected_sha256: str) -> keras.M
     """Load a version's model from the bytes that were verified, through a private copy only this process can
     open (Keras loads from a path), deleted once loaded."""
     data = read_verified(model_dir, version, expected_sha256)
+    register_keras_objects()  # the families' layers and functions that a saved model names
     private = Path(tempfile.mkdtemp(prefix="alloop-load-"))  # mode 0700
     try:
         path = private / MODEL_FILE

@@ -19,7 +19,8 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alloop.models.config import CLASS_PRIORS, FAMILY_NAMES, LINEAR_SELECTIONS
+from alloop.models.config import CLASS_PRIORS, LINEAR_SELECTIONS
+from alloop.models.families import FAMILY_NAMES
 
 E = TypeVar("E", bound="_Environment")
 

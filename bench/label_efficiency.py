@@ -405,7 +405,8 @@ def check_resumable(previous: dict[str, Any], pool_limit: int | None, corpus: Co
     re-measures the ``linear`` runs and keeps the BiLSTM's (the half-hour or more of the benchmark). Files written
     before they recorded the model settings (321ef63 and earlier) measured an older linear model, and files from
     before the split fix (c6ae950) drew a test set per curve seed: neither can be resumed."""
-    from alloop.models.config import FAMILY_NAMES, ModelConfig
+    from alloop.models.config import ModelConfig
+    from alloop.models.families import FAMILY_NAMES
 
     expected = _protocol(pool_limit, corpus)
     missing = [key for key in expected if key not in previous]

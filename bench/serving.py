@@ -84,7 +84,7 @@ def run(pool_limit: int | None, repeats: int, workdir: Path, cache_dir: Path) ->
         training=TrainingConfig(warm_start=False),
         work_dir=workdir / "serving-work",
         unlabeled_texts=pool_texts,
-        corpus_cache=corpus_cache,
+        cache=corpus_cache,
     )
 
     with (

@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 
 from alloop.data import Record, read_records
-from alloop.models.config import POOL_ADAPTED_FAMILIES
 from alloop.rpc.messages import strategy_names, strategy_value
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from clients.common import add_address_flags, add_count_flag, add_pool_flag, describe, query_stub, trainer_stub
@@ -191,7 +190,7 @@ def run(args: argparse.Namespace) -> list[RoundRow]:
     print(f"pool {args.pool}: {submitted.accepted} new, {submitted.duplicate} already there", flush=True)
     started = time.monotonic()
     version = oracle.wait_for_version(0, args.timeout)
-    if submitted.accepted and version.family in POOL_ADAPTED_FAMILIES:
+    if submitted.accepted and version.adapts_to_pool:
         # The first version was fitted before this pool existed; a family that learns its features from pool text
         # would pick the first batch with a vocabulary of the initial labels only. Refresh it on the pool first.
         try:

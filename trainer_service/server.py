@@ -15,6 +15,7 @@ import redis
 
 from alloop import logs
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
+from alloop.models.families import get_family
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
@@ -71,17 +72,6 @@ def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrai
     return RunningTrainerService(server, bound.port, trainer, watchdog, stopping, bound.limiter, metrics_port)
 
 
-def require_scikit_learn() -> None:
-    """The linear family fits with scikit-learn, an extra the query image leaves out: say so at start-up rather
-    than in the middle of the first round."""
-    try:
-        import sklearn  # noqa: F401 - imported only to learn whether it is installed
-    except ImportError:
-        raise ValueError(
-            "the linear family fits with scikit-learn, which is not installed here: pip install 'alloop[trainer]'"
-        ) from None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="alloop-trainer-service", description="alloop trainer service (gRPC)")
     add_common_flags(parser)
@@ -112,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         ):
             if path is not None and not path.is_file():
                 raise ValueError(f"{variable} (or its flag): {path} is not a readable file")
-        if settings.model.family == "linear":
-            require_scikit_learn()
+        get_family(settings.model.family).check_installed()
     except ValueError as exc:  # a bad setting: one line naming it, no traceback
         parser.exit(2, f"{parser.prog}: {exc}\n")
     client, embedded = open_redis(

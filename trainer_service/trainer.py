@@ -34,9 +34,9 @@ import redis
 from alloop import artifacts
 from alloop.config import TrainerSettings
 from alloop.data import read_records
+from alloop.data.records import texts_digest
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
 from alloop.models.families import get_family
-from alloop.models.linear import CorpusCache, texts_digest
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
@@ -110,8 +110,10 @@ class Trainer:
         self._threads: list[threading.Thread] = []
         self.last_error = ""
         self._retry_after = 0.0
-        # The linear family's vocabulary, IDF, LSA basis (also on disk) and val/test counts, per pool text.
-        self._corpus_cache = CorpusCache(settings.corpus_cache_path)
+        self._family = get_family(settings.model.family)
+        # What the family keeps between rounds (the linear family: vocabularies and corpus statistics, also on
+        # disk, and the val/test count vectors, per pool text); None for a family that keeps nothing.
+        self._family_cache = self._family.new_cache(settings.corpus_cache_path)
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
         self._lock_ms = int(
             settings.round_lock_seconds * 1000
@@ -219,21 +221,21 @@ class Trainer:
         """What this round starts from: the published model (warm start), or only its vocabulary.
 
         A family that adapts its vocabulary on the pool keeps the published vocabulary while the pools' text is
-        unchanged (same digest, not merely the same size): adapting 250,000 1-2-grams over a 40,000-review pool takes
-        about 30 s on 2 cores, the rest of a linear round a few seconds. Convex families never warm-start.
+        unchanged (same digest, not merely the same size), since adapting a large vocabulary costs more than the rest
+        of an exact round. Exact families never warm-start.
         """
         version = self.registry.current()
         metadata = self.registry.get(version) if version else None
         if metadata is None:
             return None, None
-        family = get_family(self.settings.model.family)
+        family = self._family
         same_vocabulary = (
-            family.adapt_on_unlabeled
+            family.pool_text
             and metadata.get("family") == family.name
             and metadata.get("unlabeled_digest") == unlabeled_digest
             and metadata.get("model_config") == self.settings.model.to_dict()
         )
-        warm = self.settings.training.warm_start and not family.convex
+        warm = self.settings.training.warm_start and not family.exact
         if not (warm or same_vocabulary):
             return None, None
         if not warm and self._published is not None and self._published[0] == version:
@@ -273,7 +275,7 @@ class Trainer:
             work_dir = Path(tempfile.mkdtemp(prefix=f"alloop-round-{round_no}-"))
             cleanup.append(work_dir)
             with phases("pool_text"):
-                unlabeled = self.pools.all_texts() if get_family(self.settings.model.family).adapt_on_unlabeled else []
+                unlabeled = self.pools.all_texts() if self._family.pool_text else []
                 unlabeled_digest = texts_digest(unlabeled)
             with phases("previous"):
                 previous, vocabulary = self._previous(unlabeled_digest)
@@ -289,7 +291,7 @@ class Trainer:
                     vectorizer=vocabulary,
                     on_epoch=on_epoch,
                     unlabeled_texts=unlabeled,
-                    corpus_cache=self._corpus_cache,
+                    cache=self._family_cache,
                 )
             version = self.registry.allocate()
             while artifacts.version_dir(self.settings.common.models_path, version).exists():
@@ -303,6 +305,7 @@ class Trainer:
                 "round": round_no,
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "family": self.settings.model.family,
+                "adapts_to_pool": self._family.pool_text,
                 "classes": list(self.classes),
                 "train_size": len(train),
                 "epochs": result.epochs,

@@ -6,7 +6,8 @@ store can work with plain integers while the names live once, in :class:`Splits`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 SPLIT_NAMES: tuple[str, ...] = ("initial", "val", "test", "pool")
@@ -70,3 +71,8 @@ def count_labels(records: Iterable[Record], n_classes: int) -> list[int]:
             raise ValueError(f"record {record.id!r} has label {record.label}, outside 0..{n_classes - 1}")
         counts[record.label] += 1
     return counts
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """Identifies a text set by content: what the trainer and the linear family's caches key on."""
+    return hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-FAMILY_NAMES = ("bilstm", "linear")
+from alloop.models.families import FAMILIES, FAMILY_NAMES
+
 CLASS_PRIORS = ("labels", "validation")
 LINEAR_SELECTIONS = ("validation", "folds", "configured")
-POOL_ADAPTED_FAMILIES = (
-    "linear",
-)  # learn features from the pools' unlabeled text (families.Family.adapt_on_unlabeled)
 
 
 @dataclass(frozen=True)
@@ -96,28 +94,7 @@ class ModelConfig:
 
     def family_settings(self, family: str) -> dict[str, object]:
         """The settings ``family`` reads: runs of one family stay comparable when only another family's change."""
-        return {name: getattr(self, name) for name in FAMILY_SETTINGS[family]}
-
-
-FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
-    "bilstm": ("max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units", "dropout", "n_classes"),
-    "linear": (
-        "linear_max_tokens",
-        "ngrams",
-        "linear_min_df",
-        "linear_c",
-        "linear_lsa_components",
-        "linear_lsa_pivot",
-        "linear_nb_scale",
-        "linear_nb_unlabeled",
-        "linear_pseudo_weight",
-        "linear_select",
-        "linear_select_folds",
-        "linear_select_rows",
-        "linear_class_prior",
-        "n_classes",
-    ),
-}
+        return {name: getattr(self, name) for name in FAMILIES[family].settings}
 
 
 @dataclass(frozen=True)

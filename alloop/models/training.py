@@ -3,8 +3,8 @@
 Families trained by epochs (the seed's BiLSTM) warm-start and fit with best-only checkpointing and early stopping
 on the validation split. Warm start is their documented default, as in the seed: round n+1 continues from round
 n's weights and keeps its vocabulary (adapted once, on the first round's training texts); ``warm_start=False``
-rebuilds from scratch each round. Convex families (``linear``) are solved exactly instead: no epochs, nothing to
-stop early or to continue from; their vocabulary follows the pools' text and is kept while that text is unchanged.
+rebuilds from scratch each round. Exact families (``Family.exact``) run their own round (``solve_round`` in their
+module): no epochs, nothing to stop early or to continue from.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from alloop.metrics import Evaluation, evaluate
-from alloop.models import linear
 from alloop.models.config import ModelConfig, TrainingConfig
 from alloop.models.families import Family, get_family
 from alloop.models.text_model import Predictor, assemble, parts
@@ -65,7 +65,7 @@ class _EpochReporter(keras.callbacks.Callback):
 def _dataset(
     family: Family, vectorizer: keras.layers.Layer, data: LabeledData, batch_size: int, shuffle_seed: int | None
 ) -> tf.data.Dataset:
-    tokens = family.vectorize(vectorizer, data.texts)
+    tokens = family.code.vectorize(vectorizer, data.texts)
     labels = tf.constant(np.asarray(data.labels, dtype=np.int64))
     ds = tf.data.Dataset.from_tensor_slices((tokens, labels))
     if shuffle_seed is not None:
@@ -85,11 +85,12 @@ def train_round(
     on_epoch: EpochCallback | None = None,
     unlabeled_texts: Sequence[str] = (),
     vectorizer: keras.layers.Layer | None = None,
-    corpus_cache: linear.CorpusCache | None = None,
+    cache: Any = None,
 ) -> RoundResult:
     """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them;
-    ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation. ``corpus_cache`` keeps
-    a convex family's corpus statistics between rounds on the same vocabulary."""
+    ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation. ``cache``, what
+    :meth:`Family.new_cache` gave, keeps an exact family's statistics between rounds (None: a new one, in memory).
+    An exact family is handed its whole round (``solve_round``)."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(val) == 0:
@@ -97,41 +98,30 @@ def train_round(
     started = time.monotonic()
     keras.utils.set_random_seed(training.seed)
     family = get_family(model_config.family)
-    # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
-    # labelled pool items are in both lists and must count once. Built once: vocabulary and statistics share it.
-    pooled = sorted({*train.texts, *unlabeled_texts}) if family.adapt_on_unlabeled or family.convex else None
-    if family.convex:
-        corpus_cache = corpus_cache or linear.CorpusCache()
-    # An exact fit has nothing to continue from: convex families ignore warm start and build a fresh classifier.
-    if previous is not None and training.warm_start and not family.convex:
-        vectorizer, classifier = parts(previous)
-    else:
-        if vectorizer is None:
-            corpus = pooled if family.adapt_on_unlabeled and pooled is not None else list(train.texts)
-            if corpus_cache is not None and family.convex:
-                vectorizer = corpus_cache.vectorizer(model_config, corpus)  # adapted once per corpus, kept on disk
-            else:
-                vectorizer = family.build_vectorizer(model_config, corpus)
-        classifier = family.build_classifier(model_config, vectorizer)
-    family.compile_classifier(classifier, model_config)
-    if family.convex:
-        assert pooled is not None and corpus_cache is not None
-        order = sorted(range(len(train)), key=lambda i: (train.texts[i], train.labels[i]))  # the fit is order-sensitive
-        train = LabeledData([train.texts[i] for i in order], [train.labels[i] for i in order])
-        return _solve_round(
-            family,
-            vectorizer,
-            classifier,
+    if family.exact:
+        # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
+        # labelled pool items are in both lists and must count once. Built once: vocabulary and statistics share it.
+        corpus = sorted({*train.texts, *unlabeled_texts}) if family.pool_text else sorted(set(train.texts))
+        return family.code.solve_round(
             train,
             val,
             test,
-            pooled,
-            model_config,
-            training,
-            started,
-            corpus_cache,
-            on_epoch,
+            corpus,
+            model_config=model_config,
+            training=training,
+            cache=cache if cache is not None else family.new_cache(None),
+            vectorizer=vectorizer,
+            on_epoch=on_epoch,
         )
+    # Families fitted by epochs continue from the previous version when warm-starting.
+    if previous is not None and training.warm_start:
+        vectorizer, classifier = parts(previous)
+    else:
+        if vectorizer is None:
+            texts = sorted({*train.texts, *unlabeled_texts}) if family.pool_text else list(train.texts)
+            vectorizer = family.code.build_vectorizer(model_config, texts)
+        classifier = family.code.build_classifier(model_config, vectorizer)
+    family.code.compile_classifier(classifier, model_config)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / "best.weights.h5"
@@ -164,70 +154,4 @@ def train_round(
         epochs=len(history.history.get("loss", [])),
         seconds=time.monotonic() - started,
         history={k: [float(x) for x in v] for k, v in history.history.items()},
-    )
-
-
-def _solve_round(
-    family: Family,
-    vectorizer: keras.layers.Layer,
-    classifier: keras.Model,
-    train: LabeledData,
-    val: LabeledData,
-    test: LabeledData,
-    corpus: Sequence[str],
-    model_config: ModelConfig,
-    training: TrainingConfig,
-    started: float,
-    cache: linear.CorpusCache,
-    on_epoch: EpochCallback | None,
-) -> RoundResult:
-    """A convex family's round: corpus statistics (cached per vocabulary), one exact fit, the same evaluation.
-
-    There are no epochs to stop early or checkpoint: the fit is the optimum. It is reported as one epoch with its
-    training and validation loss, so the event stream and ``WatchTraining`` look the same for every family.
-    """
-    # The corpus' count vectors feed the naive-Bayes importance and the pseudo-labels; asked for first, the
-    # statistics reuse them.
-    corpus_counts = cache.counts(vectorizer, corpus) if linear.uses_corpus(model_config) else None
-    stats = cache.stats(vectorizer, corpus, model_config.linear_lsa_components, training.seed)
-    unlabeled = None
-    if corpus_counts is not None:
-        labelled = set(train.texts)
-        unlabeled = np.fromiter((text not in labelled for text in corpus), dtype=bool, count=len(corpus))
-    # The validation split chooses the fit's blocks (ModelConfig.linear_select): its accuracy reported below is the
-    # chosen fit's, so slightly optimistic; the test split never takes part.
-    kernel, bias, train_loss = linear.solve(
-        family.vectorize(vectorizer, train.texts),
-        train.labels,
-        stats,
-        model_config,
-        training.seed,
-        corpus_counts,
-        unlabeled,
-        linear.class_shares(val.labels, model_config.n_classes),
-        validation=(cache.counts(vectorizer, val.texts), val.labels),
-    )
-    classifier.get_layer(linear.TFIDF_LAYER).idf.assign(stats.idf)
-    classifier.layers[-1].set_weights([kernel, bias])
-    model = assemble(vectorizer, classifier)
-
-    # The same numbers the assembled model gives (tests/unit/test_linear_solve.py), from count vectors cached per
-    # vocabulary: the 10,000 validation and test reviews are not re-tokenized every round.
-    def score(data: LabeledData) -> Evaluation:
-        return evaluate(
-            data.labels, linear.predict_proba(cache.counts(vectorizer, data.texts), stats.idf, kernel, bias)
-        )
-
-    validation = score(val)
-    test_eval = score(test) if len(test) else validation
-    logs = {"loss": train_loss, "val_loss": validation.loss, "val_accuracy": validation.accuracy}
-    if on_epoch is not None:
-        on_epoch(1, logs)
-    return RoundResult(
-        model=model,
-        test=test_eval,
-        validation=validation,
-        epochs=1,
-        seconds=time.monotonic() - started,
-        history={name: [value] for name, value in logs.items()},
     )

@@ -92,6 +92,7 @@ def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
         train_duration=duration(float(meta.get("train_seconds", 0.0))),
         stability_kappa=-1.0 if kappa is None else float(kappa),
         stop_recommended=bool(stability.get("stop", False)),
+        adapts_to_pool=bool(meta.get("adapts_to_pool", False)),
     )
     if meta.get("created_at"):  # RFC 3339 in the registry
         message.create_time.CopyFrom(timestamp(dt.datetime.fromisoformat(str(meta["created_at"]))))

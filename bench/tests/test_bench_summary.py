@@ -217,9 +217,10 @@ def test_every_model_setting_belongs_to_a_family():
     """A setting no family claims would be ignored by --resume's comparison: a new one must be placed."""
     from dataclasses import fields
 
-    from alloop.models.config import FAMILY_NAMES, FAMILY_SETTINGS, ModelConfig
+    from alloop.models.config import ModelConfig
+    from alloop.models.families import FAMILIES, FAMILY_NAMES
 
-    claimed = {name for family in FAMILY_NAMES for name in FAMILY_SETTINGS[family]}
+    claimed = {name for family in FAMILY_NAMES for name in FAMILIES[family].settings}
     assert claimed == {f.name for f in fields(ModelConfig)} - {"family"}
 
 

@@ -89,12 +89,12 @@ class Recording(dict):  # type: ignore[type-arg]
 
 def trainer_view(env: Mapping[str, str]) -> object:
     """The trainer's settings as its model family uses them: a family's own model settings, and the training
-    settings only for a family fitted by epochs (a convex one is solved exactly and reads only the seed)."""
+    settings only for a family fitted by epochs (an exact one is solved and reads only the seed)."""
     from alloop.models.families import get_family
 
     settings = trainer_from_env(env)
     family = settings.model.family
-    training = {"seed": settings.training.seed} if get_family(family).convex else asdict(settings.training)
+    training = {"seed": settings.training.seed} if get_family(family).exact else asdict(settings.training)
     return (
         replace(settings, model=ModelConfig(), training=TrainingConfig()),
         family,

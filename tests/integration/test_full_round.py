@@ -34,6 +34,7 @@ def test_full_round_query_lease_label_retrain_serves_new_version(services, corpu
     wait_for(lambda: query.holder.current_or_none(), timeout=120, what="version 1 served")
     first = q.GetModel(query_pb2.GetModelRequest()).version
     assert first.version == 1 and first.train_size == 120
+    assert first.family == "bilstm" and not first.adapts_to_pool  # its vocabulary comes from the labels only
     assert 0.0 <= first.metrics.accuracy <= 1.0 and first.metrics.test_size == 60
     assert abs(first.create_time.ToDatetime(dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(
         minutes=10

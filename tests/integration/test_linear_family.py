@@ -17,7 +17,8 @@ import tensorflow as tf
 from alloop import artifacts
 from alloop.models import linear
 from alloop.models.config import ModelConfig
-from alloop.models.linear import TFIDF_LAYER
+from alloop.models.linear import TFIDF_LAYER, rounds
+from alloop.models.linear import corpus as corpus_module
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
@@ -86,7 +87,7 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
         marks.append(np.asarray(args[6]))
         return solve(*args, **kwargs)
 
-    monkeypatch.setattr(linear, "solve", recording_solve)
+    monkeypatch.setattr(rounds, "solve", recording_solve)  # the name the round calls
 
     def kernel(weight: float, unlabeled: list[str]) -> np.ndarray:
         result = train_round(
@@ -98,7 +99,7 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
             training=replace(TINY_TRAINING, warm_start=False),
             work_dir=tmp_path / "work",
             unlabeled_texts=unlabeled,
-            corpus_cache=cache,
+            cache=cache,
         )
         return parts(result.model)[1].layers[-1].get_weights()[0]
 
@@ -123,6 +124,7 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         wait_for(query.holder.current_or_none, timeout=120, what="version 1 served")
         first = q.GetModel(query_pb2.GetModelRequest()).version
         assert first.family == "linear" and first.metrics.accuracy >= 0.8
+        assert first.adapts_to_pool  # what tells a client that a new pool wants a round (alloop-oracle asks for one)
         rows = [json.loads(line) for line in corpus["pool"].read_text().splitlines()]
         q.SubmitPool(
             iter(
@@ -252,7 +254,7 @@ def test_corpus_cache_keeps_a_few_count_sets_and_its_statistics_reuse_the_corpus
     vectorizer = cache.vectorizer(LINEAR, corpus)
     calls: list[int] = []
     real = linear.vectorize
-    monkeypatch.setattr(linear, "vectorize", lambda v, texts: calls.append(len(texts)) or real(v, texts))
+    monkeypatch.setattr(corpus_module, "vectorize", lambda v, texts: calls.append(len(texts)) or real(v, texts))
 
     counts = cache.counts(vectorizer, corpus)
     cache.stats(vectorizer, corpus, LINEAR.linear_lsa_components, 0)

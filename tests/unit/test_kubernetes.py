@@ -283,7 +283,9 @@ def test_every_variable_the_manifests_set_is_read_by_the_code(label: str) -> Non
         for variable in environment(container, objects):
             if variable not in known:
                 unknown.append(f"{name(obj)} container {container['name']}: {variable}")
-    assert not unknown, "variables no code reads (misspelt, or removed from alloop/environment.py):\n" + "\n".join(unknown)
+    assert not unknown, "variables no code reads (misspelt, or removed from alloop/environment.py):\n" + "\n".join(
+        unknown
+    )
     assert set(config_maps(objects)) <= used_maps, "a ConfigMap no container takes its environment from"
 
 

@@ -165,9 +165,9 @@ def test_multiclass_with_two_classes_seen_so_far():
 
 
 def test_the_lsa_basis_spans_only_the_most_frequent_columns(monkeypatch):
-    from alloop.models import linear
+    from alloop.models.linear import corpus
 
-    monkeypatch.setattr(linear, "LSA_COLUMNS", 10)
+    monkeypatch.setattr(corpus, "LSA_COLUMNS", 10)
     counts, y = separable(80)
     stats = corpus_stats(counts, components=4, seed=0)
     df = np.bincount(counts.indices, minlength=counts.shape[1])

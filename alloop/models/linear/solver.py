@@ -1,364 +1,25 @@
-"""The linear family: logistic regression on sublinear TF-IDF 1-2-grams, with blocks learned from the pool's text.
-
-What a round fits (:func:`solve`), and why each part is there; which parts join is decided per round from the data
-(``ModelConfig.linear_select``, :func:`choose_settings`), because what pays on one corpus costs on another
-(docs/benchmarks.md):
-
-- *Sublinear, L2-normalized TF-IDF* (scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``), not Keras' raw
-  ``tf_idf`` mode: text length otherwise swamps the weights.
-- *LSA from unlabeled text* (Deerwester et al., 1990): unlabeled text is free, so the vocabulary, the IDF weights
-  and a truncated SVD of the pool's TF-IDF matrix are learned from the pool. Fitting on ``[tfidf, w * lsa]`` lets a
-  few hundred labels move along the corpus' main directions instead of along single bigrams. The block's weight
-  ``w = min(1, sqrt(pivot / labels))`` fades as labels accumulate and the bigrams alone become enough.
-- *A naive-Bayes-scaled copy of the TF-IDF block* (:func:`nb_importance`, NBSVM's idea): columns the data call
-  discriminative are penalized less.
-- *Pseudo-labelled pool rows* (:func:`pseudo_labels`): active learning leaves the easy items unlabelled, so a fit on
-  the labels alone lacks their mass.
-- *A convex fit, solved exactly* (liblinear / L-BFGS), not SGD with early stopping: the problem has one optimum, and
-  200 rows give early stopping nothing to work with. The validation split still reports ``val_loss``.
-
-The served version stays a plain ``text -> counts -> TF-IDF -> Dense`` Keras model: the LSA term is linear in the
-TF-IDF vector (``lsa = tfidf @ basis``) and the scaled copy is too, so their weights fold into the Dense kernel
-(``kernel = a + s * importance * c + w * basis @ b``) and the basis never ships with a version. It lives only in
-the trainer, cached per vocabulary, and spans the :data:`LSA_COLUMNS` most frequent tokens: the rarer ones carry no
-corpus structure worth a basis row each.
-"""
+"""The linear family's fit: L2 logistic regression on ``[tfidf, s * importance * tfidf, w * lsa]`` and optional
+pseudo-labelled pool rows, solved exactly and folded into the served Dense kernel (see the package docstring)."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
-import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import BinaryIO
+from dataclasses import replace
+from typing import NamedTuple
 
-import keras
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-import tensorflow as tf
 
-from alloop.atomic_file import TEMP_PREFIX, atomic_file
 from alloop.models import linear_selection as selection
 from alloop.models.config import ModelConfig
-from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize, to_host
+from alloop.models.linear.corpus import CorpusStats, tfidf
 
 log = logging.getLogger(__name__)
 
-FAMILY = "linear"
-TFIDF_LAYER = "tfidf"
-_CHUNK = 512  # texts per vectorizer call
 _ABSENT_CLASS_BIAS = -30.0  # a class with no label yet gets probability ~e-13, not a random logit
-
-
-@keras.saving.register_keras_serializable(package="alloop")
-class SublinearTfIdf(keras.layers.Layer):
-    """Token counts -> ``(1 + log count) * idf``, each row scaled to unit length (scikit-learn's sublinear TF-IDF).
-
-    The IDF weights are a non-trainable weight of this layer, so they are saved with the version and a version's
-    vocabulary always meets its own IDF.
-    """
-
-    def __init__(self, width: int, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.width = int(width)
-
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.idf = self.add_weight(name="idf", shape=(self.width,), initializer="ones", trainable=False)
-
-    def call(self, counts: tf.Tensor | tf.SparseTensor) -> tf.Tensor | tf.SparseTensor:
-        if isinstance(counts, tf.SparseTensor):  # the served path: a review has a few hundred of 250,000 tokens
-            rows = counts.indices[:, 0]
-            values = (1.0 + tf.math.log(tf.maximum(tf.cast(counts.values, tf.float32), 1.0))) * tf.gather(
-                self.idf, counts.indices[:, 1]
-            )
-            squares = tf.math.unsorted_segment_sum(values * values, rows, tf.cast(counts.dense_shape[0], tf.int32))
-            values = values / tf.gather(tf.maximum(tf.sqrt(squares), 1e-12), rows)
-            return tf.SparseTensor(counts.indices, values, counts.dense_shape)
-        counts = keras.ops.cast(counts, "float32")
-        weighted = keras.ops.where(counts > 0, 1.0 + keras.ops.log(keras.ops.maximum(counts, 1.0)), 0.0) * self.idf
-        norms = keras.ops.sqrt(keras.ops.sum(weighted * weighted, axis=-1, keepdims=True))
-        return weighted / keras.ops.maximum(norms, 1e-12)
-
-    def compute_output_spec(self, counts: keras.KerasTensor) -> keras.KerasTensor:
-        return keras.KerasTensor(counts.shape, dtype="float32", sparse=bool(getattr(counts, "sparse", False)))
-
-    def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "width": self.width}
-
-
-def build_vectorizer(
-    config: ModelConfig, texts: Sequence[str], vocabulary: Sequence[str] | None = None
-) -> keras.layers.TextVectorization:
-    """Adapted on ``texts``, or set to a ``vocabulary`` an earlier adaptation produced (``get_vocabulary()``)."""
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=config.linear_max_tokens,
-        standardize=standardize,
-        ngrams=config.ngrams,
-        output_mode="count",
-        sparse=True,  # dense counts are 250,000 floats a review: 3x slower to serve than the tokenizing itself
-        name=VECTORIZER,
-    )
-    if vocabulary is not None:
-        vectorizer.set_vocabulary(list(vocabulary))
-    else:
-        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(_CHUNK))
-        if config.linear_min_df > 1:
-            keep = frequent_columns(vectorize(vectorizer, texts), config.linear_min_df)
-            if len(keep) < vectorizer.vocabulary_size():  # a called layer keeps its width: build a new one
-                words = vectorizer.get_vocabulary()
-                return build_vectorizer(config, (), [words[i] for i in keep])
-    return vectorizer
-
-
-def frequent_columns(counts: sp.csr_matrix, min_df: int) -> npt.NDArray[np.int64]:
-    """The columns (in order) that occur in at least ``min_df`` texts, and column 0, the out-of-vocabulary count.
-
-    Why: on short texts most bigrams occur once; each still takes a share of its row's L2 norm and a weight of its
-    own, so the words that generalise count for less. It pays on some corpora and costs on others
-    (``python -m bench.linear_study``), hence ModelConfig.linear_min_df's default of 1 (no cut)."""
-    documents = np.bincount(counts.indices, minlength=counts.shape[1])  # CSR without duplicates: one per text
-    documents[0] = max(documents[0], min_df)
-    return np.flatnonzero(documents >= min_df)
-
-
-def build_classifier(config: ModelConfig, vectorizer: keras.layers.TextVectorization) -> keras.Model:
-    binary = config.n_classes == 2
-    width = vectorizer.vocabulary_size()
-    return keras.Sequential(
-        [
-            keras.Input(shape=(width,), sparse=True),
-            SublinearTfIdf(width, name=TFIDF_LAYER),
-            keras.layers.Dense(1 if binary else config.n_classes, activation="sigmoid" if binary else "softmax"),
-        ],
-        name=CLASSIFIER,
-    )
-
-
-def compile_classifier(classifier: keras.Model, config: ModelConfig) -> None:
-    """Compiled only so Keras can report a loss; the weights come from :func:`solve`, not from ``fit``."""
-    binary = config.n_classes == 2
-    classifier.compile(loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy")
-
-
-def vectorize(vectorizer: keras.layers.Layer, texts: Sequence[str]) -> sp.csr_matrix:
-    """Token counts as a CSR matrix, a chunk of texts per vectorizer call."""
-    texts = list(texts)
-    width = vectorizer.vocabulary_size()
-    blocks = []
-    for start in range(0, len(texts), _CHUNK):
-        counts = vectorizer(tf.constant(texts[start : start + _CHUNK]))  # sparse: see build_vectorizer
-        blocks.append(to_host(counts).astype(np.float32, copy=False))
-    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, width), dtype=np.float32)
-
-
-# --- corpus statistics: learned from unlabeled text, kept per vocabulary ----------------------------------------
-
-
-@dataclass(frozen=True)
-class CorpusStats:
-    idf: npt.NDArray[np.float32]  # (vocabulary,)
-    documents: int  # the corpus size the IDF was computed on (reported, and a sanity check for tests)
-    columns: npt.NDArray[np.int64]  # the vocabulary columns the LSA basis spans (the most frequent ones)
-    basis: npt.NDArray[np.float32]  # (len(columns), components): corpus rows projected on it have mean norm 1
-
-    def project(self, x: sp.csr_matrix) -> npt.NDArray[np.float64]:
-        """LSA coordinates of TF-IDF rows."""
-        return np.asarray(x[:, self.columns] @ self.basis, dtype=np.float64)
-
-    def unproject(self, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """(classes, components) weights on the LSA coordinates as (classes, vocabulary) weights on TF-IDF."""
-        full = np.zeros((weights.shape[0], len(self.idf)), dtype=np.float64)
-        full[:, self.columns] = weights @ self.basis.T.astype(np.float64)
-        return full
-
-
-def tfidf(counts: sp.csr_matrix, idf: npt.NDArray[np.float32]) -> sp.csr_matrix:
-    """What :class:`SublinearTfIdf` computes, on a sparse matrix."""
-    out = counts.astype(np.float32, copy=True).tocsr()
-    out.eliminate_zeros()  # a stored zero is no occurrence (the layer masks counts > 0 too)
-    out.data = (1.0 + np.log(np.maximum(out.data, 1.0))) * idf[out.indices]
-    norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
-    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ out, dtype=np.float32)
-
-
-LSA_COLUMNS = 100_000
-
-
-def corpus_stats(counts: sp.csr_matrix, components: int, seed: int) -> CorpusStats:
-    """IDF (scikit-learn's smooth form) and a truncated-SVD basis of the corpus' TF-IDF matrix, over the
-    :data:`LSA_COLUMNS` tokens found in most documents (memory: 100,000 x 300 floats, whatever the vocabulary)."""
-    from sklearn.utils.extmath import randomized_svd
-
-    n = counts.shape[0]
-    df = np.bincount(counts.indices, minlength=counts.shape[1])
-    idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
-    columns = np.sort(np.argsort(-df, kind="stable")[:LSA_COLUMNS]).astype(np.int64)
-    matrix = tfidf(counts, idf)[:, columns]
-    k = min(components, min(matrix.shape) - 1)
-    if k < 1:
-        return CorpusStats(idf, n, columns, np.zeros((len(columns), 0), dtype=np.float32))
-    _, _, vt = randomized_svd(matrix, k, n_iter=4, random_state=seed)
-    scale = float(np.mean(np.linalg.norm(np.asarray(matrix @ vt.T), axis=1))) or 1.0
-    return CorpusStats(idf, n, columns, (vt.T / scale).astype(np.float32))
-
-
-class CorpusCache:
-    """What a pool's text teaches once and the trainer reuses every round while the pool is unchanged: the
-    vocabulary (adapting 1-2-grams on 40,000 reviews takes ~30 s), the corpus statistics (the SVD, ~30 s more), and
-    the count vectors of text sets that come back every round (the validation and test splits, and the corpus
-    itself for the naive-Bayes importance), re-vectorized every round otherwise.
-
-    Owned by the trainer and passed in. With a ``directory``, vocabularies and statistics are also kept on disk
-    (the :data:`KEEP_ON_DISK` most recently used of each, ~120 MB per statistics file), so a restarted trainer, or a new
-    stack on the same corpus, starts its first pool round in seconds. A file that cannot be read is recomputed.
-    In memory only the latest vocabulary's statistics are kept.
-    """
-
-    KEEP_ON_DISK = 2
-    STALE_TEMP_SECONDS = 600.0
-    FORMAT = 1
-    """In every file name: bump it when what a file holds would change for the same text (the standardization, the
-    LSA columns), so an upgraded trainer never reads a stale file."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self._lock = threading.Lock()
-        self.directory = directory
-        if directory is not None and directory.is_dir():
-            # Left by a process killed mid-write. Only old ones: trainer replicas may share the directory, and a
-            # young temp file is another replica's write in progress (one takes seconds).
-            for partial in directory.glob(f"{TEMP_PREFIX}*"):
-                try:
-                    if time.time() - partial.stat().st_mtime > self.STALE_TEMP_SECONDS:
-                        partial.unlink(missing_ok=True)
-                except OSError:
-                    pass
-        self._vocabulary: str | None = None
-        self._stats: dict[tuple[str, int, int], CorpusStats] = {}
-        self._counts: dict[str, sp.csr_matrix] = {}
-        self._seen: tuple[keras.layers.Layer, str] | None = None  # the last vectorizer object and its digest
-        self.computed = 0  # vocabularies adapted and statistics computed here, not found: what tests read
-
-    def vectorizer(self, config: ModelConfig, corpus: Sequence[str]) -> keras.layers.TextVectorization:
-        """A vectorizer adapted on ``corpus`` with ``config``'s settings: from disk when this corpus was seen."""
-        settings = f"{config.linear_max_tokens}-{config.ngrams}" + (
-            f"-df{config.linear_min_df}" if config.linear_min_df > 1 else ""
-        )
-        path = self._path("vocabulary", f"{texts_digest(corpus)[:24]}-{settings}", ".json")
-        if path is not None and path.exists():
-            try:
-                vectorizer = build_vectorizer(config, (), json.loads(path.read_text()))
-                _touch(path)
-                return vectorizer
-            except (OSError, ValueError) as exc:
-                log.warning("cached vocabulary %s is unreadable (%s); adapting again", path, exc)
-        vectorizer = build_vectorizer(config, corpus)
-        self.computed += 1
-        if path is not None:
-            self._write(path, lambda f: f.write(json.dumps(vectorizer.get_vocabulary()).encode()))
-        return vectorizer
-
-    def _switch(self, vectorizer: keras.layers.TextVectorization) -> None:
-        if self._seen is not None and self._seen[0] is vectorizer:
-            digest = self._seen[1]  # the trainer keeps one vectorizer object across rounds: hash its vocabulary once
-        else:
-            words = "\n".join(vectorizer.get_vocabulary()).encode("utf-8", "surrogatepass")  # ~1 s for 250,000
-            digest = hashlib.sha256(words).hexdigest()
-            self._seen = (vectorizer, digest)
-        if digest != self._vocabulary:
-            self._vocabulary, self._stats, self._counts = digest, {}, {}
-
-    def stats(
-        self, vectorizer: keras.layers.TextVectorization, corpus: Sequence[str], components: int, seed: int
-    ) -> CorpusStats:
-        """Keyed by the corpus' content too: another pool of the same size must not reuse these statistics."""
-        key = (texts_digest(corpus), components, seed)
-        with self._lock:
-            self._switch(vectorizer)
-            if key not in self._stats:
-                name = f"{(self._vocabulary or '')[:24]}-{key[0][:24]}-{components}-{seed}"
-                path = self._path("stats", name, ".npz")
-                stats = self._read_stats(path, vectorizer.vocabulary_size())
-                if stats is None:
-                    counts = self._counts.get(key[0])  # the corpus' vectors, when a round has asked for them
-                    stats = corpus_stats(vectorize(vectorizer, corpus) if counts is None else counts, components, seed)
-                    self.computed += 1
-                    if path is not None:
-                        self._write(
-                            path,
-                            lambda f: np.savez(
-                                f, idf=stats.idf, documents=stats.documents, columns=stats.columns, basis=stats.basis
-                            ),
-                        )
-                self._stats[key] = stats
-            return self._stats[key]
-
-    # --- on disk ---------------------------------------------------------------------------------------------------
-    def _path(self, kind: str, name: str, suffix: str) -> Path | None:
-        return None if self.directory is None else self.directory / f"{kind}-v{self.FORMAT}-{name}{suffix}"
-
-    def _read_stats(self, path: Path | None, width: int) -> CorpusStats | None:
-        if path is None or not path.exists():
-            return None
-        try:
-            with np.load(path) as f:
-                stats = CorpusStats(f["idf"], int(f["documents"]), f["columns"], f["basis"])
-            if stats.idf.shape != (width,) or stats.basis.shape[0] != len(stats.columns):
-                raise ValueError(
-                    f"shapes {stats.idf.shape} / {stats.basis.shape} do not fit a {width}-token vocabulary"
-                )
-            _touch(path)
-            return stats
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("cached corpus statistics %s are unreadable (%s); computing them again", path, exc)
-            return None
-
-    def _write(self, path: Path, write: Callable[[BinaryIO], object]) -> None:
-        """Atomically (temp file + rename), then drop all but the :data:`KEEP_ON_DISK` most recently used files of
-        its kind.
-        A cache that cannot be written costs time, not correctness: it is logged, not raised."""
-        try:
-            with atomic_file(path) as f:
-                write(f)
-            kind = path.name.split("-", 1)[0]
-            older = sorted(path.parent.glob(f"{kind}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-            for stale in older[self.KEEP_ON_DISK :]:
-                stale.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("cannot keep %s on disk: %s", path.name, exc)
-
-    KEEP_COUNTS = 4
-    """Count-vector sets kept in memory, least recently used dropped first: a round asks for three (the corpus,
-    validation, test); a bound keeps a pool that changes under one vocabulary from piling up corpora."""
-
-    def counts(self, vectorizer: keras.layers.TextVectorization, texts: Sequence[str]) -> sp.csr_matrix:
-        """Count vectors of a text set that comes back every round, keyed by its content."""
-        digest = texts_digest(texts)
-        with self._lock:
-            self._switch(vectorizer)
-            counts = self._counts.pop(digest, None)
-            self._counts[digest] = vectorize(vectorizer, texts) if counts is None else counts  # now the newest
-            while len(self._counts) > self.KEEP_COUNTS:
-                del self._counts[next(iter(self._counts))]
-            return self._counts[digest]
-
-
-def _touch(path: Path) -> None:
-    """Mark a cache file used, so the newest-kept rule keeps what is read, not only what was written last."""
-    with contextlib.suppress(OSError):
-        os.utime(path)
-
-
-def texts_digest(texts: Sequence[str]) -> str:
-    """Identifies a text set by content (the trainer keys vocabularies, this module its caches, by it)."""
-    return hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def predict_proba(
@@ -375,9 +36,6 @@ def probabilities(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.stack([1.0 - positive, positive], axis=1)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-# --- the fit -------------------------------------------------------------------------------------------------------
 
 
 def lsa_weight(labels: int, pivot: int) -> float:
@@ -403,7 +61,7 @@ def nb_importance(
 
     ``unlabeled`` TF-IDF rows with ``predicted`` class probabilities (columns in the order of ``np.unique(y)``) add
     their expected class mass: labels that active learning chose sit near the boundary and flatten the ratios, and
-    the pool's predicted mass restores them (bench/linear_study.py, ``linear_nb_unlabeled``).
+    the pool's predicted mass restores them (``linear_nb_unlabeled``).
     """
     classes = np.unique(y)
     onehot = sp.csr_matrix((y[:, None] == classes[None, :]).astype(np.float64).T)
@@ -527,7 +185,7 @@ def solve(
             guessed, weights = pseudo_labels(predicted, present, config.linear_pseudo_weight)
             keep = np.flatnonzero(weights > 0)
             extra = sp.csr_matrix(rest[keep])
-            pseudo = (extra, sp.csr_matrix(stats.project(extra) * w), guessed[keep], weights[keep])
+            pseudo = PseudoRows(extra, sp.csr_matrix(stats.project(extra) * w), guessed[keep], weights[keep])
             third = _fit(x, y, lsa, w, scale, stats, config, seed, pseudo)
             rows = (np.concatenate([y, guessed[keep]]), np.concatenate([np.ones(len(y)), weights[keep]]))
             without = held(folded, intercept, y, None) if held is not None else -math.inf
@@ -663,8 +321,13 @@ def _predicted(
     return probabilities(np.asarray(rows @ folded.T, dtype=np.float64) + intercept)
 
 
-PseudoRows = tuple[sp.csr_matrix, sp.csr_matrix, npt.NDArray[np.int64], npt.NDArray[np.float64]]
-"""Pseudo-labelled rows for :func:`_fit`: their TF-IDF, their weighted LSA coordinates, labels and row weights."""
+class PseudoRows(NamedTuple):
+    """Pseudo-labelled rows for :func:`_fit`."""
+
+    tfidf: sp.csr_matrix
+    lsa: sp.csr_matrix  # their LSA coordinates, already weighted
+    labels: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float64]
 
 
 def prior_shift(
@@ -714,8 +377,8 @@ def _fit(
     labelled = len(y)
     weights = None
     if pseudo is not None:
-        x, lsa = sp.vstack([x, pseudo[0]], format="csr"), sp.vstack([lsa, pseudo[1]], format="csr")
-        y, weights = np.concatenate([y, pseudo[2]]), np.concatenate([np.ones(labelled), pseudo[3]])
+        x, lsa = sp.vstack([x, pseudo.tfidf], format="csr"), sp.vstack([lsa, pseudo.lsa], format="csr")
+        y, weights = np.concatenate([y, pseudo.labels]), np.concatenate([np.ones(labelled), pseudo.weights])
     blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [lsa]
     features = sp.hstack(blocks, format="csr")
     width = features.shape[1]
