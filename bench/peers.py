@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from alloop.atomic_file import atomic_file
+from bench.device import device
 
 __all__ = [
     "PEERS",
@@ -607,14 +608,6 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def _device() -> str:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return f"cpu, {cores} cores"
-
-
 # ---------------------------------------------------------------------------------------------------- data
 
 
@@ -742,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.peers " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": bool(args.quick),
-        "device": _device(),
+        "device": device(),
         "versions": library_versions(),
         "modal_force_all_finite_shim": _modal().shimmed if any(PEERS[p].kind == "modal" for p in args.peers)
         else None,

@@ -221,7 +221,7 @@ def test_cli_on_a_corpus_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert report["test_class_counts"] == [12, 12, 12] and report["candidates"] == 180 - 36
     assert set(report["peers"]) == {"small_text_breaking_ties", "modal_random"}
     assert report["versions"]["small-text"] and report["versions"]["scikit-learn"]
-    assert report["device"].startswith("cpu, ") and report["wall_seconds"]["total"] > 0
+    assert report["device"].startswith("cpu (") and report["wall_seconds"]["total"] > 0
     assert "small_text_breaking_ties" in capsys.readouterr().out
 
 
