@@ -139,10 +139,9 @@ class ModelHolder:
             return False
         predictor = Predictor(model, self._batch_size)
         try:
-            # Trace the graphs (texts for Score/Predict, features for Query) and hash the vocabulary (250,000 tokens
-            # for linear) here, before the version is installed, not in the first request that needs them.
+            # Trace the two graphs every request uses (texts to features, features to probabilities) and hash the
+            # vocabulary here, before the version is installed, not in the first request that needs them.
             predictor.predict_proba(["warm up"])
-            predictor.predict_proba_features(predictor.features(["warm up"]))
             _ = predictor.fingerprint
         except Exception as exc:
             self._failed[version] = f"loads but cannot score: {exc}"

@@ -9,13 +9,13 @@ import keras
 import tensorflow as tf
 
 from alloop.models.config import ModelConfig
-from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize
+from alloop.models.text_model import CLASSIFIER, VECTORIZER, TextVectorizer, standardize
 
 FAMILY = "bilstm"
 
 
 def build_vectorizer(config: ModelConfig, texts: Sequence[str]) -> keras.layers.TextVectorization:
-    vectorizer = keras.layers.TextVectorization(
+    vectorizer = TextVectorizer(
         max_tokens=config.max_tokens,
         standardize=standardize,
         output_sequence_length=config.sequence_length,

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from alloop.models.config import ModelConfig
-from alloop.models.text_model import CLASSIFIER, VECTORIZER, standardize, to_host
+from alloop.models.text_model import CLASSIFIER, VECTORIZER, TextVectorizer, standardize, to_host
 
 TFIDF_LAYER = "tfidf"
 _CHUNK = 512  # texts per vectorizer call
@@ -58,7 +58,7 @@ def build_vectorizer(
     config: ModelConfig, texts: Sequence[str], vocabulary: Sequence[str] | None = None
 ) -> keras.layers.TextVectorization:
     """Adapted on ``texts``, or set to a ``vocabulary`` an earlier adaptation produced (``get_vocabulary()``)."""
-    vectorizer = keras.layers.TextVectorization(
+    vectorizer = TextVectorizer(
         max_tokens=config.linear_max_tokens,
         standardize=standardize,
         ngrams=config.ngrams,
