@@ -130,7 +130,6 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
         scoring_s = fresh_s - first_swap
         per_replica = size / scoring_s / replicas
         out["rescore_ratio_to_in_process"] = {str(replicas): round(per_replica / in_process_rate, 3)}
-        out.update(swaps(trainer, stubs, VersionRegistry(client, keys), sample[:20], args.swaps, args.swap_rate))
         out["redis_bytes_per_item"] = round((int(client.info("memory")["used_memory"]) - memory_before) / size)
 
         latencies: dict[str, list[float]] = {"least_confidence": [], "kmeans_diversity": []}
@@ -174,6 +173,8 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(labeler, range(8)))
         out["labels_per_second"] = {str(queued): round(done[0] / (time.perf_counter() - started))}
+        # Last: each swap starts a rescoring of the pool, which a Query measured meanwhile would wait for.
+        out.update(swaps(trainer, stubs, VersionRegistry(client, keys), sample[:20], args.swaps, args.swap_rate))
         out["replica_rss_bytes"] = peak_rss_bytes(stack.query_pid)
     return out
 
