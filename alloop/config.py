@@ -23,6 +23,7 @@ from alloop.environment import (
     TrainerEnvironment,
 )
 from alloop.models.config import ModelConfig, TrainingConfig
+from alloop.models.families import get_family
 from alloop.rpc.limits import ServerLimits, limits_from
 from alloop.rpc.security import SecuritySettings, security_from
 from alloop.store.keys import DEFAULT_PREFIX
@@ -241,8 +242,8 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             epochs=e.epochs,
             batch_size=e.batch_size,
             patience=e.patience,
-            # The seed's BiLSTM continues from the last weights; the linear model is rebuilt on the current pool.
-            warm_start=e.warm_start if e.warm_start is not None else e.model_family == "bilstm",
+            # Families fitted by epochs (the seed's BiLSTM) continue from the last weights; exact ones are refitted.
+            warm_start=e.warm_start if e.warm_start is not None else not get_family(e.model_family).exact,
             seed=e.seed,
         ),
         export_saved_model=e.export_saved_model,

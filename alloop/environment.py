@@ -12,12 +12,13 @@ is generated from these classes (:func:`markdown`), so the doc cannot drift from
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alloop.models.config import CLASS_PRIORS, LINEAR_SELECTIONS
 from alloop.models.families import FAMILY_NAMES
@@ -54,8 +55,24 @@ def var(name: str, default: Any, doc: str, *, shown: str | None = None, **bounds
     return Field(default, validation_alias=name, description=doc, json_schema_extra=extra, **bounds)
 
 
+_MAPPING_ONLY: ContextVar[bool] = ContextVar("alloop_environment_mapping_only", default=False)
+"""Set while :meth:`_Environment.read` validates a mapping: the process' own environment must not leak in."""
+
+
 class _Environment(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment only: no .env file or secrets directory is read behind an operator's back.
+        return (init_settings,) if _MAPPING_ONLY.get() else (init_settings, env_settings)
 
     @model_validator(mode="before")
     @classmethod
@@ -68,10 +85,13 @@ class _Environment(BaseSettings):
     def read(cls: type[E], env: Mapping[str, str]) -> E:
         """The variables of ``env`` this class declares, validated; ValueError naming the first bad one."""
         names = [str(field.validation_alias) for field in cls.model_fields.values()]
+        only = _MAPPING_ONLY.set(True)
         try:
-            return cls.model_validate({name: env[name] for name in names if name in env})
+            return cls(**{name: env[name] for name in names if name in env})
         except ValidationError as exc:
             raise ValueError(_message(exc.errors()[0])) from None
+        finally:
+            _MAPPING_ONLY.reset(only)
 
 
 def _blank(value: Any) -> bool:
@@ -102,7 +122,10 @@ def _message(error: Any) -> str:
         if kind == "greater_than" and bound == 0:
             return f"{name} must be positive, got {value}"
         word = "at least" if kind == "greater_than_equal" else "more than"
-        return f"{name} must be {word} {bound}, got {value}"
+        return f"{name} must be {word} {bound:g}, got {value}"
+    if kind in ("less_than", "less_than_equal"):
+        word = "below" if kind == "less_than" else "at most"
+        return f"{name} must be {word} {ctx.get('lt', ctx.get('le')):g}, got {_number(raw)}"
     return f"{name}: {error['msg']}, got {got}"
 
 
@@ -280,15 +303,24 @@ class TrainerEnvironment(ServerEnvironment):
     )
     linear_c: Number = var("ALLOOP_LINEAR_C", 32.0, "`linear`: inverse L2 strength of the logistic fit", gt=0)
     lsa_components: int = var(
-        "ALLOOP_LSA_COMPONENTS", 300, "`linear`: the LSA block's width (over the 100,000 most frequent tokens); 0: none"
+        "ALLOOP_LSA_COMPONENTS",
+        300,
+        "`linear`: the LSA block's width (over the 100,000 most frequent tokens); 0: none",
+        ge=0,
     )
-    lsa_pivot: int = var("ALLOOP_LSA_PIVOT", 1000, "`linear`: the LSA block weighs min(1, sqrt(pivot / labels))")
-    nb_scale: Number = var("ALLOOP_NB_SCALE", 2.0, "`linear`: weight of the naive-Bayes-scaled block; 0: none")
+    lsa_pivot: int = var("ALLOOP_LSA_PIVOT", 1000, "`linear`: the LSA block weighs min(1, sqrt(pivot / labels))", ge=1)
+    nb_scale: Number = var("ALLOOP_NB_SCALE", 2.0, "`linear`: weight of the naive-Bayes-scaled block; 0: none", ge=0)
     nb_unlabeled: Number = var(
-        "ALLOOP_NB_UNLABELED", 1.0, "`linear`: weight of the pools' predicted class mass in the naive-Bayes ratios"
+        "ALLOOP_NB_UNLABELED",
+        1.0,
+        "`linear`: weight of the pools' predicted class mass in the naive-Bayes ratios",
+        ge=0,
     )
     pseudo_weight: Number = var(
-        "ALLOOP_PSEUDO_WEIGHT", 0.3, "`linear`: weight of the pools' unlabelled texts as pseudo-labelled rows; 0: none"
+        "ALLOOP_PSEUDO_WEIGHT",
+        0.3,
+        "`linear`: weight of the pools' unlabelled texts as pseudo-labelled rows; 0: none",
+        ge=0,
     )
     linear_select: LinearSelect = var(
         "ALLOOP_LINEAR_SELECT",
@@ -310,12 +342,12 @@ class TrainerEnvironment(ServerEnvironment):
         "`linear`: the class shares the model's odds assume. `validation`: the validation split's (give it the "
         "shares you want the model to expect); `labels`: the labelled set's, which active learning skews",
     )
-    max_tokens: int = var("ALLOOP_MAX_TOKENS", 3000, "`bilstm`: vocabulary size")
-    sequence_length: int = var("ALLOOP_SEQUENCE_LENGTH", 150, "`bilstm`: tokens per text")
-    embedding_dim: int = var("ALLOOP_EMBEDDING_DIM", 128, "`bilstm`: embedding width")
-    lstm_units: int = var("ALLOOP_LSTM_UNITS", 32, "`bilstm`: units per direction")
-    dense_units: int = var("ALLOOP_DENSE_UNITS", 20, "`bilstm`: the hidden dense layer")
-    dropout: Number = var("ALLOOP_DROPOUT", 0.5, "`bilstm`: dropout rate (also what MC-dropout samples)")
+    max_tokens: int = var("ALLOOP_MAX_TOKENS", 3000, "`bilstm`: vocabulary size", ge=1)
+    sequence_length: int = var("ALLOOP_SEQUENCE_LENGTH", 150, "`bilstm`: tokens per text", ge=1)
+    embedding_dim: int = var("ALLOOP_EMBEDDING_DIM", 128, "`bilstm`: embedding width", ge=1)
+    lstm_units: int = var("ALLOOP_LSTM_UNITS", 32, "`bilstm`: units per direction", ge=1)
+    dense_units: int = var("ALLOOP_DENSE_UNITS", 20, "`bilstm`: the hidden dense layer", ge=1)
+    dropout: Number = var("ALLOOP_DROPOUT", 0.5, "`bilstm`: dropout rate (also what MC-dropout samples)", ge=0, lt=1)
     corpus_cache_dir: Path | None = var(
         "ALLOOP_CORPUS_CACHE_DIR",
         None,

@@ -191,6 +191,7 @@ def swaps(trainer: Any, stubs: list[Any], registry: Any, texts: list[str], count
     listening = threading.Event()
     stop = threading.Event()
     counts = {"requests": 0, "failed": 0}
+    counted = threading.Lock()
 
     def listen() -> None:
         pubsub = registry.subscribe()
@@ -203,11 +204,14 @@ def swaps(trainer: Any, stubs: list[Any], registry: Any, texts: list[str], count
 
     def predict(stub: Any) -> None:
         while not stop.wait(1.0 / rate):
+            failed = 0
             try:
                 stub.Predict(query_pb2.PredictRequest(texts=texts), timeout=10)
             except grpc.RpcError:
-                counts["failed"] += 1
-            counts["requests"] += 1
+                failed = 1
+            with counted:
+                counts["failed"] += failed
+                counts["requests"] += 1
 
     threads = [threading.Thread(target=listen, daemon=True)]
     threads += [threading.Thread(target=predict, args=(stub,), daemon=True) for stub in stubs]
@@ -218,10 +222,11 @@ def swaps(trainer: Any, stubs: list[Any], registry: Any, texts: list[str], count
     try:
         for _ in range(count):
             version = trainer.Train(trainer_pb2.TrainRequest(wait=True)).version.version
+            returned = time.perf_counter()  # Train(wait=True) returns after the publish: a bound on its time
             wait_until(lambda v=version: all(query_version(stub) >= v for stub in stubs), 300, interval=0.01)
             served = time.perf_counter()
             wait_until(lambda v=version: v in announced, 10, interval=0.01)
-            seconds.append(served - announced[version])
+            seconds.append(served - min(announced[version], returned))
     finally:
         stop.set()
         for thread in threads:
@@ -238,7 +243,7 @@ def report(result: dict[str, Any]) -> str:
     """Markdown: one column per pool size, one row per measurement."""
     sizes = result["sizes"]
     names = list(sizes)
-    replicas = str(result["replicas"])
+    replicas = str(result.get("replicas", 1))
 
     def row(label: str, value: Any) -> str:
         return f"| {label} | " + " | ".join(value(sizes[n]) for n in names) + " |"
@@ -250,7 +255,7 @@ def report(result: dict[str, Any]) -> str:
                 if not isinstance(value, dict) or key not in value:
                     return ""
                 value = value[key]
-            return fmt.format(value)
+            return "" if value is None else fmt.format(value)
 
         return read
 
@@ -258,7 +263,7 @@ def report(result: dict[str, Any]) -> str:
         return ", ".join(f"{v:,} ({int(q):,} queued)" for q, v in entry.get("labels_per_second", {}).items())
 
     lines = [
-        f"{result['replicas']} query replica(s), one Redis, k = {result['k']}; {result['device']}.",
+        f"{replicas} query replica(s), one Redis, k = {result['k']}; {result['device']}.",
         "",
         "| | " + " | ".join(f"{int(n):,} items" for n in names) + " |",
         "|---|" + "---|" * len(names),
@@ -321,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument("--report", type=Path, help="print the Markdown table of this results file and exit")
     args = parser.parse_args(argv)
+    if args.swap_rate <= 0 or args.replicas < 1:
+        parser.error("--swap-rate must be positive and --replicas at least 1")
     if args.report is not None:
         print(report(json.loads(args.report.read_text())), end="")
         return 0

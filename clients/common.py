@@ -15,10 +15,12 @@ from alloop.rpc.security import open_secure_channel
 from alloop.v1 import query_pb2_grpc, trainer_pb2_grpc
 
 
-def environment() -> ClientEnvironment:
-    """The client variables of this process' environment; a bad value exits with its one-line message."""
+def environment(*names: str) -> ClientEnvironment:
+    """The client variables of this process' environment (only ``names`` when given, the others at their
+    defaults); a bad value exits with its one-line message."""
+    env = {name: os.environ[name] for name in names if name in os.environ} if names else os.environ
     try:
-        return ClientEnvironment.read(os.environ)
+        return ClientEnvironment.read(env)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
 
@@ -27,7 +29,7 @@ def add_address_flags(parser: argparse.ArgumentParser, *, trainer: bool = False)
     """The flags every client shares: ``--version``, and each service's address as ``--<service>-address``, named
     like the variable that sets it."""
     add_version_flag(parser)
-    env = environment()
+    env = environment("ALLOOP_QUERY_ADDRESS", "ALLOOP_TRAINER_ADDRESS")  # read before --help: nothing that can fail
     parser.add_argument(
         "--query-address",
         dest="query",

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p_submit.add_argument("--skip-invalid", action="store_true", help="store the valid items, report the others")
     p_submit.add_argument(
         "--classes",
-        default=environment().classes,
+        default=environment("ALLOOP_CLASSES").classes,
         help="class names, for files whose (ignored) label column holds names (env ALLOOP_CLASSES)",
     )
     p_query = sub.add_parser("query", help="select k items with a strategy and queue them for labelers")

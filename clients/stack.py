@@ -55,6 +55,14 @@ def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] 
     raise TimeoutError(f"service at {address} did not become healthy within {timeout:.0f}s")
 
 
+def _replica_env(env: Mapping[str, str], address: str, *, first: bool) -> dict[str, str]:
+    """A query replica's environment: its own address; a metrics endpoint (one port) only on the first."""
+    out = {**env, "ALLOOP_QUERY_ADDRESS": address}
+    if not first:
+        out.pop("ALLOOP_METRICS_ADDRESS", None)
+    return out
+
+
 @contextmanager
 def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str], replicas: int = 1) -> Iterator[Stack]:
     """Start Redis, the trainer (on ``data_dir``'s initial/val/test files) and ``replicas`` query replicas sharing
@@ -92,7 +100,9 @@ def local_stack(run_dir: Path, data_dir: Path, env: Mapping[str, str], replicas:
                 processes.append(
                     subprocess.Popen(
                         [sys.executable, "-m", module],
-                        env={**full_env, "ALLOOP_QUERY_ADDRESS": address} if module.startswith("query") else full_env,
+                        env=_replica_env(full_env, address, first=address == addresses[0])
+                        if module.startswith("query")
+                        else full_env,
                         stdout=log_file,
                         stderr=subprocess.STDOUT,
                     )

@@ -141,6 +141,8 @@ class ModelHolder:
         try:
             # Trace the two graphs every request uses (texts to features, features to probabilities) and hash the
             # vocabulary here, before the version is installed, not in the first request that needs them.
+            if predictor.vocabulary_size() <= 1:  # only the out-of-vocabulary token: the vocabulary did not load
+                raise ValueError("its vocabulary loaded empty")
             predictor.predict_proba(["warm up"])
             _ = predictor.fingerprint
         except Exception as exc:

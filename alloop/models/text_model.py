@@ -168,6 +168,9 @@ class Predictor:
             return np.zeros((0, width), dtype=np.float32)
         return np.concatenate(chunks)
 
+    def vocabulary_size(self) -> int:
+        return int(parts(self.model)[0].vocabulary_size())
+
     # --- features: what the classifier sees, computed once per text and reusable across versions ------------
     @property
     def fingerprint(self) -> str:

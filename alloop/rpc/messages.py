@@ -10,10 +10,19 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alloop.errors import InvalidRequest
+from alloop.models.families import FAMILIES
 from alloop.v1 import common_pb2
 
 _STRATEGY_PREFIX = "STRATEGY_"
 UNSPECIFIED = common_pb2.STRATEGY_UNSPECIFIED
+
+
+def _adapts_to_pool(meta: Mapping[str, Any]) -> bool:
+    """The version's own word, or for a version published before it said so, its family's."""
+    if "adapts_to_pool" in meta:
+        return bool(meta["adapts_to_pool"])
+    family = FAMILIES.get(str(meta.get("family", "")))
+    return family is not None and family.pool_text
 
 
 def strategy_names() -> list[str]:
@@ -92,7 +101,7 @@ def model_version_message(meta: Mapping[str, Any]) -> common_pb2.ModelVersion:
         train_duration=duration(float(meta.get("train_seconds", 0.0))),
         stability_kappa=-1.0 if kappa is None else float(kappa),
         stop_recommended=bool(stability.get("stop", False)),
-        adapts_to_pool=bool(meta.get("adapts_to_pool", False)),
+        adapts_to_pool=_adapts_to_pool(meta),
     )
     if meta.get("created_at"):  # RFC 3339 in the registry
         message.create_time.CopyFrom(timestamp(dt.datetime.fromisoformat(str(meta["created_at"]))))

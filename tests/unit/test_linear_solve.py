@@ -218,7 +218,7 @@ def test_the_environment_sets_the_nb_scale_and_refuses_a_negative_one():
 
     assert trainer_from_env({}).model.linear_nb_scale == 2.0
     assert trainer_from_env({"ALLOOP_NB_SCALE": "0"}).model.linear_nb_scale == 0.0
-    with pytest.raises(ValueError, match="linear_nb_scale"):
+    with pytest.raises(ValueError, match="^ALLOOP_NB_SCALE must be at least 0, got -0.5$"):
         trainer_from_env({"ALLOOP_NB_SCALE": "-0.5"})
 
 

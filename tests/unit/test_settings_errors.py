@@ -93,6 +93,14 @@ def test_the_class_reads_os_environ_as_read_reads_a_mapping(monkeypatch: pytest.
     assert TrainerEnvironment() == TrainerEnvironment.read(env)
 
 
+def test_a_mapping_is_read_alone_whatever_the_process_environment_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOOP_EPOCHS", "3")
+    monkeypatch.setenv("ALLOOP_MAX_MESSAGE_BYTES", "not a number")
+    assert trainer_from_env({}).training.epochs == TrainerSettings().training.epochs
+    assert ClientEnvironment.read({}).max_message_bytes == 64 * 1024 * 1024
+    assert TrainerEnvironment().epochs == 3  # the class itself does read the process environment
+
+
 def test_secrets_stay_out_of_reprs() -> None:
     env: dict[str, Any] = {"REDIS_URL": "redis://u:hunter2@h/0", "ALLOOP_AUTH_TOKENS": "s3cret:operator"}
     assert "hunter2" not in repr(QueryEnvironment.read(env)) and "s3cret" not in repr(QueryEnvironment.read(env))
