@@ -60,7 +60,7 @@ _MAPPING_ONLY: ContextVar[bool] = ContextVar("alloop_environment_mapping_only", 
 
 
 class _Environment(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True)
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)  # blanks: _blank_is_unset
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from alloop.environment import ServerEnvironment
 from alloop.errors import PermissionDenied
 from alloop.identity import ANONYMOUS, CLIENT, LABELER, OPERATOR, ROLES, Caller
 
@@ -190,8 +191,8 @@ def parse_tokens_file(text: str, name: str = TOKENS_FILE_ENV) -> list[Entry]:
 
 def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     """Tokens from ALLOOP_AUTH_TOKENS and ALLOOP_AUTH_TOKENS_FILE together (either, both, or neither)."""
-    path = env.get(TOKENS_FILE_ENV, "").strip()
-    return credentials_from(env.get(TOKENS_ENV, ""), Path(path) if path else None)
+    e = ServerEnvironment.read(env)
+    return credentials_from(e.auth_tokens, e.auth_tokens_file)
 
 
 def credentials_from(tokens: str | None, path: Path | None) -> Credentials:

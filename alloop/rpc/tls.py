@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from alloop.environment import ClientEnvironment
+from alloop.environment import ClientEnvironment, ServerEnvironment
 
 CERT_ENV = "ALLOOP_TLS_CERT"
 KEY_ENV = "ALLOOP_TLS_KEY"
@@ -33,11 +33,6 @@ def _read(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _path(env: Mapping[str, str], name: str) -> Path | None:
-    value = env.get(name, "").strip()
-    return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,8 @@ class ClientTLS:
 
 
 def server_tls_from_env(env: Mapping[str, str]) -> ServerTLS | None:
-    return server_tls(_path(env, CERT_ENV), _path(env, KEY_ENV), _path(env, CLIENT_CA_ENV))
+    e = ServerEnvironment.read(env)
+    return server_tls(e.tls_cert, e.tls_key, e.tls_client_ca)
 
 
 def server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> ServerTLS | None:
