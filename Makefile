@@ -10,13 +10,14 @@ DEMO_DIR ?= .alloop/demo
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install proto tools lint lint-proto test test-unit test-bench mutants demo bench compose-check lock secrets clean help
+.PHONY: install proto tools lint lint-proto test test-cluster test-unit test-bench mutants demo bench compose-check lock secrets clean help
 
 help:
 	@echo "make demo   - fetch IMDB, start embedded Redis + both services, run the simulated oracle, print the table"
 	@echo "make test   - the whole test suite (real Redis, real gRPC, real TensorFlow)"
 	@echo "make proto  - regenerate the gRPC stubs from proto/"
 	@echo "make lint   - ruff's lint and format checks and mypy (what .ci/run runs before the tests)"
+	@echo "make test-cluster - the two longest kill -9 tests again, on a 3-master Redis Cluster"
 	@echo "make test-bench - the benchmarks' own tests (bench/tests), apart from the product's"
 	@echo "make mutants - plant each known bug of tests/mutants/catalog.py in a copy; fail if its test still passes"
 
@@ -54,7 +55,11 @@ lint: proto
 	$(VENV)/bin/mypy
 
 test: proto tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cluster_crash"
+
+# The kill -9 tests of the trainer and of a query replica, again on a 3-master Redis Cluster (about 6 minutes).
+test-cluster: proto
+	$(PY) -m pytest -q -m cluster_crash
 
 test-unit: proto
 	$(PY) -m pytest -q tests/unit

@@ -38,6 +38,7 @@ class CommonSettings:
     redis_url: str | None = field(default=None, repr=False)  # may hold a password: never in a repr or a log
     redis_password: str | None = field(default=None, repr=False)  # ALLOOP_REDIS_PASSWORD_FILE, for a URL without one
     redis_prefix: str = DEFAULT_PREFIX
+    redis_cluster: bool = False  # REDIS_URL names one node of a Redis Cluster
     state_dir: Path = DEFAULT_STATE_DIR
     model_dir: Path | None = None
     classes: tuple[str, ...] = DEFAULT_CLASSES
@@ -160,10 +161,19 @@ def _common(e: ServerEnvironment) -> CommonSettings:
             ) from None
         if password is None:
             raise ValueError(f"ALLOOP_REDIS_PASSWORD_FILE: {e.redis_password_file} is empty")
+    if "{" in e.redis_prefix or "}" in e.redis_prefix:
+        raise ValueError(
+            f"ALLOOP_REDIS_PREFIX must hold no braces (they mark Redis Cluster hash tags), got {e.redis_prefix!r}"
+        )
+    if e.redis_cluster and not e.redis_url:
+        raise ValueError(
+            "ALLOOP_REDIS_CLUSTER needs REDIS_URL (a node of the cluster): the embedded Redis is one server"
+        )
     return CommonSettings(
         redis_url=e.redis_url,
         redis_password=password,
         redis_prefix=e.redis_prefix,
+        redis_cluster=e.redis_cluster,
         state_dir=e.state_dir,
         model_dir=e.model_dir,
         classes=classes,

@@ -167,7 +167,12 @@ class ServerEnvironment(LoggingEnvironment):
     redis_password_file: Path | None = var(
         "ALLOOP_REDIS_PASSWORD_FILE", None, "a file holding the Redis password, for a `REDIS_URL` without one"
     )
-    redis_prefix: str = var("ALLOOP_REDIS_PREFIX", "alloop", "the prefix of every Redis key")
+    redis_prefix: str = var("ALLOOP_REDIS_PREFIX", "alloop", "the prefix of every Redis key (no braces)")
+    redis_cluster: bool = var(
+        "ALLOOP_REDIS_CLUSTER",
+        False,
+        "1: `REDIS_URL` names one node of a Redis Cluster (docs/operations.md, Redis Cluster)",
+    )
     state_dir: Path = var("ALLOOP_STATE_DIR", Path(".alloop"), "embedded Redis data and the default model store")
     model_dir: Path | None = var(
         "ALLOOP_MODEL_DIR",

@@ -151,7 +151,7 @@ def measure(size: int, texts: list[str], args: argparse.Namespace, work: Path, d
         out["query_p50_ms"] = {n: round(statistics.median(v), 1) for n, v in latencies.items()}
         out["query_p99_ms"] = {n: round(float(np.percentile(v, 99)), 1) for n, v in latencies.items()}
 
-        queued = int(client.zcard(keys.queue))
+        queued = int(client.zcard(keys.queue("scale")))
         done = [0]
         stop = time.perf_counter() + args.label_seconds
 

@@ -23,11 +23,13 @@ def label_session(
     batch: int,
     ask: Callable[[str], str] = input,
     say: Callable[[str], None] = print,
+    pool: str = "",
 ) -> int:
-    """Label until the queue is empty or the person quits; returns how many labels were accepted."""
+    """Label until the queue (of ``pool``; empty: of every pool) is empty or the person quits; returns how many
+    labels were accepted."""
     done = 0
     while True:
-        leased = stub.LeaseTasks(query_pb2.LeaseTasksRequest(labeler=labeler, max_items=batch))
+        leased = stub.LeaseTasks(query_pb2.LeaseTasksRequest(labeler=labeler, max_items=batch, pool=pool))
         if not leased.tasks:
             say("the queue is empty")
             return done
@@ -67,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         "records your token's holder, and a labeler token may not name anyone else",
     )
     parser.add_argument("--batch", type=int, default=10, help="items leased at a time")
+    parser.add_argument("--pool", default="", help="label items of this pool only (default: of every pool)")
     args = parser.parse_args(argv)
     try:
-        count = label_session(query_stub(args.query), args.labeler, args.batch)
+        count = label_session(query_stub(args.query), args.labeler, args.batch, pool=args.pool)
     except (EOFError, KeyboardInterrupt):
         print()
         return 0

@@ -86,7 +86,7 @@ class Oracle:
         labeled = 0
         while wanted:
             leased = self.query.LeaseTasks(
-                query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100))
+                query_pb2.LeaseTasksRequest(labeler=self.labeler, max_items=min(len(wanted), 100), pool=self.pool)
             )
             if not leased.tasks:
                 break

@@ -8,7 +8,7 @@ changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -75,8 +75,11 @@ class QueryApp:
         index: ScoreIndex,
         features: FeatureCache | None = None,
         metrics: Metrics | None = None,
+        gate: Callable[[], None] = lambda: None,
     ) -> None:
+        """``gate`` runs before anything reads or writes the store (alloop.store.layout.LayoutGate.ensure)."""
         self.settings = settings
+        self.gate = gate
         self.pools = pools
         self.labeling = labeling
         self.holder = holder
@@ -90,6 +93,7 @@ class QueryApp:
             self.features,
             claim_idle_ms=int(settings.score_claim_seconds * 1000),
             on_scored=self._count_index_scoring,
+            gate=gate,
         )
 
     def _count_index_scoring(self, items: int, seconds: float) -> None:
@@ -102,6 +106,7 @@ class QueryApp:
 
     # --- pools -------------------------------------------------------------------------------------------------
     def submit_pool(self, pool: str, items: Iterable[tuple[str, str]], *, skip_invalid: bool) -> PoolSubmission:
+        self.gate()
         limits = self.settings
         pool = self._name("pool name", pool or DEFAULT_POOL)
         valid: list[tuple[str, str]] = []
@@ -207,6 +212,7 @@ class QueryApp:
         max_candidates: int = 0,
         caller: Caller = ANONYMOUS,
     ) -> QueryResult:
+        self.gate()
         limits = self.settings
         pool = self._name("pool name", pool)
         if k <= 0:
@@ -327,7 +333,9 @@ class QueryApp:
         )
 
     # --- labeling --------------------------------------------------------------------------------------------
-    def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:
+    def lease(self, max_items: int, lease_seconds: float, pool: str = "") -> list[Lease]:
+        """Lease from ``pool``, or from every pool when it is empty."""
+        self.gate()
         if max_items <= 0:
             raise InvalidRequest(f"max_items must be positive, got {max_items}")
         if lease_seconds < 0:
@@ -337,8 +345,10 @@ class QueryApp:
                 f"lease_duration={lease_seconds:g} s is longer than the {self.settings.max_lease_seconds:g} s a lease may "
                 "last (ALLOOP_MAX_LEASE_SECONDS)"
             )
+        if pool:
+            self.pools.require(self._name("pool", pool))
         max_items = min(max_items, self.settings.max_lease_items)
-        return self.labeling.lease(max_items, lease_seconds or self.settings.lease_seconds)
+        return self.labeling.lease(max_items, lease_seconds or self.settings.lease_seconds, pool or None)
 
     def submit_labels(
         self,
@@ -346,6 +356,7 @@ class QueryApp:
         labeler: str,
         caller: Caller = ANONYMOUS,
     ) -> SubmitResult:
+        self.gate()
         if not labels:
             raise InvalidRequest("no labels in the request")
         check_batch_size(len(labels), self.settings.max_batch_items, "labels")

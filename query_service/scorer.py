@@ -37,6 +37,7 @@ class ShardScorer:
         claim_idle_ms: int = 30_000,
         consumer: str | None = None,
         on_scored: Callable[[int, float], None] | None = None,
+        gate: Callable[[], None] = lambda: None,
     ) -> None:
         self._index = index
         self._pools = pools
@@ -45,6 +46,7 @@ class ShardScorer:
         self._claim_idle_ms = claim_idle_ms
         self.consumer = consumer or f"replica-{uuid.uuid4().hex[:12]}"
         self._on_scored = on_scored or (lambda items, seconds: None)
+        self._gate = gate  # before the first read of the store (alloop.store.layout.LayoutGate.ensure)
         self._opened: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,6 +104,7 @@ class ShardScorer:
                 self._stop.wait(0.2)
                 continue
             try:
+                self._gate()
                 self.step(served, block_ms=500)
             except redis.exceptions.RedisError as exc:
                 log.warning("shard scorer: Redis cannot be used (%s: %s); retrying", type(exc).__name__, exc)

@@ -16,9 +16,11 @@ from prometheus_client.core import GaugeMetricFamily
 
 from alloop import logs
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
+from alloop.errors import IntegrityError
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
-from alloop.store.connection import EmbeddedRedis, open_redis
+from alloop.store import layout
+from alloop.store.connection import Client, EmbeddedRedis, open_redis
 from alloop.store.keys import Keys
 from alloop.store.labeling import LabelingStore
 from alloop.store.pool import PoolStore
@@ -76,7 +78,7 @@ def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) 
     return report
 
 
-def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryService:
+def create_server(settings: QuerySettings, client: Client) -> RunningQueryService:
     keys = Keys(settings.common.redis_prefix)
     registry = VersionRegistry(client, keys)
     holder = ModelHolder(
@@ -90,7 +92,10 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
     metrics = Metrics()
     metrics.collect_with(lambda: replica_state(pools, labeling, holder))
     index = ScoreIndex(client, keys)
-    app = QueryApp(settings, pools, labeling, holder, index, FeatureCache(settings.feature_cache_rows), metrics)
+    gate = layout.LayoutGate(client, keys)
+    app = QueryApp(
+        settings, pools, labeling, holder, index, FeatureCache(settings.feature_cache_rows), metrics, gate=gate.ensure
+    )
     stopping = threading.Event()
     bound = new_server(
         settings.address,
@@ -109,9 +114,7 @@ def create_server(settings: QuerySettings, client: redis.Redis) -> RunningQueryS
         chores=[labeling.reclaim_expired, model_reporter(holder, bound.health)],
     )
     try:
-        moved = labeling.migrate()
-        if moved:
-            log.info("moved %d queued items from the old list queue into the sorted-set queue", moved)
+        gate.ensure()
         holder.refresh()
     except redis.exceptions.RedisError as exc:
         log.warning("could not read Redis yet: %s", exc)
@@ -169,8 +172,12 @@ def main(argv: list[str] | None = None) -> None:
         settings.common.redis_url,
         settings.common.embedded_redis_dir,
         password=settings.common.redis_password,
+        cluster=settings.common.redis_cluster,
     )
-    running = create_server(settings, client)
+    try:
+        running = create_server(settings, client)
+    except IntegrityError as exc:  # the store cannot be used as it is (alloop.store.layout): one line, no traceback
+        parser.exit(2, f"{parser.prog}: {exc}\n")
     log.info("query service on port %d (Redis %s)", running.port, "embedded" if embedded else "external")
 
     def stop() -> None:

@@ -110,7 +110,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def LeaseTasks(
         self, request: query_pb2.LeaseTasksRequest, context: grpc.ServicerContext
     ) -> query_pb2.LeaseTasksResponse:
-        leases = self._app.lease(request.max_items, seconds(request.lease_duration))
+        leases = self._app.lease(request.max_items, seconds(request.lease_duration), request.pool)
         return query_pb2.LeaseTasksResponse(
             tasks=[
                 query_pb2.Task(

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
-import redis
+from redis.cluster import RedisCluster
 
 from alloop.config import CommonSettings, QuerySettings, TrainerSettings
 from alloop.models.config import ModelConfig, TrainingConfig
-from alloop.store.connection import EmbeddedRedis, connect
+from alloop.store.connection import Client, EmbeddedRedis, connect
 from alloop.store.keys import Keys
 from tests import synthetic
+from tests.cluster import LocalCluster
 
 TINY_MODEL = ModelConfig(
     family="bilstm", max_tokens=200, sequence_length=16, embedding_dim=8, lstm_units=4, dense_units=4
@@ -31,10 +32,50 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+# A module whose tests must hold on a single Redis and on Redis Cluster alike sets
+# ``pytestmark = pytest.mark.parametrize("backend", BACKENDS, indirect=True)``; every other test gets "single".
+BACKENDS = ("single", "cluster")
+# The same for the kill -9 tests that take minutes each: their cluster runs are marked ``cluster_crash``, which
+# `make test` leaves to `make test-cluster` (CI runs both) so the suite stays under 20 minutes.
+LONG_BACKENDS = ("single", pytest.param("cluster", marks=pytest.mark.cluster_crash))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test's stores live: the session's single Redis, or the session's 3-master cluster."""
+
+    url: str
+    cluster: bool
+
+    def connect(self) -> Client:
+        return connect(self.url, cluster=self.cluster)
+
+    def env(self) -> dict[str, str]:
+        """What a service process reads to reach it."""
+        return {"REDIS_URL": self.url, "ALLOOP_REDIS_CLUSTER": "1" if self.cluster else "0"}
+
+
 @pytest.fixture
-def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    client = connect(redis_server.url)
-    client.flushdb()
+def backend(request: pytest.FixtureRequest) -> Backend:
+    kind = getattr(request, "param", "single")
+    if kind == "cluster":
+        return Backend(request.getfixturevalue("redis_cluster").url, cluster=True)
+    return Backend(request.getfixturevalue("redis_server").url, cluster=False)
+
+
+@pytest.fixture
+def redis_client(backend: Backend) -> Iterator[Client]:
+    client = backend.connect()
+    if isinstance(client, RedisCluster):
+        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        client.flushdb()
     yield client
     client.close()
 
@@ -44,16 +85,16 @@ def keys() -> Keys:
     return Keys(f"t{uuid.uuid4().hex[:6]}")
 
 
-def dump_keys(client: redis.Redis, prefix: str) -> dict[str, object]:
+def dump_keys(client: Client, prefix: str) -> dict[str, object]:
     """Byte-for-byte picture of the project's keys, to show a refused request changed nothing.
 
     Streams are the exception: a consumer polling its group updates the consumer's seen-time, which DUMP includes,
     so for a stream the picture is its entries and each group's delivery position and pending count. The score
     index is left out: it is derived from the pools and the model, and the replicas rewrite it in the background.
     """
-    raw = redis.Redis(connection_pool=client.connection_pool)
+    keys = Keys(prefix)
+    index = (keys.index_prefix, *(keys.pool_index_prefix(pool) for pool in client.smembers(keys.pools)))
     out: dict[str, object] = {}
-    index = Keys(prefix).index_prefix
     for key in sorted(client.scan_iter(f"{prefix}:*")):
         if key.startswith(index):
             continue
@@ -61,7 +102,7 @@ def dump_keys(client: redis.Redis, prefix: str) -> dict[str, object]:
             groups = [(g["name"], g["last-delivered-id"], g["pending"]) for g in client.xinfo_groups(key)]
             out[key] = (client.xrange(key), groups)
         else:
-            out[key] = raw.execute_command("DUMP", key, NEVER_DECODE=True)
+            out[key] = client.execute_command("DUMP", key, NEVER_DECODE=True)
     return out
 
 
@@ -71,8 +112,10 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def common(redis_server: EmbeddedRedis, keys: Keys, tmp_path: Path) -> CommonSettings:
-    return CommonSettings(redis_url=redis_server.url, redis_prefix=keys.prefix, state_dir=tmp_path / "state")
+def common(backend: Backend, keys: Keys, tmp_path: Path) -> CommonSettings:
+    return CommonSettings(
+        redis_url=backend.url, redis_cluster=backend.cluster, redis_prefix=keys.prefix, state_dir=tmp_path / "state"
+    )
 
 
 @pytest.fixture

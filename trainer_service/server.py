@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-import redis
 
 from alloop import logs
 from alloop.config import TrainerSettings, add_common_flags, apply_common_flags, trainer_from_env
+from alloop.errors import IntegrityError
 from alloop.models.families import get_family
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
-from alloop.store.connection import EmbeddedRedis, open_redis, wait_until_reachable
+from alloop.store.connection import Client, EmbeddedRedis, open_redis, wait_until_reachable
 from alloop.telemetry import Metrics
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.servicer import TrainerServicer
@@ -47,7 +47,7 @@ class RunningTrainerService:
         self.limiter.stop()
 
 
-def create_server(settings: TrainerSettings, client: redis.Redis) -> RunningTrainerService:
+def create_server(settings: TrainerSettings, client: Client) -> RunningTrainerService:
     consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
     metrics = Metrics()
     trainer = Trainer(settings, client, consumer=consumer, metrics=metrics)
@@ -109,10 +109,14 @@ def main(argv: list[str] | None = None) -> None:
         settings.common.redis_url,
         settings.common.embedded_redis_dir,
         password=settings.common.redis_password,
+        cluster=settings.common.redis_cluster,
     )
     if settings.common.redis_url:
         wait_until_reachable(client, settings.common.redis_url)  # the trainer seeds its set from Redis at start
-    running = create_server(settings, client)
+    try:
+        running = create_server(settings, client)
+    except IntegrityError as exc:  # the store cannot be used as it is (alloop.store.layout): one line, no traceback
+        parser.exit(2, f"{parser.prog}: {exc}\n")
     log.info("trainer service on port %d", running.port)
 
     def stop() -> None:

@@ -40,6 +40,8 @@ from alloop.models.families import get_family
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
+from alloop.store import layout
+from alloop.store.connection import Client
 from alloop.store.keys import Keys
 from alloop.store.pool import PoolStore, choose_stop_set
 from alloop.store.training import TrainingSetStore
@@ -87,7 +89,7 @@ class Trainer:
     def __init__(
         self,
         settings: TrainerSettings,
-        client: redis.Redis,
+        client: Client,
         *,
         consumer: str,
         metrics: Metrics | None = None,
@@ -95,6 +97,8 @@ class Trainer:
         self.metrics = metrics or Metrics()
         self.settings = settings
         keys = Keys(settings.common.redis_prefix)
+        self.client = client
+        self.keys = keys
         self.store = TrainingSetStore(client, keys, consumer=consumer)
         self.registry = VersionRegistry(client, keys)
         self.pools = PoolStore(client, keys)
@@ -140,6 +144,7 @@ class Trainer:
         removed = artifacts.remove_partial(self.settings.common.models_path)
         if removed:
             log.warning("removed %d partial model directories left by a crash", len(removed))
+        layout.migrate(self.client, self.keys)
         self.store.ensure_group()
         if self.store.take_over_own_lock():
             log.warning("freed the round lock this trainer (%s) held before it restarted", self.store.consumer)

@@ -18,6 +18,7 @@ from alloop.rpc.guard import MalformedRequestGuard
 from alloop.rpc.limits import ServerLimits, StreamLimiter
 from alloop.rpc.security import SecuritySettings
 from alloop.rpc.telemetry import MetricsInterceptor
+from alloop.store.connection import Client
 from alloop.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Watchdog:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         health_servicer: health.HealthServicer,
         services: list[str],
         *,

@@ -6,6 +6,10 @@ that directory so a second process pointed at the same directory reuses it inste
 :func:`open_redis` gives the embedded server a random password; a password reaches redis-server through a config
 file and reaches clients through ``redis.url``, both readable by their owner only, never through a command line
 (which every user of the machine can read in the process list).
+
+With ``cluster=True`` the URL names any one node of a Redis Cluster and the client is redis-py's
+:class:`~redis.cluster.RedisCluster`; :mod:`alloop.store.keys` lays keys out so every script and MULTI touches one
+slot. The stores take either client (:data:`Client`).
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
+
+Client: TypeAlias = redis.Redis | RedisCluster
+Pipeline: TypeAlias = redis.client.Pipeline | ClusterPipeline
 
 
 def free_port() -> int:
@@ -58,22 +67,32 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def connect(url: str, *, timeout: float = 5.0, password: str | None = None) -> redis.Redis:
+def connect(url: str, *, timeout: float = 5.0, password: str | None = None, cluster: bool = False) -> Client:
     """A client with text responses; health-checked so a restarted server is picked up again.
 
-    ``password`` is used when the URL carries none (ALLOOP_REDIS_PASSWORD_FILE)."""
+    ``password`` is used when the URL carries none (ALLOOP_REDIS_PASSWORD_FILE). ``cluster``: ``url`` is one node
+    of a Redis Cluster (ALLOOP_REDIS_CLUSTER); the client finds the others and follows slot moves."""
+    # A dropped connection (Redis restarted) is retried twice with a short backoff; a Redis that is down fails
+    # within a fraction of a second, so callers get UNAVAILABLE at once instead of a hang.
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout if timeout else None}
+    if cluster:
+        return RedisCluster.from_url(
+            url, password=password, decode_responses=True, health_check_interval=10, retry=retry, **timeouts
+        )
     return redis.Redis.from_url(
         url,
         password=password,
         decode_responses=True,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout if timeout else None,
         health_check_interval=10,
-        # A dropped connection (Redis restarted) is retried twice with a short backoff; a Redis that is down fails
-        # within a fraction of a second, so callers get UNAVAILABLE at once instead of a hang.
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        retry=retry,
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        **timeouts,
     )
+
+
+def is_cluster(client: Client) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def redacted(url: str) -> str:
@@ -88,7 +107,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def wait_until_reachable(client: redis.Redis, url: str, *, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+def wait_until_reachable(client: Client, url: str, *, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
     """Block until Redis answers a PING, logging one line per failed try (the URL without its password, and the
     error) and backing off exponentially; for a service that cannot do anything without Redis."""
     delay = first_delay
@@ -208,16 +227,19 @@ def open_redis(
     embedded_dir: Path,
     *,
     password: str | None = None,
-) -> tuple[redis.Redis, EmbeddedRedis | None]:
-    """Connect to ``url`` (with ``password`` where the URL has none); without a URL, reuse or start the embedded
-    server, which gets a random password. The caller stops what it gets back.
+    cluster: bool = False,
+) -> tuple[Client, EmbeddedRedis | None]:
+    """Connect to ``url`` (with ``password`` where the URL has none; ``cluster``: a Redis Cluster node); without a
+    URL, reuse or start the embedded server, which gets a random password. The caller stops what it gets back.
 
     The check-then-start runs under an exclusive file lock, so two services started together on the same state
     directory end up on one server, never two servers writing one AOF file. The process that started the server
     owns it and stops it when it exits; for anything longer-lived than a laptop session, set REDIS_URL.
     """
     if url:
-        return connect(url, password=password), None
+        return connect(url, password=password, cluster=cluster), None
+    if cluster:
+        raise ValueError("ALLOOP_REDIS_CLUSTER needs REDIS_URL: the embedded Redis is a single server")
     directory = Path(embedded_dir)
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "redis.lock").open("w") as lock:

@@ -1,7 +1,19 @@
-"""Every Redis key alloop uses, under one prefix, named once.
+"""Every Redis key alloop uses, under one prefix, named once, laid out for Redis Cluster as well as one Redis.
 
 Items are addressed by ``(pool, id)``; inside Redis that pair is one member string (compact JSON), so ids may hold
 any character and the same id may live in two pools.
+
+Every key carries a hash tag (the part in braces, the only part Redis Cluster hashes to pick a slot), so each
+script and MULTI touches one slot:
+
+- ``PREFIX:{PREFIX}:...``, the *control* slot: the pool list, the labeling queues, leases, labels and their stream,
+  the training set, the model versions and the score-index work streams. Everything a label passes through lives
+  here, so a label batch that spans pools is still one atomic script.
+- ``PREFIX:{PREFIX:pool:NAME}:...``, one slot per pool: its texts, its shards and its rankings, the bulk of the
+  data, spread over the cluster's masters pool by pool.
+
+A tag ends at the first ``}``: a pool name holding one cuts its tag short, which still gives every key of that pool
+the same slot (the tag depends only on the name). The prefix may not hold braces (:class:`Keys` refuses them).
 """
 
 from __future__ import annotations
@@ -25,8 +37,17 @@ def parse_member(member: str | bytes) -> tuple[str, str]:
 class Keys:
     prefix: str = DEFAULT_PREFIX
 
+    def __post_init__(self) -> None:
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"a Redis key prefix must be non-empty and hold no braces, got {self.prefix!r}")
+
     def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+        """A key in the control slot."""
+        return ":".join((f"{self.prefix}:{{{self.prefix}}}", *parts))
+
+    def _p(self, pool: str, *parts: str) -> str:
+        """A key in ``pool``'s slot."""
+        return ":".join((f"{self.prefix}:{{{self.prefix}:pool:{pool}}}", *parts))
 
     # --- pools -----------------------------------------------------------------------------------------------
     @property
@@ -36,16 +57,16 @@ class Keys:
 
     def pool_items(self, pool: str) -> str:
         """HASH id -> text of one pool."""
-        return self._k("pool", pool, "items")
+        return self._p(pool, "items")
 
     def pool_shards(self, pool: str) -> str:
         """Counter: how many shards the pool's items are split into (numbered from 1)."""
-        return self._k("pool", pool, "shards")
+        return self._p(pool, "shards")
 
     def pool_shard_prefix(self, pool: str) -> str:
         """Prefix of the LIST of item ids in shard ``n`` (the prefix followed by ``n``): the ids one upload chunk
         added, in upload order. Shards are the unit in which pools are scored and sampled."""
-        return self._k("pool", pool, "shard", "")
+        return self._p(pool, "shard", "")
 
     def pool_shard(self, pool: str, shard: int) -> str:
         return self.pool_shard_prefix(pool) + str(shard)
@@ -53,32 +74,51 @@ class Keys:
     # --- score index: derived from the pools and the model versions, rebuilt by the query replicas -------------
     @property
     def index_prefix(self) -> str:
-        """Every score-index key starts with this: what a replica may rewrite at any time, not request state."""
+        """Every control-slot score-index key starts with this (:meth:`pool_index_prefix`: a pool's own): what a
+        replica may rewrite at any time, not request state."""
         return self._k("index", "")
+
+    def pool_index_prefix(self, pool: str) -> str:
+        return self._p(pool, "index", "")
 
     def score_work(self, version: int) -> str:
         """STREAM of (pool, shard) entries still to be scored by ``version``; consumer group ``scorers``."""
         return self._k("index", "work", str(version))
 
+    def posted(self, pool: str, version: int) -> str:
+        """SET of the shard numbers of ``pool`` handed out for ``version``: in the control slot, beside the work
+        stream, so an entry and its record are written by one script."""
+        return self._k("index", "posted", str(version), pool)
+
     def ranking(self, pool: str, version: int, part: str) -> str:
         """One part of version ``version``'s ranking of ``pool``: a ZSET per uncertainty measure (id -> minus the
         score, so the most uncertain comes first and ties go to the smaller id), ``probs`` (HASH id -> float32
-        bytes), ``posted`` and ``done`` (SETs of shard numbers)."""
-        return self._k("index", pool, str(version), part)
+        bytes) and ``done`` (SET of the shard numbers recorded)."""
+        return self._p(pool, "index", str(version), part)
 
     def ranked_version(self, pool: str) -> str:
         """The newest version whose ranking of ``pool`` covered every shard posted for it (absent: none yet)."""
-        return self._k("index", pool, "ranked")
+        return self._p(pool, "index", "ranked")
 
     def ranking_versions(self, pool: str) -> str:
         """SET of versions that hold ranking keys for ``pool`` (so older ones can be dropped)."""
-        return self._k("index", pool, "versions")
+        return self._p(pool, "index", "versions")
 
-    # --- labeling queue and leases -------------------------------------------------------------------------------
+    # --- labeling queues and leases ------------------------------------------------------------------------------
     @property
-    def queue(self) -> str:
-        """ZSET of item members waiting to be leased, in lease order (lowest score first)."""
+    def queue_all(self) -> str:
+        """ZSET of every pool's item members waiting to be leased, in lease order (lowest score first)."""
         return self._k("queue", "order")
+
+    def queue(self, pool: str) -> str:
+        """ZSET of ``pool``'s members of :attr:`queue_all`, with the same scores: the same scripts write both, so a
+        lease from one pool and a lease from every pool each take their items in O(log n)."""
+        return self.queue_prefix + pool
+
+    @property
+    def queue_prefix(self) -> str:
+        """A pool's queue is this followed by the pool name (scripts that reclaim a lease compute it)."""
+        return self._k("queue", "pool", "")
 
     @property
     def queue_seq(self) -> str:
@@ -89,11 +129,6 @@ class Keys:
     def queue_front(self) -> str:
         """Counter giving reclaimed items decreasing negative scores (the front of the queue)."""
         return self._k("queue", "front")
-
-    @property
-    def legacy_queue(self) -> str:
-        """The LIST an older release kept the queue in (LabelingStore.migrate moves it)."""
-        return self._k("queue")
 
     @property
     def queued(self) -> str:

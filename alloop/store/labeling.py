@@ -1,12 +1,13 @@
-"""The labeling queue, leases and label submission.
+"""The labeling queues (one per pool), leases and label submission.
 
 Every change that touches several keys runs as one Lua script, so a crash between steps cannot leave an item both
 queued and lost: Redis runs a script atomically, and with AOF it is replayed whole or not at all.
 
 Rules (documented in docs/api.md):
 - An item is queued at most once while it waits for a label; items already labeled or waiting are not queued again.
+- A labeler leases from one pool or from every pool (then the items queued first, whichever pool holds them).
 - A lease hides the item from other labelers until its deadline; any lease call first puts expired leases back at
-  the front of the queue (:meth:`LabelingStore.reclaim_expired` does it too, for a periodic reaper).
+  the front of their queue (:meth:`LabelingStore.reclaim_expired` does it too, for a periodic reaper).
 - A label is accepted for any item that is waiting for one, leased or not, even after its lease expired (the first
   label wins; the item leaves the queue and any lease). The same label again is an idempotent no-op (counted as
   duplicate). A different label for a labeled item is refused (FAILED_PRECONDITION), as is a label for an item
@@ -21,23 +22,28 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import redis
-
 from alloop.errors import AlreadyLabeled, NotQueued
+from alloop.store.connection import Client
 from alloop.store.keys import Keys, item_member, parse_member
 from alloop.validation import quoted
 
-# The queue is a sorted set ordered by score: new items take increasing scores from one counter (FIFO), and a
-# reclaimed lease goes back in front of everything with a decreasing negative score from another. Taking a labeled
-# item out is one ZREM, O(log n): a list would need an LREM that scans the whole queue for every label.
+# The queue is a sorted set ordered by score, kept twice with the same scores: one for every pool and one per pool.
+# New items take increasing scores from one counter (FIFO), and a reclaimed lease goes back in front of everything
+# with a decreasing negative score from another. Taking a labeled item out is a ZREM from each, O(log n): a list
+# would need an LREM that scans the whole queue for every label. Every key here is in the control slot (see
+# alloop.store.keys); the scripts compute a pool's queue key from the queue prefix and the member's pool, a key of
+# that same slot.
 
 _ENQUEUE = """
--- KEYS: queued, queue, labels, queue_seq ; ARGV: member1, task1, member2, task2, ... ; returns the members it queued
+-- KEYS: queued, queue of every pool, queue of the pool, labels, queue_seq ; ARGV: member1, task1, member2, ...
+-- Returns the members it queued.
 local added = {}
 for i = 1, #ARGV, 2 do
   local m = ARGV[i]
-  if redis.call('HEXISTS', KEYS[3], m) == 0 and redis.call('HSETNX', KEYS[1], m, ARGV[i + 1]) == 1 then
-    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), m)
+  if redis.call('HEXISTS', KEYS[4], m) == 0 and redis.call('HSETNX', KEYS[1], m, ARGV[i + 1]) == 1 then
+    local score = redis.call('INCR', KEYS[5])
+    redis.call('ZADD', KEYS[2], score, m)
+    redis.call('ZADD', KEYS[3], score, m)
     table.insert(added, m)
   end
 end
@@ -45,48 +51,56 @@ return added
 """
 
 _RECLAIM = """
--- KEYS: queue, leases, lease_ids, queued, queue_front ; ARGV: now_ms
--- Expired leases go back to the front of the queue, the one that expired first ahead of the others.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+-- KEYS: leases, lease_ids, queued, queue_front, queue of every pool ; ARGV: now_ms, queue prefix
+-- Expired leases go back to the front of the queues, the one that expired first ahead of the others.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for i = #expired, 1, -1 do
   local m = expired[i]
-  redis.call('ZREM', KEYS[2], m)
-  redis.call('HDEL', KEYS[3], m)
-  if redis.call('HEXISTS', KEYS[4], m) == 1 then
-    redis.call('ZADD', KEYS[1], -redis.call('INCR', KEYS[5]), m)
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('HDEL', KEYS[2], m)
+  if redis.call('HEXISTS', KEYS[3], m) == 1 then
+    local score = -redis.call('INCR', KEYS[4])
+    redis.call('ZADD', KEYS[5], score, m)
+    redis.call('ZADD', ARGV[2] .. cjson.decode(m)[1], score, m)
   end
 end
-return #expired
 """
 
 _LEASE = (
-    _RECLAIM.replace("return #expired", "")
+    _RECLAIM
     + """
--- ARGV: now_ms, deadline_ms, max_items, lease_id
+-- KEYS[6], if given: the one pool's queue to lease from ; ARGV: now_ms, queue prefix, deadline_ms, max_items, lease_id
+-- Takes the front of that queue (or of every pool's) and the same members out of the other queue.
 local out = {}
-local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[3]))
+local from = KEYS[6] or KEYS[5]
+local popped = redis.call('ZPOPMIN', from, tonumber(ARGV[4]))
 for i = 1, #popped, 2 do
   local m = popped[i]
-  redis.call('ZADD', KEYS[2], ARGV[2], m)
-  redis.call('HSET', KEYS[3], m, ARGV[4])
+  if KEYS[6] then
+    redis.call('ZREM', KEYS[5], m)
+  else
+    redis.call('ZREM', ARGV[2] .. cjson.decode(m)[1], m)
+  end
+  redis.call('ZADD', KEYS[1], ARGV[3], m)
+  redis.call('HSET', KEYS[2], m, ARGV[5])
   table.insert(out, m)
-  table.insert(out, redis.call('HGET', KEYS[4], m))
+  table.insert(out, redis.call('HGET', KEYS[3], m))
 end
 return out
 """
 )
 
 _SUBMIT = """
--- KEYS: queued, labels, queue, leases, lease_ids, stream, pool_items_1 .. pool_items_n
--- ARGV: labeler, now_ms, then per label: member, label, id
-local n = (#ARGV - 2) / 3
+-- KEYS: queued, labels, leases, lease_ids, stream, queue of every pool, then the queue of each label's pool
+-- ARGV: labeler, now_ms, then per label: member, label, id, text
+local n = (#ARGV - 2) / 4
 local fresh = {}
 -- An item named twice in one batch is judged against its earlier label in the batch, as if the labels came one
 -- by one (same label: duplicate; different: conflict). Without this both copies counted as fresh, and the second
 -- one's XADD failed on its already-deleted task after the first was written: a partial batch and a Lua error.
 local in_batch = {}
 for i = 0, n - 1 do
-  local m, label = ARGV[3 + 3 * i], ARGV[4 + 3 * i]
+  local m, label = ARGV[3 + 4 * i], ARGV[4 + 4 * i]
   local existing = redis.call('HGET', KEYS[2], m) or in_batch[m]
   if existing then
     if existing ~= label then
@@ -100,34 +114,19 @@ for i = 0, n - 1 do
   end
 end
 for _, i in ipairs(fresh) do
-  local m, label, id = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  local m, label, id, text = ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i]
   local pool = cjson.decode(m)[1]
   local task = redis.call('HGET', KEYS[1], m)
   redis.call('HSET', KEYS[2], m, label)
   redis.call('HDEL', KEYS[1], m)
+  redis.call('ZREM', KEYS[6], m)
+  redis.call('ZREM', KEYS[7 + i], m)
   redis.call('ZREM', KEYS[3], m)
-  redis.call('ZREM', KEYS[4], m)
-  redis.call('HDEL', KEYS[5], m)
-  local text = redis.call('HGET', KEYS[7 + i], id)
-  redis.call('XADD', KEYS[6], '*', 'pool', pool, 'id', id, 'label', label, 'text', text or '',
+  redis.call('HDEL', KEYS[4], m)
+  redis.call('XADD', KEYS[5], '*', 'pool', pool, 'id', id, 'label', label, 'text', text,
              'labeler', ARGV[1], 'labeled_at_ms', ARGV[2], 'task', task)
 end
 return {'ok', tostring(#fresh), tostring(n - #fresh)}
-"""
-
-_MIGRATE_LIST_QUEUE = """
--- KEYS: old list queue, queue, queued, leases, queue_seq ; moves a queue kept as a LIST (before the sorted set)
--- into the sorted set, in order, dropping members that no longer wait for a label or are leased.
-if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then return 0 end
-local moved = 0
-for _, m in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('HEXISTS', KEYS[3], m) == 1 and not redis.call('ZSCORE', KEYS[4], m) then
-    redis.call('ZADD', KEYS[2], 'NX', redis.call('INCR', KEYS[5]), m)
-    moved = moved + 1
-  end
-end
-redis.call('DEL', KEYS[1])
-return moved
 """
 
 
@@ -176,20 +175,18 @@ def now_ms() -> int:
 
 
 class LabelingStore:
-    def __init__(self, client: redis.Redis, keys: Keys, *, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, client: Client, keys: Keys, *, clock: Callable[[], int] = now_ms) -> None:
         self._r = client
         self._keys = keys
         self._clock = clock
         self._enqueue = client.register_script(_ENQUEUE)
-        self._reclaim = client.register_script(_RECLAIM)
+        self._reclaim = client.register_script(_RECLAIM + "return #expired")
         self._lease = client.register_script(_LEASE)
         self._submit = client.register_script(_SUBMIT)
-        self._migrate = client.register_script(_MIGRATE_LIST_QUEUE)
 
-    def migrate(self) -> int:
-        """Move a queue an older release kept as a Redis LIST into today's sorted set (once; then a no-op)."""
+    def _reclaim_keys(self) -> list[str]:
         k = self._keys
-        return int(self._migrate(keys=[k.legacy_queue, k.queue, k.queued, k.leases, k.queue_seq]))
+        return [k.leases, k.lease_ids, k.queued, k.queue_front, k.queue_all]
 
     def enqueue(self, pool: str, tasks: Sequence[tuple[str, QueuedTask]]) -> set[str]:
         """Queue items for labeling; returns the ids this call queued (labeled or already waiting ones are skipped,
@@ -200,41 +197,50 @@ class LabelingStore:
         for item_id, task in tasks:
             argv += [item_member(pool, item_id), task.to_json()]
         k = self._keys
-        added = self._enqueue(keys=[k.queued, k.queue, k.labels, k.queue_seq], args=argv)
+        added = self._enqueue(keys=[k.queued, k.queue_all, k.queue(pool), k.labels, k.queue_seq], args=argv)
         return {parse_member(m)[1] for m in added}
 
     def reclaim_expired(self) -> int:
-        k = self._keys
-        return int(self._reclaim(keys=[k.queue, k.leases, k.lease_ids, k.queued, k.queue_front], args=[self._clock()]))
+        return int(self._reclaim(keys=self._reclaim_keys(), args=[self._clock(), self._keys.queue_prefix]))
 
-    def lease(self, max_items: int, lease_seconds: float) -> list[Lease]:
+    def lease(self, max_items: int, lease_seconds: float, pool: str | None = None) -> list[Lease]:
+        """Lease up to ``max_items`` queued items of ``pool``, or of every pool (None): the items queued first,
+        whichever pool they are in; a reclaimed lease goes first."""
         now = self._clock()
         deadline = now + int(lease_seconds * 1000)
         lease_id = uuid.uuid4().hex
         k = self._keys
+        queue = [k.queue(pool)] if pool is not None else []
         flat = self._lease(
-            keys=[k.queue, k.leases, k.lease_ids, k.queued, k.queue_front], args=[now, deadline, max_items, lease_id]
+            keys=[*self._reclaim_keys(), *queue], args=[now, k.queue_prefix, deadline, max_items, lease_id]
         )
         pairs = [(parse_member(flat[i]), QueuedTask.from_json(flat[i + 1])) for i in range(0, len(flat), 2)]
         pipe = self._r.pipeline(transaction=False)
-        for (pool, item_id), _ in pairs:
-            pipe.hget(k.pool_items(pool), item_id)
+        for (item_pool, item_id), _ in pairs:
+            pipe.hget(k.pool_items(item_pool), item_id)
         texts = pipe.execute() if pairs else []
         return [
-            Lease(pool, item_id, text or "", lease_id, deadline, task)
-            for ((pool, item_id), task), text in zip(pairs, texts, strict=True)
+            Lease(item_pool, item_id, text or "", lease_id, deadline, task)
+            for ((item_pool, item_id), task), text in zip(pairs, texts, strict=True)
         ]
 
     def submit(self, labels: Sequence[LabelSubmission], labeler: str = "") -> SubmitResult:
-        """Record a batch of labels atomically (all or nothing) and append the new ones to the label stream."""
+        """Record a batch of labels atomically (all or nothing) and append the new ones to the label stream.
+
+        The texts the stream carries are read first, from each pool's own slot: an item's text never changes once
+        stored, so reading it outside the script that records the label reads what the script would have."""
         if not labels:
             return SubmitResult(0, 0)
         k = self._keys
-        keys = [k.queued, k.labels, k.queue, k.leases, k.lease_ids, k.label_stream]
-        args: list[str | int] = [labeler, self._clock()]
+        pipe = self._r.pipeline(transaction=False)
         for sub in labels:
-            keys.append(k.pool_items(sub.pool))
-            args += [item_member(sub.pool, sub.item_id), str(sub.label), sub.item_id]
+            pipe.hget(k.pool_items(sub.pool), sub.item_id)
+        texts = pipe.execute()
+        keys = [k.queued, k.labels, k.leases, k.lease_ids, k.label_stream, k.queue_all]
+        args: list[str | int] = [labeler, self._clock()]
+        for sub, text in zip(labels, texts, strict=True):
+            keys.append(k.queue(sub.pool))
+            args += [item_member(sub.pool, sub.item_id), str(sub.label), sub.item_id, text or ""]
         outcome = self._submit(keys=keys, args=args)
         status = outcome[0]
         if status == "conflict":
@@ -252,8 +258,9 @@ class LabelingStore:
         return SubmitResult(int(outcome[1]), int(outcome[2]))
 
     # --- read side ---------------------------------------------------------------------------------------------
-    def queue_length(self) -> int:
-        return int(self._r.zcard(self._keys.queue))
+    def queue_length(self, pool: str | None = None) -> int:
+        """Items queued and not leased, in ``pool`` or in every pool (None)."""
+        return int(self._r.zcard(self._keys.queue(pool) if pool is not None else self._keys.queue_all))
 
     def leased_count(self) -> int:
         return int(self._r.zcard(self._keys.leases))

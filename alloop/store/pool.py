@@ -7,25 +7,24 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-import redis
 
 from alloop.errors import UnknownPool
+from alloop.store.connection import Client
 from alloop.store.keys import Keys, item_member
 
 ADD_CHUNK = 1000
 
 _ADD = """
--- KEYS: pools, items, shards ; ARGV: pool, shard key prefix, then id, text pairs
+-- KEYS: items, shards (the pool's slot) ; ARGV: shard key prefix, then id, text pairs
 -- Stores each new id (HSETNX: an id keeps its first text) and lists the ids this call added as one new shard.
-redis.call('SADD', KEYS[1], ARGV[1])
 local added = {}
-for i = 3, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then table.insert(added, ARGV[i]) end
+for i = 2, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then table.insert(added, ARGV[i]) end
 end
 if #added == 0 then return {0, 0} end
-local n = redis.call('INCR', KEYS[3])
+local n = redis.call('INCR', KEYS[2])
 for j = 1, #added, 500 do
-  redis.call('RPUSH', ARGV[2] .. n, unpack(added, j, math.min(j + 499, #added)))
+  redis.call('RPUSH', ARGV[1] .. n, unpack(added, j, math.min(j + 499, #added)))
 end
 return {n, #added}
 """
@@ -57,7 +56,7 @@ class AddResult:
 
 
 class PoolStore:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self._r = client
         self._keys = keys
         self._add = client.register_script(_ADD)
@@ -69,15 +68,19 @@ class PoolStore:
         Written in scripts of ``chunk`` items, so no single one holds Redis (single-threaded: every other client
         waits) for long. Each chunk's new ids become one shard of the pool, the unit in which pools are scored and
         sampled. A crash part-way leaves a prefix of the items stored; sending the same upload again completes it.
+        The pool is listed first (its own key, in another slot than its items), so every stored item has a listed
+        pool.
         """
         k = self._keys
         accepted = 0
         shards: list[int] = []
+        if items:
+            self._r.sadd(k.pools, pool)
         for start in range(0, len(items), chunk):
-            argv = [pool, k.pool_shard_prefix(pool)]
+            argv = [k.pool_shard_prefix(pool)]
             for item_id, text in items[start : start + chunk]:
                 argv += [item_id, text]
-            shard, added = self._add(keys=[k.pools, k.pool_items(pool), k.pool_shards(pool)], args=argv)
+            shard, added = self._add(keys=[k.pool_items(pool), k.pool_shards(pool)], args=argv)
             accepted += int(added)
             if int(shard):
                 shards.append(int(shard))

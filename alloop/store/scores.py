@@ -9,6 +9,11 @@ A shard's scores are recorded by one script that first adds the shard to the ran
 scored twice (a slow replica whose entry was claimed) is written once. A ranking is complete when every shard
 posted for it is done; the pool's ``ranked`` pointer then moves to that version and older rankings are dropped.
 Query reads the ranking the pointer names (see :mod:`query_service.app` for the rule it follows).
+
+The work stream and the ``posted`` sets live in the control slot, the rankings in each pool's slot (see
+:mod:`alloop.store.keys`), so posting and recording are one script each, and moving the pointer is a third step:
+``done`` only ever holds posted shards, and whoever finds a ranking complete with the pointer behind it (a replica
+that died between recording the last shard and moving the pointer) moves it (:meth:`ScoreIndex.progress`).
 """
 
 from __future__ import annotations
@@ -20,17 +25,17 @@ from typing import Any
 import numpy as np
 import redis
 
+from alloop.store.connection import Client
 from alloop.store.keys import Keys
 
 GROUP = "scorers"
 MEASURE_PARTS = ("least_confidence", "margin", "entropy")
-_PARTS = (*MEASURE_PARTS, "probs", "posted", "done")
+_PARTS = (*MEASURE_PARTS, "probs", "done")
 
 _POST = """
--- KEYS: work stream, posted set, versions set ; ARGV: pool, version, shard... ; posts each shard not posted yet
-redis.call('SADD', KEYS[3], ARGV[2])
+-- KEYS: work stream, posted set (both in the control slot) ; ARGV: pool, shard... ; posts each shard not posted yet
 local n = 0
-for i = 3, #ARGV do
+for i = 2, #ARGV do
   if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
     redis.call('XADD', KEYS[1], '*', 'pool', ARGV[1], 'shard', ARGV[i])
     n = n + 1
@@ -40,19 +45,23 @@ return n
 """
 
 _RECORD = """
--- KEYS: done, posted, least_confidence, margin, entropy, probs, ranked
--- ARGV: version, shard, then per item: id, -least_confidence, -margin, -entropy, probabilities
--- Returns -1 if the shard was recorded before, 1 if this completed the ranking (the pointer moved), else 0.
-if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return -1 end
-for i = 3, #ARGV, 5 do
-  redis.call('ZADD', KEYS[3], ARGV[i + 1], ARGV[i])
-  redis.call('ZADD', KEYS[4], ARGV[i + 2], ARGV[i])
-  redis.call('ZADD', KEYS[5], ARGV[i + 3], ARGV[i])
-  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 4])
+-- KEYS: done, least_confidence, margin, entropy, probs (the pool's slot)
+-- ARGV: shard, then per item: id, -least_confidence, -margin, -entropy, probabilities
+-- Returns -1 if the shard was recorded before, else how many shards are done.
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return -1 end
+for i = 2, #ARGV, 5 do
+  redis.call('ZADD', KEYS[2], ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', KEYS[3], ARGV[i + 2], ARGV[i])
+  redis.call('ZADD', KEYS[4], ARGV[i + 3], ARGV[i])
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 4])
 end
-if redis.call('SCARD', KEYS[1]) >= redis.call('SCARD', KEYS[2])
-   and tonumber(redis.call('GET', KEYS[7]) or '0') < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[7], ARGV[1])
+return redis.call('SCARD', KEYS[1])
+"""
+
+_ADVANCE = """
+-- KEYS: ranked pointer ; ARGV: version ; moves the pointer forward only. 1 if it moved.
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
   return 1
 end
 return 0
@@ -83,11 +92,12 @@ class Progress:
 
 
 class ScoreIndex:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self._r = client
         self._keys = keys
         self._post = client.register_script(_POST)
         self._record = client.register_script(_RECORD)
+        self._advance = client.register_script(_ADVANCE)
 
     # --- work ----------------------------------------------------------------------------------------------------
     def open_version(self, version: int) -> None:
@@ -105,19 +115,19 @@ class ScoreIndex:
         """Hand out every shard of ``pool`` (1..``shard_count``) that is not posted for ``version`` yet: one SCARD
         when none is missing. An upload calls it even when it stored nothing new, so sending again an upload whose
         first try stored its items and died before posting them posts them."""
-        if int(self._r.scard(self._keys.ranking(pool, version, "posted"))) >= shard_count:
+        if int(self._r.scard(self._keys.posted(pool, version))) >= shard_count:
             return 0
         return self.post(version, pool, list(range(1, shard_count + 1)))
 
     def post(self, version: int, pool: str, shards: Sequence[int], chunk: int = 1000) -> int:
         """Hand out ``shards`` of ``pool`` for ``version`` (each shard once, however often it is posted)."""
         k = self._keys
+        self._r.sadd(k.ranking_versions(pool), version)  # first, so a posted ranking can always be dropped
         posted = 0
         for start in range(0, len(shards), chunk):
             posted += int(
                 self._post(
-                    keys=[k.score_work(version), k.ranking(pool, version, "posted"), k.ranking_versions(pool)],
-                    args=[pool, version, *shards[start : start + chunk]],
+                    keys=[k.score_work(version), k.posted(pool, version)], args=[pool, *shards[start : start + chunk]]
                 )
             )
         return posted
@@ -154,25 +164,30 @@ class ScoreIndex:
         """Write one shard's scores (``measures``: one column per :data:`MEASURE_PARTS`); -1: already recorded,
         1: this shard completed the ranking (older rankings of the pool are dropped), 0: otherwise."""
         k = self._keys
-        args: list[str | int | bytes] = [version, shard]
+        args: list[str | int | bytes] = [shard]
         probs32 = np.asarray(probs, dtype=np.float32)
         for i, item_id in enumerate(ids):
             args += [item_id, *(repr(-float(m)) for m in measures[i]), probs32[i].tobytes()]
-        outcome = int(
+        done = int(
             self._record(
                 keys=[
                     k.ranking(pool, version, "done"),
-                    k.ranking(pool, version, "posted"),
                     *(k.ranking(pool, version, part) for part in MEASURE_PARTS),
                     k.ranking(pool, version, "probs"),
-                    k.ranked_version(pool),
                 ],
                 args=args,
             )
         )
-        if outcome == 1:
+        if done < 0:
+            return -1
+        return int(done >= int(self._r.scard(k.posted(pool, version))) and self._complete(pool, version))
+
+    def _complete(self, pool: str, version: int) -> bool:
+        """Point ``pool``'s ranking at ``version`` (whose every posted shard is done) and drop older rankings."""
+        moved = bool(self._advance(keys=[self._keys.ranked_version(pool)], args=[version]))
+        if moved:
             self.drop_older(pool, version)
-        return outcome
+        return moved
 
     def drop_older(self, pool: str, version: int) -> None:
         k = self._keys
@@ -180,18 +195,24 @@ class ScoreIndex:
         if older:
             pipe = self._r.pipeline(transaction=False)
             for v in older:
-                pipe.unlink(*(k.ranking(pool, v, part) for part in _PARTS))
+                for key in (*(k.ranking(pool, v, part) for part in _PARTS), k.posted(pool, v)):
+                    pipe.unlink(key)  # one key per command: a cluster pipeline routes each by its slot
                 pipe.srem(k.ranking_versions(pool), v)
             pipe.execute()
 
     def progress(self, pool: str, version: int) -> Progress:
+        """Where ``version``'s ranking of ``pool`` stands; a complete ranking whose pointer is behind (its last
+        recorder died before moving it) gets the pointer moved here."""
         k = self._keys
         pipe = self._r.pipeline(transaction=False)
         pipe.scard(k.ranking(pool, version, "done"))
-        pipe.scard(k.ranking(pool, version, "posted"))
+        pipe.scard(k.posted(pool, version))
         pipe.get(k.ranked_version(pool))
         done, posted, ranked = pipe.execute()
-        return Progress(version, int(done), int(posted), int(ranked or 0))
+        progress = Progress(version, int(done), int(posted), int(ranked or 0))
+        if progress.complete and progress.ranked_version < version and self._complete(pool, version):
+            return Progress(version, progress.shards_done, progress.shards_posted, version)
+        return progress
 
     def window(self, pool: str, version: int, measure: str, start: int, count: int) -> list[tuple[str, float]]:
         """Items ``start`` .. ``start + count - 1`` of the ranking, most uncertain first, with their score."""
@@ -204,8 +225,8 @@ class ScoreIndex:
         return int(self._r.zcard(self._keys.ranking(pool, version, MEASURE_PARTS[0])))
 
     def probabilities(self, pool: str, version: int, ids: Sequence[str]) -> list[np.ndarray | None]:
-        raw = redis.Redis(connection_pool=self._r.connection_pool)  # bytes, whatever the client decodes
-        values = raw.execute_command("HMGET", self._keys.ranking(pool, version, "probs"), *ids, NEVER_DECODE=True)
+        # NEVER_DECODE: bytes, whatever the client decodes (a plain client and a cluster client both honour it)
+        values = self._r.execute_command("HMGET", self._keys.ranking(pool, version, "probs"), *ids, NEVER_DECODE=True)
         return [None if v is None else np.frombuffer(v, dtype=np.float32) for v in values]
 
     def forget(self, pool: str, version: int, ids: Sequence[str]) -> None:

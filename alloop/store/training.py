@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from alloop.store.connection import Client, Pipeline
 from alloop.store.keys import Keys, item_member, parse_member
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class LabeledItem:
 
 
 class TrainingSetStore:
-    def __init__(self, client: redis.Redis, keys: Keys, *, consumer: str) -> None:
+    def __init__(self, client: Client, keys: Keys, *, consumer: str) -> None:
         self._r = client
         self._keys = keys
         self.consumer = consumer
@@ -138,7 +139,7 @@ class TrainingSetStore:
     def untrained(self) -> int:
         return int(self._r.get(self._keys.untrained) or 0)
 
-    def mark_trained(self, pipe: redis.client.Pipeline, count: int) -> None:
+    def mark_trained(self, pipe: Pipeline, count: int) -> None:
         """Queue, in the publishing MULTI, the bookkeeping for a round that started with ``count`` untrained labels."""
         if count:
             pipe.decrby(self._keys.untrained, count)
@@ -176,7 +177,7 @@ class TrainingSetStore:
         data = json.loads(raw)
         return int(data["version"]), [int(v) for v in data["labels"]]
 
-    def save_stop_predictions(self, pipe: redis.client.Pipeline, version: int, labels: Sequence[int]) -> None:
+    def save_stop_predictions(self, pipe: Pipeline, version: int, labels: Sequence[int]) -> None:
         pipe.set(self._keys.stop_predictions, json.dumps({"version": version, "labels": [int(v) for v in labels]}))
 
     def next_round(self) -> int:

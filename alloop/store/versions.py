@@ -1,6 +1,6 @@
 """The model-version registry: metadata per version, the current pointer, and the announcement channel.
 
-The pointer and the metadata change in one MULTI, and the announcement is only a hint: replicas also poll the
+The pointer and the metadata change in one MULTI; the announcement follows it and is only a hint: replicas also poll the
 pointer, so a replica that missed a pub/sub message (disconnected, restarted) still converges.
 """
 
@@ -12,11 +12,12 @@ from typing import Any
 
 import redis
 
+from alloop.store.connection import Client, Pipeline
 from alloop.store.keys import Keys
 
 
 class VersionRegistry:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self._r = client
         self._keys = keys
 
@@ -24,7 +25,7 @@ class VersionRegistry:
         return int(self._r.incr(self._keys.next_version))
 
     def publish(
-        self, version: int, metadata: dict[str, Any], *, also: Callable[[redis.client.Pipeline], object] | None = None
+        self, version: int, metadata: dict[str, Any], *, also: Callable[[Pipeline], object] | None = None
     ) -> None:
         """Record and point to ``version`` in one MULTI; ``also`` adds the caller's own writes to the same MULTI
         (the trainer's "these labels are trained" bookkeeping), so a crash cannot separate them."""
@@ -33,8 +34,9 @@ class VersionRegistry:
         pipe.set(self._keys.current_version, version)
         if also is not None:
             also(pipe)
-        pipe.publish(self._keys.announce_channel, str(version))
         pipe.execute()
+        # After the MULTI, not in it: a cluster transaction holds keys of one slot, and a channel is not a key.
+        self._r.publish(self._keys.announce_channel, str(version))
 
     def current(self) -> int:
         return int(self._r.get(self._keys.current_version) or 0)

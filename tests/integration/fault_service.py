@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 import redis.client
+from redis.cluster import ClusterPipeline, RedisCluster
 
 # Commands that never change data: everything else counts as a write (scripts and stream reads in a consumer
 # group included: XREADGROUP moves entries into the pending list).
@@ -80,6 +81,8 @@ READ_ONLY = frozenset(
         "HELLO",
         "COMMAND",
         "CONFIG",
+        "CLUSTER",
+        "READONLY",
     ]
 )
 
@@ -117,33 +120,46 @@ def _name(args: tuple[Any, ...]) -> str:
     return f"{name}.{str(args[1])[:8]}" if name == "EVALSHA" and len(args) > 1 else name
 
 
+def _commands(pipe: Any) -> list[tuple[Any, ...]]:
+    """The queued commands' arguments, of a plain pipeline or of a cluster one."""
+    if isinstance(pipe, ClusterPipeline):
+        return [tuple(c.args) for c in pipe._execution_strategy.command_queue]
+    return [c[0] for c in pipe.command_stack]
+
+
 def install(crash: Crash) -> None:
-    command: Callable[..., Any] = redis.Redis.execute_command
-    pipeline: Callable[..., Any] = redis.client.Pipeline.execute
+    """Count (and kill at) the writes of a plain client and of a cluster client alike."""
     fsync = os.fsync
 
-    def execute_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        name = _name(args)
-        # A script Redis does not hold yet is answered NOSCRIPT and writes nothing (redis-py then loads it and calls
-        # again): not a write, or the same point would be a different call depending on what ran before.
-        unloaded = name.startswith("EVALSHA.") and not command(self, "SCRIPT", "EXISTS", args[1])[0]
-        if name not in READ_ONLY and not unloaded:
-            crash.step("redis", name)
-        return command(self, *args, **options)
+    def counting(command: Callable[..., Any]) -> Callable[..., Any]:
+        def execute_command(self: Any, *args: Any, **options: Any) -> Any:
+            name = _name(args)
+            # A script Redis does not hold yet is answered NOSCRIPT and writes nothing (redis-py then loads it and
+            # calls again): not a write, or the same point would be a different call depending on what ran before.
+            unloaded = name.startswith("EVALSHA.") and not command(self, "SCRIPT", "EXISTS", args[1])[0]
+            if name not in READ_ONLY and not unloaded:
+                crash.step("redis", name)
+            return command(self, *args, **options)
 
-    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
-        names = [_name(c[0]) for c in self.command_stack]
-        writes = [n for n in names if n not in READ_ONLY]
-        if writes:
-            crash.step("redis", "PIPELINE:" + ",".join(writes))
-        return pipeline(self, raise_on_error)
+        return execute_command
+
+    def counting_pipeline(pipeline: Callable[..., Any]) -> Callable[..., Any]:
+        def execute(self: Any, raise_on_error: bool = True) -> Any:
+            writes = [n for n in map(_name, _commands(self)) if n not in READ_ONLY]
+            if writes:
+                crash.step("redis", "PIPELINE:" + ",".join(writes))
+            return pipeline(self, raise_on_error)
+
+        return execute
 
     def counted_fsync(fd: int) -> None:
         crash.step("fsync", "FSYNC")
         fsync(fd)
 
-    redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
-    redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+    for cls in (redis.Redis, RedisCluster):
+        cls.execute_command = counting(cls.execute_command)  # type: ignore[method-assign]
+    for pipe in (redis.client.Pipeline, ClusterPipeline):
+        pipe.execute = counting_pipeline(pipe.execute)  # type: ignore[method-assign]
     os.fsync = counted_fsync
 
 

@@ -38,12 +38,13 @@ from alloop.store.pool import PoolStore
 from alloop.store.scores import ScoreIndex
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc
 from query_service.server import create_server as create_query_server
+from tests.conftest import LONG_BACKENDS
 from tests.integration import models
 from tests.integration.processes import spawn, wait_healthy
 from tests.integration.services import channel, wait_for
 from tests.synthetic import reviews
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", LONG_BACKENDS, indirect=True)]
 
 HARNESS = "tests.integration.fault_service"
 ITEMS = 60
@@ -69,7 +70,7 @@ def points_of(trace: list[str]) -> list[str]:
 
 
 def test_a_replica_killed_at_any_write_leaves_state_the_other_replica_completes(
-    redis_server, redis_client, query_settings, tmp_path
+    backend, redis_client, query_settings, tmp_path
 ):
     seed = int(os.environ.get("ALLOOP_CRASH_SEED") or secrets.randbelow(2**31))
     print(f"crash test seed {seed} (replay: ALLOOP_CRASH_SEED={seed})")
@@ -83,7 +84,7 @@ def test_a_replica_killed_at_any_write_leaves_state_the_other_replica_completes(
 
     def replica_env(keys: Keys, address: str, extra: dict[str, str]) -> dict[str, str]:
         return {
-            "REDIS_URL": redis_server.url,
+            **backend.env(),
             "ALLOOP_REDIS_PREFIX": keys.prefix,
             "ALLOOP_STATE_DIR": str(tmp_path / "state" / keys.prefix),
             "ALLOOP_MODEL_DIR": str(model_dir),
@@ -168,7 +169,7 @@ def test_a_replica_killed_at_any_write_leaves_state_the_other_replica_completes(
         texts = dict(zip(truth, pools.texts("p", list(truth)), strict=True))
         assert texts == {item.id: item.text for item in upload}, f"{name}: the pool differs from the upload"
         queued = set(redis_client.hkeys(keys.queued))
-        waiting = set(redis_client.zrange(keys.queue, 0, -1)) | set(redis_client.zrange(keys.leases, 0, -1))
+        waiting = set(redis_client.zrange(keys.queue("p"), 0, -1)) | set(redis_client.zrange(keys.leases, 0, -1))
         labeled = redis_client.hgetall(keys.labels)
         assert waiting <= queued, f"{name}: queue or leases name items that wait for nothing: {waiting - queued}"
         assert not queued & set(labeled), f"{name}: labeled items still wait: {queued & set(labeled)}"

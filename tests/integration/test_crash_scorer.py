@@ -17,18 +17,19 @@ from alloop.store.connection import free_port
 from alloop.store.pool import PoolStore
 from alloop.store.scores import ScoreIndex
 from alloop.store.versions import VersionRegistry
+from tests.conftest import BACKENDS
 from tests.integration import models
 from tests.integration.processes import spawn, wait_healthy
 from tests.integration.services import wait_for
 from tests.synthetic import reviews
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", BACKENDS, indirect=True)]
 
 SHARDS = 120
 SHARD_ITEMS = 50
 
 
-def test_killed_replicas_leave_an_index_that_converges(redis_server, redis_client, keys, tmp_path):
+def test_killed_replicas_leave_an_index_that_converges(backend, redis_client, keys, tmp_path):
     seed = random.randrange(1 << 30)
     print(f"seed {seed}")  # a failure is replayed with this seed
     rng = random.Random(seed)
@@ -46,7 +47,7 @@ def test_killed_replicas_leave_an_index_that_converges(redis_server, redis_clien
     def replica(name: str):  # type: ignore[no-untyped-def]
         address = f"127.0.0.1:{free_port()}"
         env = {
-            "REDIS_URL": redis_server.url,
+            **backend.env(),
             "ALLOOP_REDIS_PREFIX": keys.prefix,
             "ALLOOP_STATE_DIR": str(tmp_path / name),
             "ALLOOP_MODEL_DIR": str(model_dir),

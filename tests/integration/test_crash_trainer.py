@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from alloop import artifacts
-from alloop.store.connection import connect, free_port
+from alloop.store.connection import free_port
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, QueuedTask
 from alloop.store.pool import PoolStore
@@ -38,10 +38,11 @@ from alloop.store.training import GROUP
 from alloop.store.versions import VersionRegistry
 from alloop.v1 import trainer_pb2, trainer_pb2_grpc
 from tests import synthetic
+from tests.conftest import LONG_BACKENDS
 from tests.integration.processes import spawn, wait_healthy
 from tests.integration.services import channel, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", LONG_BACKENDS, indirect=True)]
 
 HARNESS = "tests.integration.fault_service"
 LABELS_PER_CYCLE = 12  # above the retrain threshold: every cycle's trainer starts a round
@@ -132,11 +133,11 @@ def submit(labeling: LabelingStore, batch: list[dict], submitted: dict) -> None:
     submitted.update({r["id"]: r["label"] for r in batch})
 
 
-def test_trainer_survives_kill_9_at_every_point(redis_server, keys, corpus, tmp_path):
+def test_trainer_survives_kill_9_at_every_point(backend, keys, corpus, tmp_path):
     seed = int(os.environ.get("ALLOOP_CRASH_SEED") or secrets.randbelow(2**31))
     print(f"crash test seed {seed} (replay: ALLOOP_CRASH_SEED={seed})")
     rng = random.Random(seed)
-    client = connect(redis_server.url)
+    client = backend.connect()
     pools, labeling = PoolStore(client, keys), LabelingStore(client, keys)
     pool_rows = synthetic.reviews(1500, 4, "pool")
     pools.add("p", [(r["id"], r["text"]) for r in pool_rows])
@@ -144,7 +145,7 @@ def test_trainer_survives_kill_9_at_every_point(redis_server, keys, corpus, tmp_
     model_dir = tmp_path / "state" / "models"
     address = f"127.0.0.1:{free_port()}"
     env = {
-        "REDIS_URL": redis_server.url,
+        **backend.env(),
         "ALLOOP_REDIS_PREFIX": keys.prefix,
         "ALLOOP_STATE_DIR": str(tmp_path / "state"),
         "ALLOOP_TRAINER_ADDRESS": address,

@@ -10,10 +10,11 @@ import pytest
 
 from alloop.v1 import common_pb2, query_pb2, query_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from query_service.server import create_server as create_query_server
+from tests.conftest import BACKENDS
 from tests.integration.services import channel, wait_for
 from trainer_service.server import create_server as create_trainer_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", BACKENDS, indirect=True)]
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ from alloop.store.pool import PoolStore
 from alloop.store.scores import MEASURE_PARTS, ScoreIndex
 from alloop.strategies import MEASURES
 from alloop.v1 import common_pb2, query_pb2
+from tests.conftest import BACKENDS
 from tests.integration import models, test_query_api
 from tests.integration.services import wait_for
 from tests.integration.test_query_api import POOL, Api, reviews, start
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", BACKENDS, indirect=True)]
 
 # Commands that read a whole pool (or a whole hash of items): none may run while a ranking answers a Query.
 WHOLE_POOL_READS = ("hgetall", "hkeys", "hvals", "hscan", "smembers")

@@ -15,10 +15,10 @@ from alloop.store.labeling import LabelingStore, LabelSubmission, QueuedTask
 from alloop.store.pool import PoolStore
 from alloop.store.training import GROUP, TrainingSetStore
 from alloop.store.versions import VersionRegistry
-from tests.conftest import dump_keys
+from tests.conftest import BACKENDS, dump_keys
 from tests.integration.services import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", BACKENDS, indirect=True)]
 
 TASK = QueuedTask(score=0.5, model_version=1, strategy="least_confidence")
 
@@ -99,25 +99,12 @@ def test_enqueue_skips_labeled_and_already_waiting_items(pools, labeling, redis_
     labeling.submit([LabelSubmission("p", ids[0], 0)])
     # ids[0] is labeled, ids[1] and ids[2] are waiting: only the new one is queued, and no member twice.
     assert labeling.enqueue("p", [(ids[0], TASK), (ids[1], TASK), (ids[2], TASK), ("new", TASK)]) == {"new"}
-    assert redis_client.zrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
+    assert redis_client.zrange(keys.queue("p"), 0, -1) == [item_member("p", i) for i in (ids[1], ids[2], "new")]
     assert labeling.enqueue("p", []) == set()
     # A leased item is still waiting, so it is not queued again either.
     leased = labeling.lease(1, 60)
     assert labeling.enqueue("p", [(leased[0].item_id, TASK)]) == set()
     assert labeling.waiting_count() == 3 and labeling.queue_length() == 2
-
-
-def test_a_queue_kept_as_a_list_by_an_older_release_is_moved_in_order(pools, labeling, redis_client, keys, clock):
-    ids = fill(pools, labeling, n=5)
-    leased = labeling.lease(1, 60)[0].item_id  # ids[0]
-    labeling.submit([LabelSubmission("p", ids[1], 0)])  # labeled: no longer waiting
-    # What an older release left: a LIST with every waiting member, the leased and labeled ones still in it.
-    redis_client.delete(keys.queue)
-    redis_client.rpush(keys.legacy_queue, *[item_member("p", i) for i in (ids[3], leased, ids[1], ids[2], ids[4])])
-    assert labeling.migrate() == 3
-    assert not redis_client.exists(keys.legacy_queue)
-    assert [lease.item_id for lease in labeling.lease(5, 60)] == [ids[3], ids[2], ids[4]]
-    assert labeling.migrate() == 0  # once
 
 
 def test_labeling_a_queued_item_takes_it_out_of_the_queue_without_a_lease(pools, labeling, redis_client, keys):
@@ -174,7 +161,7 @@ def test_reclaim_expired_puts_expired_leases_back_in_order(pools, labeling, cloc
     assert labeling.reclaim_expired() == 0
     clock.advance(1)
     assert labeling.reclaim_expired() == 2
-    assert redis_client.zrange(keys.queue, 0, -1) == [item_member("p", i) for i in (ids[0], ids[1], ids[3])]
+    assert redis_client.zrange(keys.queue("p"), 0, -1) == [item_member("p", i) for i in (ids[0], ids[1], ids[3])]
     assert set(redis_client.zrange(keys.leases, 0, -1)) == {item_member("p", ids[2])}
     assert set(redis_client.hkeys(keys.lease_ids)) == {item_member("p", ids[2])}
     assert labeling.reclaim_expired() == 0
@@ -298,6 +285,44 @@ def test_ids_with_any_characters_and_the_same_id_in_two_pools(pools, labeling):
     ]
     assert labeling.submit([LabelSubmission("p", odd, 0), LabelSubmission("q", odd, 1)]).accepted == 2
     assert labeling.label_of("p", odd) == 0 and labeling.label_of("q", odd) == 1
+
+
+def test_a_labeler_leases_from_one_pool_or_from_every_pool_in_queue_order(pools, labeling, clock, redis_client, keys):
+    for pool in ("p", "q", "a}b{"):  # a brace in a name cuts its hash tag short: still one slot per pool
+        pools.add(pool, [(f"{pool}{i}", f"text {i}") for i in range(3)])
+    labeling.enqueue("p", [("p0", TASK), ("p1", TASK)])
+    labeling.enqueue("q", [("q0", TASK)])
+    labeling.enqueue("a}b{", [("a}b{0", TASK)])
+    labeling.enqueue("p", [("p2", TASK)])
+    labeling.enqueue("q", [("q1", TASK)])
+    assert [lease.item_id for lease in labeling.lease(1, 60, pool="q")] == ["q0"]
+    assert labeling.queue_length("q") == 1 and labeling.queue_length() == 5
+    first = labeling.lease(3, 1)  # every pool: the items queued first, whichever pool holds them
+    assert [(lease.pool, lease.item_id) for lease in first] == [("p", "p0"), ("p", "p1"), ("a}b{", "a}b{0")]
+    clock.advance(2)
+    # Expired leases go back to the front of their own pool's queue.
+    assert [lease.item_id for lease in labeling.lease(2, 60, pool="a}b{")] == ["a}b{0"]
+    assert redis_client.zrange(keys.queue("p"), 0, -1) == [item_member("p", i) for i in ("p0", "p1", "p2")]
+    assert [lease.item_id for lease in labeling.lease(10, 60)] == ["p0", "p1", "p2", "q1"]
+    assert labeling.lease(1, 60, pool="p") == [] and labeling.queue_length() == 0
+
+
+def test_a_batch_across_pools_is_all_or_nothing(pools, labeling, redis_client, keys):
+    """Pools live in different slots of a cluster; their labels still go through one script."""
+    for pool in ("p", "q"):
+        fill(pools, labeling, pool=pool, n=2)
+    labeling.submit([LabelSubmission("q", "i1", 1)])
+    before = dump_keys(redis_client, keys.prefix)
+    with pytest.raises(AlreadyLabeled):
+        labeling.submit([LabelSubmission("p", "i0", 0), LabelSubmission("q", "i0", 1), LabelSubmission("q", "i1", 0)])
+    assert dump_keys(redis_client, keys.prefix) == before
+    assert labeling.submit([LabelSubmission("p", "i0", 0), LabelSubmission("q", "i0", 1)]).accepted == 2
+    assert labeling.queue_length("p") == 1 and labeling.queue_length("q") == 0
+    entries = redis_client.xrange(keys.label_stream)
+    assert [(f["pool"], f["id"], f["text"]) for _sid, f in entries][1:] == [
+        ("p", "i0", "text of i0"),
+        ("q", "i0", "text of i0"),
+    ]
 
 
 # --- the trainer's consumer group --------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_query_with_each_new_strategy_selects_and_queues_k_items(service, redis_
         task = QueuedTask.from_json(queued[item_member(POOL, scored.id)])
         assert (task.strategy, task.model_version) == (strategy, 1)
         assert task.score == pytest.approx(scored.uncertainty, rel=1e-5, abs=1e-6)
-    assert redis_client.zcard(keys.queue) == K
+    assert redis_client.zcard(keys.queue(POOL)) == K
 
     # The next Query sees only what is left, and never selects a queued item again.
     again = service.stub.Query(query_pb2.QueryRequest(pool=POOL, strategy=strategy_value(strategy), k=POOL_SIZE - K))

@@ -33,6 +33,8 @@ REDIS_KILLED = "Redis killed"
 LEASES = "A dead labeler's items come back once"
 ROLES = "Only callers with the right role get in"
 STREAMS = "Open streams cannot freeze a replica"
+CLUSTER = "On Redis Cluster, every promise above holds"
+UPGRADE = "An upgrade from untagged keys loses nothing"
 
 CRASH_TRAINER = "tests/integration/test_crash_trainer.py"
 HOT_SWAP = "tests/integration/test_hot_swap.py"
@@ -175,6 +177,33 @@ MUTANTS: tuple[Mutant, ...] = (
         "        self._streams = _Slots(limits.max_streams)\n",
         "        self._streams = _Slots(1_000_000)\n",
         "tests/integration/test_open_streams.py",
+    ),
+    Mutant(
+        "pool-keys-untagged",
+        CLUSTER,
+        "a pool's keys lose their hash tag, so its scripts span slots",
+        "alloop/store/keys.py",
+        '        return ":".join((f"{self.prefix}:{{{self.prefix}:pool:{pool}}}", *parts))\n',
+        '        return ":".join((self.prefix, "pool", pool, *parts))\n',
+        "tests/integration/test_store.py",
+    ),
+    Mutant(
+        "migration-leaves-labels",
+        UPGRADE,
+        "the upgrade moves every key but the record of accepted labels",
+        "alloop/store/layout.py",
+        '    "labels": "labels",\n',
+        "",
+        "tests/integration/test_layout.py",
+    ),
+    Mutant(
+        "lease-before-the-move",
+        UPGRADE,
+        "a replica that started while Redis was down leases before moving the older layout's keys",
+        "query_service/app.py",
+        '        """Lease from ``pool``, or from every pool when it is empty."""\n        self.gate()\n',
+        '        """Lease from ``pool``, or from every pool when it is empty."""\n',
+        "tests/integration/test_layout.py",
     ),
 )
 

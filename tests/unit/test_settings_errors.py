@@ -60,6 +60,8 @@ def test_the_numeric_scan_covers_the_bounds() -> None:
         ({"ALLOOP_LEASE_SECONDS": "inf"}, "^ALLOOP_LEASE_SECONDS must be a finite number, got 'inf'$"),
         ({"ALLOOP_SCORE_CLAIM_SECONDS": "0"}, "^ALLOOP_SCORE_CLAIM_SECONDS must be positive, got 0$"),
         ({"ALLOOP_ALLOW_INSECURE": "maybe"}, "^ALLOOP_ALLOW_INSECURE must be 1 or 0, got 'maybe'$"),
+        ({"ALLOOP_REDIS_CLUSTER": "1"}, "^ALLOOP_REDIS_CLUSTER needs REDIS_URL"),
+        ({"ALLOOP_REDIS_PREFIX": "a{b}"}, "^ALLOOP_REDIS_PREFIX must hold no braces"),
         (
             {"ALLOOP_MAX_QUERY_K": "9" * 39 + "x" * 100},
             "^ALLOOP_MAX_QUERY_K must be an integer, got '" + "9" * 39 + "x'$",
