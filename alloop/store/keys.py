@@ -204,6 +204,3 @@ class Keys:
     def announce_channel(self) -> str:
         """Pub/sub channel on which each newly published version number is announced."""
         return self._k("models", "announce")
-
-    def all_patterns(self) -> str:
-        return self._k("*")
