@@ -134,6 +134,7 @@ class TrainerSettings:
     metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
     round_lock_seconds: float = 60.0
     stop_set_size: int = 1000
+    pool_sample_items: int = 50_000
     # None: $ALLOOP_STATE_DIR/corpus (alloop.models.linear.CorpusCache): the trainer's own files, kept off the model
     # volume that query replicas share.
     corpus_cache_dir: Path | None = None
@@ -262,6 +263,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
         metrics_address=e.metrics_address,
         round_lock_seconds=e.round_lock_seconds,
         stop_set_size=e.stop_set_size,
+        pool_sample_items=e.pool_sample_items,
         consumer=e.trainer_name,
         corpus_cache_dir=e.corpus_cache_dir,
     )

@@ -373,6 +373,14 @@ class TrainerEnvironment(ServerEnvironment):
     stop_set_size: int = var(
         "ALLOOP_STOP_SET_SIZE", 1000, "unlabeled items on which consecutive versions are compared", ge=1
     )
+    pool_sample_items: int = var(
+        "ALLOOP_POOL_SAMPLE_ITEMS",
+        50_000,
+        "pool items a round learns its vocabulary and corpus statistics from (and picks the stop set among): every "
+        "item while the pools hold at most this many, else a seeded sample of this many, so a round's cost stops "
+        "growing with the pools; lower it for shorter rounds on large pools",
+        ge=1,
+    )
 
 
 class ClientEnvironment(_Environment):

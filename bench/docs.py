@@ -55,6 +55,12 @@ def _scale() -> str:
     return scale.report(json.loads((RESULTS / "scale.json").read_text()))
 
 
+def _pool_sample() -> str:
+    from bench import pool_sample
+
+    return pool_sample.report(json.loads((RESULTS / "pool_sample.json").read_text()))
+
+
 def _configuration() -> str:
     from alloop import environment
 
@@ -73,6 +79,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "mutants": _mutants,
     "configuration": _configuration,
     "scale": _scale,
+    "pool-sample": _pool_sample,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }

@@ -280,7 +280,11 @@ class Trainer:
             work_dir = Path(tempfile.mkdtemp(prefix=f"alloop-round-{round_no}-"))
             cleanup.append(work_dir)
             with phases("pool_text"):
-                unlabeled = self.pools.all_texts() if self._family.pool_text else []
+                unlabeled, sampled = (
+                    self.pools.sample_texts(self.settings.pool_sample_items, self.settings.training.seed)
+                    if self._family.pool_text
+                    else ([], False)
+                )
                 unlabeled_digest = texts_digest(unlabeled)
             with phases("previous"):
                 previous, vocabulary = self._previous(unlabeled_digest)
@@ -296,6 +300,7 @@ class Trainer:
                     vectorizer=vocabulary,
                     on_epoch=on_epoch,
                     unlabeled_texts=unlabeled,
+                    unlabeled_is_sample=sampled,
                     cache=self._family_cache,
                 )
             version = self.registry.allocate()
@@ -318,6 +323,7 @@ class Trainer:
                 "metrics": metrics,
                 "model_config": self.settings.model.to_dict(),
                 "unlabeled_size": len(unlabeled),
+                "unlabeled_sampled": sampled,
                 "unlabeled_digest": unlabeled_digest,
             }
             with phases("stability"):
@@ -389,7 +395,11 @@ class Trainer:
     def _stability(self, model: keras.Model) -> tuple[Stability, list[int] | None]:
         """Agreement of this round's model with the published one on the fixed stop set (stabilizing predictions)."""
         if not self.store.stop_set():
-            members = choose_stop_set(self.pools.members(), self.settings.stop_set_size, self.settings.training.seed)
+            members = choose_stop_set(
+                self.pools.sample_members(self.settings.pool_sample_items, self.settings.training.seed),
+                self.settings.stop_set_size,
+                self.settings.training.seed,
+            )
             self.store.fix_stop_set(members)
         stop_set = self.store.stop_set()
         if not stop_set:

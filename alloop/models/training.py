@@ -73,6 +73,13 @@ def _dataset(
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _corpus(train: LabeledData, unlabeled: Sequence[str], is_sample: bool) -> list[str]:
+    """The texts a family that adapts on the pools learns its vocabulary and statistics from. Sorted: a capped
+    vocabulary breaks frequency ties by order, and the store's order is not stable. A set: labelled pool items are in
+    both lists and must count once. A sample of the pools is the corpus alone (see ``train_round``)."""
+    return sorted(set(unlabeled)) if is_sample else sorted({*train.texts, *unlabeled})
+
+
 def train_round(
     train: LabeledData,
     val: LabeledData,
@@ -84,10 +91,14 @@ def train_round(
     previous: keras.Model | None = None,
     on_epoch: EpochCallback | None = None,
     unlabeled_texts: Sequence[str] = (),
+    unlabeled_is_sample: bool = False,
     vectorizer: keras.layers.Layer | None = None,
     cache: Any = None,
 ) -> RoundResult:
-    """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them;
+    """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them.
+    ``unlabeled_is_sample``: they are a sample that stands for the pools (:meth:`PoolStore.sample_texts`), and are
+    the whole corpus without the labeled texts, so its statistics stay the same while labels arrive and an exact
+    family reuses them from its cache instead of recounting the sample every round.
     ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation. ``cache``, what
     :meth:`Family.new_cache` gave, keeps an exact family's statistics between rounds (None: a new one, in memory).
     An exact family is handed its whole round (``solve_round``)."""
@@ -99,9 +110,8 @@ def train_round(
     keras.utils.set_random_seed(training.seed)
     family = get_family(model_config.family)
     if family.exact:
-        # Sorted: a capped vocabulary breaks frequency ties by order, and the store's order is not stable. A set:
-        # labelled pool items are in both lists and must count once. Built once: vocabulary and statistics share it.
-        corpus = sorted({*train.texts, *unlabeled_texts}) if family.pool_text else sorted(set(train.texts))
+        # Built once: vocabulary and statistics share it.
+        corpus = _corpus(train, unlabeled_texts, unlabeled_is_sample) if family.pool_text else sorted(set(train.texts))
         return family.code.solve_round(
             train,
             val,
@@ -118,7 +128,7 @@ def train_round(
         vectorizer, classifier = parts(previous)
     else:
         if vectorizer is None:
-            texts = sorted({*train.texts, *unlabeled_texts}) if family.pool_text else list(train.texts)
+            texts = _corpus(train, unlabeled_texts, unlabeled_is_sample) if family.pool_text else list(train.texts)
             vectorizer = family.code.build_vectorizer(model_config, texts)
         classifier = family.code.build_classifier(model_config, vectorizer)
     family.code.compile_classifier(classifier, model_config)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -13,6 +15,11 @@ from alloop.store.connection import Client
 from alloop.store.keys import Keys, item_member
 
 ADD_CHUNK = 1000
+# A pool's sample is drawn from the ids of this many times its share, read shard by shard: enough shards that the
+# sample spreads over the pool's uploads, few enough that the read stays bounded by the sample, not by the pool.
+SAMPLE_SPREAD = 4
+TEXT_READ_CHUNK = 10_000
+SHARDS_PER_READ = 8  # shards fetched in one pipelined round trip when a sample reads shard by shard
 
 _ADD = """
 -- KEYS: items, shards (the pool's slot) ; ARGV: shard key prefix, then id, text pairs
@@ -129,9 +136,8 @@ class PoolStore:
         order = rng.permutation(self.shard_count(pool)) + 1
         ids: list[str] = []
         texts: list[str] = []
-        step = 8
-        for start in range(0, len(order), step):
-            for shard in self.shard_ids(pool, [int(s) for s in order[start : start + step]]):
+        for start in range(0, len(order), SHARDS_PER_READ):
+            for shard in self.shard_ids(pool, [int(s) for s in order[start : start + SHARDS_PER_READ]]):
                 open_ids, open_texts = self.open_items(pool, shard)
                 ids += open_ids
                 texts += open_texts
@@ -194,6 +200,58 @@ class PoolStore:
             texts.extend(cast("list[str]", self._r.hvals(self._keys.pool_items(pool))))
         return sorted(texts)
 
+    def sample_members(self, limit: int, seed: int) -> list[str]:
+        """At most ``limit`` pool items as member strings, sorted: every item while the pools hold at most ``limit``,
+        else a seeded sample (:meth:`sample_ids`). For picking a stop set without reading every id of a large pool."""
+        if self._total() <= limit:
+            return sorted(self.members())
+        return sorted(
+            item_member(pool, item_id) for pool, ids in self.sample_ids(limit, seed).items() for item_id in ids
+        )
+
+    def sample_texts(self, limit: int, seed: int) -> tuple[list[str], bool]:
+        """The pools' text for a round's statistics, sorted, and whether it is a sample.
+
+        While the pools hold at most ``limit`` items this is every text (:meth:`all_texts`, and False). Past it, it
+        is the texts of a seeded sample of ``limit`` items (:meth:`sample_ids`, and True): what reading them costs is
+        bounded by ``limit``, not by the pools.
+        """
+        if self._total() <= limit:
+            return self.all_texts(), False
+        texts: list[str] = []
+        for pool, ids in self.sample_ids(limit, seed).items():
+            for start in range(0, len(ids), TEXT_READ_CHUNK):
+                texts.extend(t for t in self.texts(pool, ids[start : start + TEXT_READ_CHUNK]) if t is not None)
+        return sorted(texts), True
+
+    def sample_ids(self, limit: int, seed: int) -> dict[str, list[str]]:
+        """A seeded sample of ``limit`` item ids in all (the pools hold more), per pool, each pool's share in proportion to its size.
+
+        Each pool's shards are read in an order fixed by a hash of (seed, pool, shard) until the ids read reach
+        ``SAMPLE_SPREAD`` times the pool's share; of those, the ids ranked lowest by a hash of (seed, pool, id) are
+        the sample. Hashes, not a random stream: the same pools and seed give the same sample in every round and
+        process, and a pool that grows keeps the shards it had in the same order, so most of its sample stays.
+        """
+        out: dict[str, list[str]] = {}
+        for pool, share in _shares(self._sizes(), limit).items():
+            if share == 0:
+                continue
+            shards = sorted(range(1, self.shard_count(pool) + 1), key=partial(_rank_shard, seed, pool))
+            ids: list[str] = []
+            for start in range(0, len(shards), SHARDS_PER_READ):
+                for shard in self.shard_ids(pool, shards[start : start + SHARDS_PER_READ]):
+                    ids.extend(shard)
+                if len(ids) >= SAMPLE_SPREAD * share:
+                    break
+            out[pool] = sorted(ids, key=partial(_rank, seed, pool))[:share]
+        return out
+
+    def _total(self) -> int:
+        return sum(self._sizes().values())
+
+    def _sizes(self) -> dict[str, int]:
+        return {pool: self.size(pool) for pool in self.names()}
+
     def candidates(self, pool: str) -> tuple[list[str], list[str]]:
         """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""
         self.require(pool)
@@ -216,3 +274,26 @@ def choose_stop_set(members: Sequence[str], size: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     chosen: Any = rng.choice(len(ordered), size=min(size, len(ordered)), replace=False) if ordered else []
     return [ordered[int(i)] for i in sorted(chosen)]
+
+
+def _rank(seed: int, pool: str, name: str) -> bytes:
+    """A seeded, process-independent order key (Python's own ``hash`` of a str changes per process)."""
+    return hashlib.blake2b(f"{seed}\x00{pool}\x00{name}".encode(), digest_size=8).digest()
+
+
+def _rank_shard(seed: int, pool: str, shard: int) -> bytes:
+    return _rank(seed, pool, str(shard))
+
+
+def _shares(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """``limit`` split over the pools in proportion to their sizes, by largest remainders (ties to the name), each
+    share at most its pool's size."""
+    total = sum(sizes.values())
+    if total <= limit:
+        return dict(sizes)
+    exact = {pool: size * limit / total for pool, size in sizes.items()}
+    shares = {pool: int(value) for pool, value in exact.items()}
+    left = limit - sum(shares.values())
+    for pool in sorted(exact, key=lambda p: (shares[p] - exact[p], p))[:left]:
+        shares[pool] += 1
+    return shares

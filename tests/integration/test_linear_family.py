@@ -115,7 +115,13 @@ def test_a_linear_round_pseudo_labels_only_the_pool_text_no_label_covers(tmp_pat
 
 
 def test_a_round_through_the_services_with_the_linear_family(trainer_settings, query_settings, redis_client, corpus):
-    settings = replace(trainer_settings, model=LINEAR, training=replace(TINY_TRAINING, epochs=10, warm_start=False))
+    # The pools grow to 320 items (120 initial, 200 submitted): past 150, a round learns from a sample of 150.
+    settings = replace(
+        trainer_settings,
+        model=LINEAR,
+        training=replace(TINY_TRAINING, epochs=10, warm_start=False),
+        pool_sample_items=150,
+    )
     trainer = create_trainer_server(settings, redis_client)
     query = create_query_server(query_settings, redis_client)
     try:
@@ -143,9 +149,12 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
             )
         )
         wait_for(lambda: query.holder.current_or_none().version == 2, timeout=120, what="version 2 served")
+        assert query.holder.current().metadata["unlabeled_size"] == 150
+        assert query.holder.current().metadata["unlabeled_sampled"] is True
         versions = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions
         assert [v.family for v in versions] == ["linear", "linear"] and versions[1].train_size == 140
-        # The pool has not changed since version 2: version 3 keeps its vocabulary and IDF weights (no re-adapting).
+        # The pool has not changed since version 2: version 3 keeps its vocabulary and IDF weights (no re-adapting),
+        # since the sample is the same and the new labels do not join it.
         more = q.Query(
             query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5)
         ).selected  # below the threshold
@@ -166,6 +175,7 @@ def test_a_round_through_the_services_with_the_linear_family(trainer_settings, q
         # The query service saw the same vocabulary in version 3: it scores the pool from the features it kept for
         # version 2 instead of tokenizing the pool again.
         wait_for(lambda: query.holder.current_or_none().version == 3, timeout=120, what="version 3 served")
+        assert query.holder.current().metadata["unlabeled_size"] == 150
         misses = query.app.features.misses
         assert misses > 0
         again = q.Query(query_pb2.QueryRequest(pool="p", strategy=common_pb2.STRATEGY_MARGIN, k=5))

@@ -83,6 +83,50 @@ def test_a_pool_upload_is_written_in_chunks_that_add_up(pools, redis_client, key
     assert redis_client.smembers(keys.pools) == {"p"}
 
 
+def test_a_sample_is_every_text_while_the_pools_hold_at_most_its_size(pools):
+    pools.add("p", [(f"i{n}", f"text {n}") for n in range(30)], chunk=7)
+    pools.add("q", [("a", "a text")])
+    assert pools.sample_texts(31, seed=0) == (pools.all_texts(), False)
+    assert pools.sample_members(31, seed=0) == sorted(pools.members())
+
+
+def test_a_sample_of_large_pools_is_seeded_and_in_proportion_to_their_sizes(pools):
+    pools.add("big", [(f"b{n}", f"big {n}") for n in range(600)], chunk=20)
+    pools.add("small", [(f"s{n}", f"small {n}") for n in range(200)], chunk=20)
+    texts, sampled = pools.sample_texts(100, seed=3)
+    assert sampled and len(texts) == len(set(texts)) == 100 and texts == sorted(texts)
+    assert sum(t.startswith("big ") for t in texts) == 75 and sum(t.startswith("small ") for t in texts) == 25
+    assert pools.sample_texts(100, seed=3) == (texts, True)  # the same pools and seed: the same sample
+    assert pools.sample_texts(100, seed=4)[0] != texts
+    # The members sampled for a stop set are the same items.
+    members = [parse_member(m) for m in pools.sample_members(100, seed=3)]
+    assert sorted(str(pools.texts(pool, [item_id])[0]) for pool, item_id in members) == texts
+
+
+def test_a_sample_reads_a_bounded_number_of_shards_not_the_pool(pools, monkeypatch):
+    pools.add("p", [(f"i{n:04}", f"text {n}") for n in range(1600)], chunk=20)  # 80 shards of 20
+    read: list[int] = []
+    shard_ids = pools.shard_ids
+
+    def spy(pool, shards):
+        read.extend(shards)
+        return shard_ids(pool, shards)
+
+    monkeypatch.setattr(pools, "shard_ids", spy)
+    texts, sampled = pools.sample_texts(100, seed=0)
+    assert sampled and len(texts) == 100
+    # 4 x 100 ids are 20 shards, read 8 at a time: 24 of the 80, each once.
+    assert len(read) == len(set(read)) == 24
+
+
+def test_a_growing_pool_keeps_most_of_its_sample(pools):
+    pools.add("p", [(f"i{n:04}", f"text {n}") for n in range(2000)], chunk=20)
+    before = set(pools.sample_texts(100, seed=0)[0])
+    pools.add("p", [(f"j{n:04}", f"new text {n}") for n in range(200)], chunk=20)
+    after = set(pools.sample_texts(100, seed=0)[0])
+    assert len(after) == 100 and len(before & after) >= 80
+
+
 def test_candidates_leave_out_labeled_and_waiting_items(pools, labeling):
     ids = fill(pools, labeling, n=4, queue=2)
     labeling.submit([LabelSubmission("p", ids[0], 1)])
