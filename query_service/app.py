@@ -26,6 +26,7 @@ from alloop.strategies import (
     MEASURES,
     NEEDS_EMBEDDINGS,
     NEEDS_MC_SAMPLES,
+    RANKED_CANDIDATES,
     SelectionContext,
     get_measure,
     get_strategy,
@@ -246,6 +247,8 @@ class QueryApp:
         served = self.holder.current()
         if strategy in MEASURES and not max_candidates:
             return self._query_ranked(pool, strategy, k, served)
+        if strategy in RANKED_CANDIDATES and not max_candidates:
+            return self._query_from_ranking(pool, strategy, k, served, seed)
         # 0 means "every open item": up to the bound for a caller who is not an operator (a larger pool is
         # sampled, reported in `candidates`), all of them for an operator.
         if not max_candidates:
@@ -286,39 +289,7 @@ class QueryApp:
         version's if it completed, else the previous one), which the response names with its progress. Items that
         turn out labeled or queued are skipped and taken out of the ranking, so the next Query does not read them.
         """
-        self.scorer.help(served, pool, time.monotonic() + self.settings.query_score_seconds)
-        progress = self.index.progress(pool, served.version)
-        ranked = progress.ranked_version
-        if not ranked:
-            raise FailedPrecondition(
-                f"pool {quoted(pool)} is still being scored ({progress.shards_done} of {progress.shards_posted} "
-                f"shards by version {served.version}): retry in a moment"
-            )
-        chosen: list[tuple[str, float]] = []
-        stale: list[str] = []
-        window = max(4 * k, 256)
-        start = 0
-        candidates = self.index.size(pool, ranked)
-        while len(chosen) < k:
-            rows = self.index.window(pool, ranked, measure, start, window)
-            if not rows:
-                break
-            start += len(rows)
-            for (item_id, score), is_open in zip(
-                rows, self.pools.is_open(pool, [item_id for item_id, _ in rows]), strict=True
-            ):
-                if not is_open:
-                    stale.append(item_id)
-                elif len(chosen) < k:
-                    chosen.append((item_id, score))
-        self.index.forget(pool, ranked, stale)
-        if not chosen:
-            raise FailedPrecondition(f"pool {quoted(pool)} has no unlabeled, unqueued items left: submit more items")
-        if len(chosen) < k:
-            raise FailedPrecondition(
-                f"k={k} is more than the {len(chosen)} unlabeled, unqueued items left in pool {quoted(pool)}: "
-                "ask for fewer"
-            )
+        ranked, chosen, candidates = self._top_open(pool, measure, k, k, served)
         ids = [item_id for item_id, _ in chosen]
         probs = self.index.probabilities(pool, ranked, ids)
         scored = [
@@ -331,6 +302,77 @@ class QueryApp:
         return QueryResult(
             [s for s in scored if s.item_id in queued], ranked, candidates, self.index.progress(pool, served.version)
         )
+
+    def _query_from_ranking(self, pool: str, strategy: str, k: int, served: ServedModel, seed: int) -> QueryResult:
+        """A strategy that chooses k among the m most uncertain items by one measure (RANKED_CANDIDATES), given
+        just those m: the top of that measure's ranking, under the rule of :meth:`_query_ranked`. The served
+        version then scores them (with the embeddings the strategy spreads them by), so its cost follows k, not the
+        pool; the response names the served version as the one that scored the selection, and the ranking's
+        progress as where the candidates came from."""
+        measure, count = RANKED_CANDIDATES[strategy]
+        ranked, chosen, candidates = self._top_open(pool, measure, count(k), k, served)
+        ids = [item_id for item_id, _ in chosen]
+        texts = self.pools.texts(pool, ids)  # pool items are never removed: every id has its text
+        with self._scoring("query", len(ids)):
+            features = self.features.features(served.predictor, pool, ids, [str(t) for t in texts])
+            probs, mc_samples, embeddings = _model_outputs(served, features, strategy, self.settings.mc_passes)
+        rng = np.random.default_rng(seed if seed else None)
+        context = SelectionContext(rng=rng, mc_samples=mc_samples, embeddings=embeddings)
+        selection = get_strategy(strategy)(probs, k, context)
+        picked = [int(i) for i in selection.indices]
+        scored = _scored([ids[i] for i in picked], probs[picked], selection.scores[picked])
+        queued = self.labeling.enqueue(
+            pool, [(s.item_id, QueuedTask(s.score, served.version, strategy)) for s in scored]
+        )
+        self.index.forget(pool, ranked, [s.item_id for s in scored if s.item_id in queued])
+        return QueryResult(
+            [s for s in scored if s.item_id in queued],
+            served.version,
+            candidates,
+            self.index.progress(pool, served.version),
+        )
+
+    def _top_open(
+        self, pool: str, measure: str, want: int, k: int, served: ServedModel
+    ) -> tuple[int, list[tuple[str, float]], int]:
+        """(the ranking's version, up to ``want`` open items from the top of its ``measure`` ranking with their
+        scores, the ranking's size), after helping score what is pending for ``served`` (see :meth:`_query_ranked`).
+        Items found labeled or queued are taken out of the ranking. Fewer than ``k`` open items left is
+        FAILED_PRECONDITION, as is a pool with no complete ranking yet."""
+        self.scorer.help(served, pool, time.monotonic() + self.settings.query_score_seconds)
+        progress = self.index.progress(pool, served.version)
+        ranked = progress.ranked_version
+        if not ranked:
+            raise FailedPrecondition(
+                f"pool {quoted(pool)} is still being scored ({progress.shards_done} of {progress.shards_posted} "
+                f"shards by version {served.version}): retry in a moment"
+            )
+        chosen: list[tuple[str, float]] = []
+        stale: list[str] = []
+        window = max(4 * want, 256)
+        start = 0
+        candidates = self.index.size(pool, ranked)
+        while len(chosen) < want:
+            rows = self.index.window(pool, ranked, measure, start, window)
+            if not rows:
+                break
+            start += len(rows)
+            for (item_id, score), is_open in zip(
+                rows, self.pools.is_open(pool, [item_id for item_id, _ in rows]), strict=True
+            ):
+                if not is_open:
+                    stale.append(item_id)
+                elif len(chosen) < want:
+                    chosen.append((item_id, score))
+        self.index.forget(pool, ranked, stale)
+        if not chosen:
+            raise FailedPrecondition(f"pool {quoted(pool)} has no unlabeled, unqueued items left: submit more items")
+        if len(chosen) < k:
+            raise FailedPrecondition(
+                f"k={k} is more than the {len(chosen)} unlabeled, unqueued items left in pool {quoted(pool)}: "
+                "ask for fewer"
+            )
+        return ranked, chosen, candidates
 
     # --- labeling --------------------------------------------------------------------------------------------
     def lease(self, max_items: int, lease_seconds: float, pool: str = "") -> list[Lease]:

@@ -6,6 +6,7 @@ from alloop.strategies.kmeans import kmeans_diversity, weighted_kmeans_centres
 from alloop.strategies.selection import (
     NEEDS_EMBEDDINGS,
     NEEDS_MC_SAMPLES,
+    RANKED_CANDIDATES,
     STRATEGIES,
     Selection,
     SelectionContext,
@@ -23,6 +24,7 @@ __all__ = [
     "MEASURES",
     "NEEDS_EMBEDDINGS",
     "NEEDS_MC_SAMPLES",
+    "RANKED_CANDIDATES",
     "STRATEGIES",
     "Selection",
     "SelectionContext",

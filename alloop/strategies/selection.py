@@ -7,11 +7,13 @@ hand-made arrays and reused by benchmarks.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from alloop.strategies import kcenter, kmeans
 from alloop.strategies.base import (
     FloatArray,
     IntArray,
@@ -22,7 +24,7 @@ from alloop.strategies.base import (
     top_k,
 )
 from alloop.strategies.bayesian import bald, mean_entropy
-from alloop.strategies.kcenter import diversity
+from alloop.strategies.kcenter import candidate_count, diversity
 from alloop.strategies.kmeans import kmeans_diversity
 from alloop.strategies.uncertainty import MEASURES, check_probabilities, least_confidence
 from alloop.validation import quoted
@@ -130,6 +132,19 @@ STRATEGIES: dict[str, Strategy] = {
 # strategies named here and puts them in SelectionContext; a listed strategy run without them raises ValueError.
 NEEDS_MC_SAMPLES: frozenset[str] = frozenset({"bald", "mean_entropy"})
 NEEDS_EMBEDDINGS: frozenset[str] = frozenset({"diversity", "kmeans_diversity"})
+
+
+def _ranked_candidates(measure: str, factor: Callable[[], int]) -> tuple[str, Callable[[int], int]]:
+    return measure, lambda k: candidate_count(sys.maxsize, k, factor())
+
+
+# Strategies that choose k items among the m most uncertain by one measure, with how many (m, for k): a caller that
+# keeps the pool ranked by that measure (the query service's score index) may hand them just those m items, so a
+# selection costs what m items cost, not what the pool costs. The factors are read at call time (monkeypatchable).
+RANKED_CANDIDATES: dict[str, tuple[str, Callable[[int], int]]] = {
+    "diversity": _ranked_candidates("least_confidence", lambda: kcenter.CANDIDATE_FACTOR),
+    "kmeans_diversity": _ranked_candidates("margin", lambda: kmeans.CANDIDATE_FACTOR),
+}
 
 
 def get_strategy(name: str) -> Strategy:

@@ -152,6 +152,35 @@ def test_an_uncertainty_query_takes_the_top_of_the_ranking_without_reading_the_p
     assert [s.id for s in second.selected] == in_process_top(api, open_items, 5, measure)
 
 
+def scored_in_queries(api: Api) -> float:
+    return api.running.app.metrics.scored_items.labels("query")._value.get()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "measure"),
+    [(common_pb2.STRATEGY_KMEANS_DIVERSITY, "margin"), (common_pb2.STRATEGY_DIVERSITY, "least_confidence")],
+)
+def test_a_diversity_query_scores_the_top_of_the_ranking_not_the_pool(api, strategy, measure):
+    pool_items = reviews(2500)
+    api.submit_pool(pool_items)
+    first = query(api, 1)  # the pool is ranked (and one item queued) before the Query measured here
+    open_items = [item for item in pool_items if item[0] != first.selected[0].id]
+    api.client.config_resetstat()
+    before = scored_in_queries(api)
+    answer = query(api, 5, strategy)
+    # The strategy's 10 * k candidates are the top of its measure's ranking; only they are scored for it.
+    assert scored_in_queries(api) - before == 50
+    top = set(in_process_top(api, open_items, 50, measure))
+    assert len({s.id for s in answer.selected}) == 5 and {s.id for s in answer.selected} <= top
+    assert answer.model_version == answer.ranking.ranked_version == 1 and answer.candidates == 2499
+    calls = commandstats(api.client)
+    assert not {c for c in WHOLE_POOL_READS if calls.get(c)}, calls
+    # The queued items leave the ranking; the next Query chooses among the next most uncertain.
+    again = query(api, 5, strategy)
+    assert {s.id for s in again.selected}.isdisjoint({s.id for s in answer.selected})
+    assert again.candidates == 2499 - 5
+
+
 def test_labeled_and_queued_items_are_skipped_and_new_items_join_the_ranking(api):
     pool_items = reviews(300)
     api.submit_pool(pool_items)
