@@ -32,7 +32,8 @@ def version_dir(model_dir: Path, version: int) -> Path:
     return Path(model_dir) / f"v{version:06d}"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's sha256 (hex), read a megabyte at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -46,7 +47,7 @@ def _manifest(root: Path, known: dict[str, str] | None = None) -> str:
     lines = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
         name = path.relative_to(root).as_posix()
-        lines.append(f"{known[name] if name in known else _sha256(path)}  {name}")
+        lines.append(f"{known[name] if name in known else file_sha256(path)}  {name}")
     return "\n".join(lines) + "\n"
 
 

@@ -61,6 +61,12 @@ def _pool_sample() -> str:
     return pool_sample.report(json.loads((RESULTS / "pool_sample.json").read_text()))
 
 
+def _encoder() -> str:
+    from bench import encoder
+
+    return encoder.report(json.loads((RESULTS / "encoder.json").read_text()))
+
+
 def _configuration() -> str:
     from alloop import environment
 
@@ -80,6 +86,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "configuration": _configuration,
     "scale": _scale,
     "pool-sample": _pool_sample,
+    "encoder": _encoder,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }
