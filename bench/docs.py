@@ -55,6 +55,12 @@ def _scale() -> str:
     return scale.report(json.loads((RESULTS / "scale.json").read_text()))
 
 
+def _scale_summary() -> str:
+    from bench import scale
+
+    return scale.summary(json.loads((RESULTS / "scale.json").read_text()))
+
+
 def _pool_sample() -> str:
     from bench import pool_sample
 
@@ -85,6 +91,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "mutants": _mutants,
     "configuration": _configuration,
     "scale": _scale,
+    "scale-summary": _scale_summary,
     "pool-sample": _pool_sample,
     "encoder": _encoder,
     "imdb": _label_efficiency("label_efficiency.json"),

@@ -298,6 +298,22 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(result: dict[str, Any]) -> str:
+    """One sentence from the largest pool measured: what one Redis held and how the request path held up."""
+    size = max(result["sizes"], key=int)
+    e = result["sizes"][size]
+    per_item = e["redis_bytes_per_item"]
+    rates = e.get("labels_per_second", {})
+    return (
+        f"Measured with {int(size):,} pool items on one Redis ({result['device']}): "
+        f"{per_item:,} bytes of Redis memory per item ({per_item * int(size) / 1e9:.1f} GB), "
+        f"a least-confidence Query in {e['query_p50_ms']['least_confidence']:,.0f} ms and a k-means diversity "
+        f"Query in {e['query_p50_ms']['kmeans_diversity']:,.0f} ms (medians, k = {result['k']}), "
+        f"{min(rates.values()):,} labels/s leased and submitted from 8 threads, and the longest Redis stall during "
+        f"the upload {e['max_redis_stall_ms']:,.0f} ms.\n"
+    )
+
+
 def query_version(stub: Any) -> int:
     import grpc
 

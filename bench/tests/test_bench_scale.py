@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.scale import report
+from bench.scale import report, summary
 
 ENTRY = {
     "submit_items_per_second": 48104,
@@ -41,3 +41,10 @@ def test_a_file_from_before_the_swap_keys_still_renders_with_blanks() -> None:
     old = {k: v for k, v in ENTRY.items() if not k.startswith("swap")}
     text = report({"device": "cpu", "replicas": 2, "k": 100, "sizes": {"10000": old}})
     assert "| publish to every replica serving it, median (s) |  |" in text
+
+
+def test_the_summary_speaks_of_the_largest_pool() -> None:
+    small = {**ENTRY, "redis_bytes_per_item": 77}
+    text = summary({"device": "cpu", "replicas": 2, "k": 100, "sizes": {"10000": small, "1000000": ENTRY}})
+    assert text.startswith("Measured with 1,000,000 pool items")
+    assert f"{ENTRY['redis_bytes_per_item']:,} bytes" in text and " 77 bytes" not in text
