@@ -271,7 +271,8 @@ class QueryEnvironment(ServerEnvironment):
     max_query_candidates: int = var(
         "ALLOOP_MAX_QUERY_CANDIDATES",
         500_000,
-        "items a sampling Query scores for a caller that is not an operator (0 in the request means this bound)",
+        "items a Query scores for a caller that is not an operator: a sampling Query's sample (0 in the request "
+        "means this bound), and a diversity Query's candidates from the ranking",
         ge=1,
     )
 

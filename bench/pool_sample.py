@@ -2,12 +2,13 @@
 
 Past ``ALLOOP_POOL_SAMPLE_ITEMS`` pool items a round learns its vocabulary, IDF, LSA basis and pseudo-labelled rows
 from a seeded sample of the pools (:meth:`alloop.store.pool.PoolStore.sample_texts`). This measures what a smaller
-sample costs in accuracy, on IMDB's benchmark pool (39,000 items) stored in an embedded Redis through the product's
+sample costs in accuracy, on IMDB's benchmark pool (39,800 items) stored in an embedded Redis through the product's
 own PoolStore, with the product's round (:func:`alloop.models.training.train_round`) on random labels: initial labels
 as in the benchmark, then random pool items up to each budget. Scored on the **validation** split only: this chooses
-a default, so the test split is never read. Results: ``bench/results/pool_sample.json``.
+a default, so the test split is never read. The ``all`` row is the unsampled path, whose corpus also holds the
+labelled texts (a sample's does not). Results: ``bench/results/pool_sample.json``.
 
-    python -m bench.pool_sample                                     # samples of 5k, 10k, 20k and all; ~20 minutes
+    python -m bench.pool_sample                                     # samples of 5k, 10k, 20k and all; ~10 minutes
     python -m bench.pool_sample --sizes 5000,0 --budgets 1000 --seeds 1   # 0 means the whole pool
 """
 

@@ -39,6 +39,11 @@ from query_service.scorer import ShardScorer
 
 ANONYMOUS_LABELER = "anonymous"  # recorded for a label without a labeler name when tokens are off
 DEFAULT_MEASURE = "least_confidence"
+_MAX_WINDOW = 20_000  # ranking rows read in one ZRANGE: bounds how long one read holds Redis, whatever k is
+
+
+class _NotRanked(FailedPrecondition):
+    """The pool has no complete ranking yet (a FAILED_PRECONDITION to the caller that needs one)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,13 @@ class QueryApp:
         if strategy in MEASURES and not max_candidates:
             return self._query_ranked(pool, strategy, k, served)
         if strategy in RANKED_CANDIDATES and not max_candidates:
-            return self._query_from_ranking(pool, strategy, k, served, seed)
+            want = RANKED_CANDIDATES[strategy][1](k)
+            if not caller.is_operator:
+                want = min(want, limits.max_query_candidates)  # at least k: checked above
+            try:
+                return self._query_from_ranking(pool, strategy, k, want, served, seed)
+            except _NotRanked:
+                pass  # a pool with no complete ranking yet: its candidates are sampled, as for the other strategies
         # 0 means "every open item": up to the bound for a caller who is not an operator (a larger pool is
         # sampled, reported in `candidates`), all of them for an operator.
         if not max_candidates:
@@ -303,14 +314,16 @@ class QueryApp:
             [s for s in scored if s.item_id in queued], ranked, candidates, self.index.progress(pool, served.version)
         )
 
-    def _query_from_ranking(self, pool: str, strategy: str, k: int, served: ServedModel, seed: int) -> QueryResult:
+    def _query_from_ranking(
+        self, pool: str, strategy: str, k: int, want: int, served: ServedModel, seed: int
+    ) -> QueryResult:
         """A strategy that chooses k among the m most uncertain items by one measure (RANKED_CANDIDATES), given
-        just those m: the top of that measure's ranking, under the rule of :meth:`_query_ranked`. The served
-        version then scores them (with the embeddings the strategy spreads them by), so its cost follows k, not the
-        pool; the response names the served version as the one that scored the selection, and the ranking's
-        progress as where the candidates came from."""
-        measure, count = RANKED_CANDIDATES[strategy]
-        ranked, chosen, candidates = self._top_open(pool, measure, count(k), k, served)
+        just those m (``want``): the top of that measure's ranking, under the rule of :meth:`_query_ranked`. The
+        served version then scores them (with the embeddings the strategy spreads them by), so its cost follows k,
+        not the pool; the response names the served version as the one that scored the selection, and the ranking's
+        progress as where the candidates came from. ``_NotRanked`` while the pool has no complete ranking."""
+        measure = RANKED_CANDIDATES[strategy][0]
+        ranked, chosen, candidates = self._top_open(pool, measure, want, k, served)
         ids = [item_id for item_id, _ in chosen]
         texts = self.pools.texts(pool, ids)  # pool items are never removed: every id has its text
         with self._scoring("query", len(ids)):
@@ -343,13 +356,13 @@ class QueryApp:
         progress = self.index.progress(pool, served.version)
         ranked = progress.ranked_version
         if not ranked:
-            raise FailedPrecondition(
+            raise _NotRanked(
                 f"pool {quoted(pool)} is still being scored ({progress.shards_done} of {progress.shards_posted} "
                 f"shards by version {served.version}): retry in a moment"
             )
         chosen: list[tuple[str, float]] = []
         stale: list[str] = []
-        window = max(4 * want, 256)
+        window = min(max(4 * want, 256), _MAX_WINDOW)
         start = 0
         candidates = self.index.size(pool, ranked)
         while len(chosen) < want:

@@ -30,6 +30,7 @@ TRICKY = [
     "emoji 😀👍🏽 and symbols © ® ™ € £ ¥ § ¶ • … ‘quotes’ “double” «guillemets»",
     "tabs\tand\nnewlines\r\nand   many    spaces",
     "control\x00chars\x07 and zero\u200bwidth",
+    "no-break\u00a0space, thin\u2009space, ideographic\u3000space, line\u2028separator, private\ue000use",
     "url https://example.com/path?q=1&r=2#frag email a.b@c.d",
     "numbers 3.14159 1,000,000 2nd 3rd 1990s $5.99 -42",
     "supercalifragilisticexpialidocious antidisestablishmentarianism " + "x" * 101 + " y" * 3,
@@ -66,6 +67,8 @@ def test_wordpiece_gives_the_reference_tokenizers_ids(model_dir, encoder):
 
 
 def test_vectors_are_the_models_own(encoder):
+    framed = [[101, *ids, 102] for ids in encoder.tokenizer(tf.constant(REFERENCE["texts"])).to_list()]
+    assert framed == REFERENCE["token_ids"]  # [CLS] ... [SEP], as the model's own tokenizer gave them
     vectors = encoder(tf.constant(REFERENCE["texts"])).numpy()
     expected = np.array(REFERENCE["vectors"], dtype=np.float32)
     assert vectors.shape == expected.shape == (len(REFERENCE["texts"]), 384)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import grpc
 import numpy as np
 import pytest
 
@@ -179,6 +180,37 @@ def test_a_diversity_query_scores_the_top_of_the_ranking_not_the_pool(api, strat
     again = query(api, 5, strategy)
     assert {s.id for s in again.selected}.isdisjoint({s.id for s in answer.selected})
     assert again.candidates == 2499 - 5
+
+
+def test_a_diversity_query_scores_no_more_candidates_than_the_callers_bound(api, query_settings, redis_client, keys):
+    bounded = start(replace(query_settings, max_query_candidates=20), redis_client, keys)
+    try:
+        bounded.submit_pool(reviews(300))
+        before = scored_in_queries(bounded)
+        answer = bounded.stub.Query(
+            query_pb2.QueryRequest(pool=POOL, k=5, strategy=common_pb2.STRATEGY_KMEANS_DIVERSITY)
+        )
+        assert len(answer.selected) == 5 and scored_in_queries(bounded) - before == 20  # not 10 * k = 50
+    finally:
+        bounded.channel.close()
+        bounded.running.stop(0)
+
+
+def test_a_diversity_query_on_a_pool_not_ranked_yet_scores_a_sample(api, query_settings, redis_client, keys):
+    # A replica with no time to help and no scorer running anywhere: the new pool's ranking never completes.
+    slow = start(replace(query_settings, query_score_seconds=0), redis_client, keys)
+    try:
+        slow.running.app.scorer.stop()
+        api.running.app.scorer.stop()
+        slow.submit_pool(reviews(300))
+        with pytest.raises(grpc.RpcError) as refused:
+            slow.stub.Query(query_pb2.QueryRequest(pool=POOL, k=5, strategy=common_pb2.STRATEGY_LEAST_CONFIDENCE))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        answer = slow.stub.Query(query_pb2.QueryRequest(pool=POOL, k=5, strategy=common_pb2.STRATEGY_KMEANS_DIVERSITY))
+        assert len(answer.selected) == 5 and answer.candidates == 300 and not answer.HasField("ranking")
+    finally:
+        slow.channel.close()
+        slow.running.stop(0)
 
 
 def test_labeled_and_queued_items_are_skipped_and_new_items_join_the_ranking(api):

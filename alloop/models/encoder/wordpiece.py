@@ -6,7 +6,7 @@ runs on ``tensorflow-cpu``); this is the same algorithm in core ops. It follows 
 on every punctuation character) and ``WordPiece`` (greedy longest match first, ``##`` continuations, a word longer
 than 100 characters or with no complete match becomes ``[UNK]``).
 
-One known difference: accents are stripped by a table built from Python's ``unicodedata`` (each character whose NFD
+Known differences: unassigned code points are kept (Hugging Face drops them), and accents are stripped by a table built from Python's ``unicodedata`` (each character whose NFD
 form, less its combining marks, is one other character), so a character that decomposes into several characters
 that are not marks (Hangul syllables, a few ligatures) is kept whole, where NFD would split it.
 """
@@ -73,8 +73,8 @@ class WordPiece(tf.Module):
 
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:
         text = tf.strings.regex_replace(texts, r"[\t\n\r]", " ")
-        text = tf.strings.regex_replace(text, r"[\x{0}\x{FFFD}\p{Cc}\p{Cf}]", "")
-        text = tf.strings.regex_replace(text, r"\s", " ")
+        text = tf.strings.regex_replace(text, r"[\x{0}\x{FFFD}\p{Cc}\p{Cf}\p{Co}]", "")
+        text = tf.strings.regex_replace(text, r"[\s\p{Z}]", " ")  # Unicode spaces too: no-break, ideographic
         text = tf.strings.regex_replace(text, _CJK, r" \1 ")
         chars = tf.strings.unicode_decode(text, "UTF-8", errors="replace")
         mapped = self._accents.lookup(chars)

@@ -30,7 +30,7 @@ def solve_round(
     vectorizer: keras.layers.Layer | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> RoundResult:
-    """A round on ``corpus`` (the labelled and the pools' texts, sorted, each once): ``vectorizer`` when given
+    """A round on ``corpus`` (the labelled and the pools' texts, or a sample of the pools' alone; sorted, each once): ``vectorizer`` when given
     (the published one, kept while the pools' text is unchanged), else one adapted on ``corpus`` (from ``cache``
     when this corpus was seen), a fresh classifier, and the fit.
 
