@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from alloop.data.files import read_records
+from alloop.data.files import read_records, write_json
 from alloop.models.encoder import MAX_WINDOWS, WINDOW, SentenceEncoder
 from alloop.models.encoder.files import fetch_encoder
 from bench.device import device
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "their first sentences": measure(encoder, [first_sentence(t) for t in reviews[: args.short]], args.batch),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(report(result))
     return 0
 

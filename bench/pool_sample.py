@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from alloop.data.files import read_records
+from alloop.data.files import read_records, write_json
 from alloop.models.config import ModelConfig, TrainingConfig
 from alloop.models.families import get_family
 from alloop.models.training import LabeledData, train_round
@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "summary": summarize(rows),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(report(result))
     return 0
 

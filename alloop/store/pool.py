@@ -203,10 +203,11 @@ class PoolStore:
     def sample_members(self, limit: int, seed: int) -> list[str]:
         """At most ``limit`` pool items as member strings, sorted: every item while the pools hold at most ``limit``,
         else a seeded sample (:meth:`sample_ids`). For picking a stop set without reading every id of a large pool."""
-        if self._total() <= limit:
+        sizes = self._sizes()
+        if sum(sizes.values()) <= limit:
             return sorted(self.members())
         return sorted(
-            item_member(pool, item_id) for pool, ids in self.sample_ids(limit, seed).items() for item_id in ids
+            item_member(pool, item_id) for pool, ids in self._sample(sizes, limit, seed).items() for item_id in ids
         )
 
     def sample_texts(self, limit: int, seed: int) -> tuple[list[str], bool]:
@@ -216,10 +217,11 @@ class PoolStore:
         is the texts of a seeded sample of ``limit`` items (:meth:`sample_ids`, and True): what reading them costs is
         bounded by ``limit``, not by the pools.
         """
-        if self._total() <= limit:
+        sizes = self._sizes()
+        if sum(sizes.values()) <= limit:
             return self.all_texts(), False
         texts: list[str] = []
-        for pool, ids in self.sample_ids(limit, seed).items():
+        for pool, ids in self._sample(sizes, limit, seed).items():
             for start in range(0, len(ids), TEXT_READ_CHUNK):
                 texts.extend(t for t in self.texts(pool, ids[start : start + TEXT_READ_CHUNK]) if t is not None)
         return sorted(texts), True
@@ -232,8 +234,11 @@ class PoolStore:
         the sample. Hashes, not a random stream: the same pools and seed give the same sample in every round and
         process, and a pool that grows keeps the shards it had in the same order, so most of its sample stays.
         """
+        return self._sample(self._sizes(), limit, seed)
+
+    def _sample(self, sizes: dict[str, int], limit: int, seed: int) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for pool, share in _shares(self._sizes(), limit).items():
+        for pool, share in _shares(sizes, limit).items():
             if share == 0:
                 continue
             shards = sorted(range(1, self.shard_count(pool) + 1), key=partial(_rank_shard, seed, pool))
@@ -246,11 +251,13 @@ class PoolStore:
             out[pool] = sorted(ids, key=partial(_rank, seed, pool))[:share]
         return out
 
-    def _total(self) -> int:
-        return sum(self._sizes().values())
-
     def _sizes(self) -> dict[str, int]:
-        return {pool: self.size(pool) for pool in self.names()}
+        """Every pool's item count, in one round trip."""
+        names = self.names()
+        pipe = self._r.pipeline(transaction=False)
+        for pool in names:
+            pipe.hlen(self._keys.pool_items(pool))
+        return {pool: int(n) for pool, n in zip(names, pipe.execute(), strict=True)}
 
     def candidates(self, pool: str) -> tuple[list[str], list[str]]:
         """Ids and texts of the pool's items that are neither labeled nor waiting for a label."""
