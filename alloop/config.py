@@ -76,6 +76,10 @@ class QuerySettings:
     # takes it over (longer than scoring one shard of ADD_CHUNK items ever takes).
     query_score_seconds: float = 10.0
     score_claim_seconds: float = 30.0
+    # The sentence encoder (alloop/models/encoder, alloop/store/embeddings.py): its files, None for none, and how long
+    # a shard may stay taken to embed (1,000 long reviews take ~75 s on two cores) before another replica takes it.
+    encoder_dir: Path | None = None
+    embed_claim_seconds: float = 600.0
     security: SecuritySettings = field(default_factory=SecuritySettings)
     limits: ServerLimits = field(default_factory=ServerLimits)
     metrics_address: str | None = None  # host:port for Prometheus' /metrics; None: not served
@@ -202,6 +206,8 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         feature_cache_rows=e.feature_cache_rows,
         query_score_seconds=e.query_score_seconds,
         score_claim_seconds=e.score_claim_seconds,
+        encoder_dir=e.encoder_dir,
+        embed_claim_seconds=e.embed_claim_seconds,
         security=security_from(e),
         limits=limits_from(e),
         metrics_address=e.metrics_address,

@@ -260,6 +260,18 @@ class QueryEnvironment(ServerEnvironment):
         "a shard another replica took and has not finished after this long is taken over",
         gt=0,
     )
+    encoder_dir: Path | None = var(
+        "ALLOOP_ENCODER_DIR",
+        None,
+        "the sentence encoder's files (`alloop-fetch-encoder DIR`); set, the replicas embed every pool item once, "
+        "as it arrives, and store its vector in Redis (docs/embeddings.md)",
+    )
+    embed_claim_seconds: Seconds = var(
+        "ALLOOP_EMBED_CLAIM_SECONDS",
+        600.0,
+        "a shard another replica took to embed and has not finished after this long is taken over",
+        gt=0,
+    )
     max_name_chars: int = var("ALLOOP_MAX_NAME_CHARS", 200, "characters of a pool name, item id or labeler", ge=1)
     max_upload_items: int = var("ALLOOP_MAX_UPLOAD_ITEMS", 100_000, "items per SubmitPool stream", ge=1)
     max_upload_chars: int = var(

@@ -47,6 +47,12 @@ class Metrics:
         self.scoring_seconds = Counter(
             "alloop_scoring_seconds_total", "Seconds spent scoring, by request kind", ["kind"], registry=self.registry
         )
+        self.embedded_items = Counter(
+            "alloop_embedded_items_total", "Pool items the sentence encoder embedded here", registry=self.registry
+        )
+        self.embedding_seconds = Counter(
+            "alloop_embedding_seconds_total", "Seconds spent embedding pool items", registry=self.registry
+        )
         self.rounds = Counter(
             "alloop_rounds_total", "Training rounds ended, by outcome", ["outcome"], registry=self.registry
         )

@@ -33,6 +33,7 @@ from alloop.strategies import (
 )
 from alloop.telemetry import Metrics
 from alloop.validation import check_batch_size, check_label, check_name, check_text, check_unique, quoted
+from query_service.embedder import ShardEmbedder
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel
 from query_service.scorer import ShardScorer
@@ -82,8 +83,10 @@ class QueryApp:
         features: FeatureCache | None = None,
         metrics: Metrics | None = None,
         gate: Callable[[], None] = lambda: None,
+        embedder: ShardEmbedder | None = None,
     ) -> None:
-        """``gate`` runs before anything reads or writes the store (alloop.store.layout.LayoutGate.ensure)."""
+        """``gate`` runs before anything reads or writes the store (alloop.store.layout.LayoutGate.ensure);
+        ``embedder``, where a sentence encoder is configured, embeds arriving pool items."""
         self.settings = settings
         self.gate = gate
         self.pools = pools
@@ -92,6 +95,7 @@ class QueryApp:
         self.index = index
         self.features = features or FeatureCache(settings.feature_cache_rows)
         self.metrics = metrics or Metrics()
+        self.embedder = embedder
         self.scorer = ShardScorer(
             index,
             pools,
@@ -149,6 +153,8 @@ class QueryApp:
             self._check_pool_room(pool, [item_id for item_id, _ in valid])
         added = self.pools.add(pool, valid)
         self._post_shards(pool)
+        if self.embedder is not None:
+            self.embedder.post(pool)
         return PoolSubmission(pool, added.accepted, added.duplicate, rejections, self.pools.size(pool))
 
     def _post_shards(self, pool: str) -> None:

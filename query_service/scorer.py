@@ -18,7 +18,8 @@ import numpy as np
 import redis
 
 from alloop.store.pool import PoolStore
-from alloop.store.scores import MEASURE_PARTS, ScoreIndex, Work
+from alloop.store.scores import MEASURE_PARTS, ScoreIndex
+from alloop.store.work import Work
 from alloop.strategies import MEASURES
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder, ServedModel

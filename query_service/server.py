@@ -21,6 +21,7 @@ from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store import layout
 from alloop.store.connection import Client, EmbeddedRedis, open_redis
+from alloop.store.embeddings import EmbeddingStore
 from alloop.store.keys import Keys
 from alloop.store.labeling import LabelingStore
 from alloop.store.pool import PoolStore
@@ -29,6 +30,7 @@ from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.app import QueryApp
+from query_service.embedder import ShardEmbedder
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder
 from query_service.servicer import QueryServicer
@@ -55,6 +57,8 @@ class RunningQueryService:
         self.watchdog.stop()
         self.server.stop(grace).wait()
         self.app.scorer.stop()
+        if self.app.embedder is not None:
+            self.app.embedder.stop()
         self.holder.stop()
         self.metrics.stop()
         self.limiter.stop()
@@ -78,6 +82,32 @@ def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) 
     return report
 
 
+def shard_embedder(
+    settings: QuerySettings, client: Client, keys: Keys, pools: PoolStore, metrics: Metrics, gate: Callable[[], None]
+) -> ShardEmbedder | None:
+    """The replica's embedding worker where ``ALLOOP_ENCODER_DIR`` names an encoder, else None. The encoder is
+    loaded here, at start: a replica that cannot read it does not start."""
+    if settings.encoder_dir is None:
+        return None
+    from alloop.models.encoder import SentenceEncoder
+    from alloop.models.encoder.files import NAME
+
+    encoder = SentenceEncoder(settings.encoder_dir)
+
+    def count(items: int, seconds: float) -> None:
+        metrics.embedded_items.inc(items)
+        metrics.embedding_seconds.inc(seconds)
+
+    return ShardEmbedder(
+        EmbeddingStore(client, keys, NAME),
+        pools,
+        encoder.embed,
+        claim_idle_ms=int(settings.embed_claim_seconds * 1000),
+        on_embedded=count,
+        gate=gate,
+    )
+
+
 def create_server(settings: QuerySettings, client: Client) -> RunningQueryService:
     keys = Keys(settings.common.redis_prefix)
     registry = VersionRegistry(client, keys)
@@ -93,8 +123,17 @@ def create_server(settings: QuerySettings, client: Client) -> RunningQueryServic
     metrics.collect_with(lambda: replica_state(pools, labeling, holder))
     index = ScoreIndex(client, keys)
     gate = layout.LayoutGate(client, keys)
+    embedder = shard_embedder(settings, client, keys, pools, metrics, gate.ensure)
     app = QueryApp(
-        settings, pools, labeling, holder, index, FeatureCache(settings.feature_cache_rows), metrics, gate=gate.ensure
+        settings,
+        pools,
+        labeling,
+        holder,
+        index,
+        FeatureCache(settings.feature_cache_rows),
+        metrics,
+        gate=gate.ensure,
+        embedder=embedder,
     )
     stopping = threading.Event()
     bound = new_server(
@@ -120,6 +159,8 @@ def create_server(settings: QuerySettings, client: Client) -> RunningQueryServic
         log.warning("could not read Redis yet: %s", exc)
     holder.start(settings.model_poll_seconds)
     app.scorer.start()
+    if embedder is not None:
+        embedder.start()
     watchdog.start()
     server.start()
     metrics_port = metrics.serve(settings.metrics_address) if settings.metrics_address else None

@@ -106,6 +106,14 @@ def dump_keys(client: Client, prefix: str) -> dict[str, object]:
     return out
 
 
+@pytest.fixture(scope="session")
+def encoder_dir() -> Path:
+    """The real sentence encoder's files (fetched once into the checkout's .cache, as `alloop-fetch-encoder` does)."""
+    from alloop.models.encoder.files import fetch_encoder
+
+    return fetch_encoder(Path(__file__).resolve().parents[1] / ".cache" / "alloop")
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> dict[str, Path]:
     return synthetic.write_corpus(tmp_path)

@@ -104,6 +104,24 @@ class Keys:
         """SET of versions that hold ranking keys for ``pool`` (so older ones can be dropped)."""
         return self._p(pool, "index", "versions")
 
+    # --- sentence embeddings: one per item and encoder, written once when the item arrives (alloop.store.embeddings)
+    def embed_work(self, encoder: str) -> str:
+        """STREAM of (pool, shard) entries whose items ``encoder`` has yet to embed; consumer group ``embedders``."""
+        return self._k("embed", encoder, "work")
+
+    def embed_posted(self, pool: str, encoder: str) -> str:
+        """SET of the shard numbers of ``pool`` handed out to embed, beside the work stream."""
+        return self._k("embed", encoder, "posted", pool)
+
+    def embeddings(self, pool: str, encoder: str) -> str:
+        """HASH id -> the item's vector (float16 bytes), in the pool's slot. Not index data: embedding a pool is
+        the slowest thing alloop does, so nothing drops these while the pool exists."""
+        return self._p(pool, "embed", encoder, "vectors")
+
+    def embed_done(self, pool: str, encoder: str) -> str:
+        """SET of the shard numbers of ``pool`` whose items are embedded, written with their vectors."""
+        return self._p(pool, "embed", encoder, "done")
+
     # --- labeling queues and leases ------------------------------------------------------------------------------
     @property
     def queue_all(self) -> str:

