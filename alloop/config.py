@@ -42,6 +42,8 @@ class CommonSettings:
     state_dir: Path = DEFAULT_STATE_DIR
     model_dir: Path | None = None
     classes: tuple[str, ...] = DEFAULT_CLASSES
+    # The sentence encoder's files (alloop/models/encoder, docs/embeddings.md); None: no encoder.
+    encoder_dir: Path | None = None
 
     @property
     def models_path(self) -> Path:
@@ -76,9 +78,8 @@ class QuerySettings:
     # takes it over (longer than scoring one shard of ADD_CHUNK items ever takes).
     query_score_seconds: float = 10.0
     score_claim_seconds: float = 30.0
-    # The sentence encoder (alloop/models/encoder, alloop/store/embeddings.py): its files, None for none, and how long
-    # a shard may stay taken to embed (1,000 long reviews take ~75 s on two cores) before another replica takes it.
-    encoder_dir: Path | None = None
+    # How long a shard may stay taken to embed (alloop/store/embeddings.py; 1,000 long reviews take ~75 s on two
+    # cores) before another replica takes it.
     embed_claim_seconds: float = 600.0
     security: SecuritySettings = field(default_factory=SecuritySettings)
     limits: ServerLimits = field(default_factory=ServerLimits)
@@ -178,6 +179,7 @@ def _common(e: ServerEnvironment) -> CommonSettings:
         redis_url=e.redis_url,
         redis_password=password,
         redis_prefix=e.redis_prefix,
+        encoder_dir=e.encoder_dir,
         redis_cluster=e.redis_cluster,
         state_dir=e.state_dir,
         model_dir=e.model_dir,
@@ -206,7 +208,6 @@ def query_from_env(env: Mapping[str, str]) -> QuerySettings:
         feature_cache_rows=e.feature_cache_rows,
         query_score_seconds=e.query_score_seconds,
         score_claim_seconds=e.score_claim_seconds,
-        encoder_dir=e.encoder_dir,
         embed_claim_seconds=e.embed_claim_seconds,
         security=security_from(e),
         limits=limits_from(e),
@@ -250,6 +251,7 @@ def trainer_from_env(env: Mapping[str, str]) -> TrainerSettings:
             linear_nb_scale=e.nb_scale,
             linear_nb_unlabeled=e.nb_unlabeled,
             linear_pseudo_weight=e.pseudo_weight,
+            linear_encoder_scale=e.encoder_scale,
             linear_select=e.linear_select,
             linear_select_folds=e.linear_select_folds,
             linear_select_rows=e.linear_select_rows,

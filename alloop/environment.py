@@ -167,6 +167,12 @@ class ServerEnvironment(LoggingEnvironment):
     redis_password_file: Path | None = var(
         "ALLOOP_REDIS_PASSWORD_FILE", None, "a file holding the Redis password, for a `REDIS_URL` without one"
     )
+    encoder_dir: Path | None = var(
+        "ALLOOP_ENCODER_DIR",
+        None,
+        "the sentence encoder's files (`alloop-fetch-encoder DIR`); set, the query replicas embed every pool item "
+        "once, as it arrives, and the linear family may join the vectors to its features (docs/embeddings.md)",
+    )
     redis_prefix: str = var("ALLOOP_REDIS_PREFIX", "alloop", "the prefix of every Redis key (no braces)")
     redis_cluster: bool = var(
         "ALLOOP_REDIS_CLUSTER",
@@ -260,12 +266,6 @@ class QueryEnvironment(ServerEnvironment):
         "a shard another replica took and has not finished after this long is taken over",
         gt=0,
     )
-    encoder_dir: Path | None = var(
-        "ALLOOP_ENCODER_DIR",
-        None,
-        "the sentence encoder's files (`alloop-fetch-encoder DIR`); set, the replicas embed every pool item once, "
-        "as it arrives, and store its vector in Redis (docs/embeddings.md)",
-    )
     embed_claim_seconds: Seconds = var(
         "ALLOOP_EMBED_CLAIM_SECONDS",
         600.0,
@@ -338,6 +338,12 @@ class TrainerEnvironment(ServerEnvironment):
         "ALLOOP_PSEUDO_WEIGHT",
         0.3,
         "`linear`: weight of the pools' unlabelled texts as pseudo-labelled rows; 0: none",
+        ge=0,
+    )
+    encoder_scale: Number = var(
+        "ALLOOP_LINEAR_ENCODER_SCALE",
+        1.0,
+        "`linear`, with `ALLOOP_ENCODER_DIR`: weight of the sentence vectors' block where it joins the fit; 0: never",
         ge=0,
     )
     linear_select: LinearSelect = var(

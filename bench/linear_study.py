@@ -4,6 +4,7 @@
     python -m bench.linear_study --variant base:linear_nb_scale=0 --variant pivot3k:linear_lsa_pivot=3000
     python -m bench.linear_study --seeds 1 --max-labels 2000      # a few minutes
     python -m bench.linear_study --corpus rt-snippets --strategy random --variant base: --variant cv:linear_select_folds=4
+    python -m bench.linear_study --corpus rt-snippets --encoder --variant tfidf:linear_encoder_scale=0 --variant enc:
 
 Settings are chosen on the validation split (``--score val``, the default on a ``--corpus``); the test split is for
 reporting a choice already made (``--score test``).
@@ -56,11 +57,36 @@ def corpus_initial_per_class(corpus: Any) -> int:
     return max(1, 200 // len(corpus.classes))
 
 
+def sentence_vectors(texts: list[str], cache_dir: Path) -> Any:
+    """The frozen sentence encoder's vectors of ``texts`` (float32, one row each), kept on disk per set of texts: a
+    seed's candidates are embedded once for every variant and every later run."""
+    from alloop.data.records import texts_digest
+    from alloop.models.encoder import SentenceEncoder
+    from alloop.models.encoder.files import fetch_encoder
+
+    path = cache_dir / "sentence-vectors" / f"{texts_digest(texts)}.npy"
+    if path.exists():
+        return np.load(path).astype(np.float32)
+    started = time.monotonic()
+    vectors = SentenceEncoder(fetch_encoder(cache_dir)).embed(texts)
+    print(f"embedded {len(texts)} texts in {time.monotonic() - started:.0f} s", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors.astype(np.float16))  # as the store keeps them (alloop.store.embeddings)
+    return vectors.astype(np.float16).astype(np.float32)
+
+
 def seed_features(
-    seed: int, workdir: Path, cache_dir: Path, corpus: Any = None, score: str = "test", min_df: int | None = None
+    seed: int,
+    workdir: Path,
+    cache_dir: Path,
+    corpus: Any = None,
+    score: str = "test",
+    min_df: int | None = None,
+    encoder: bool = False,
 ) -> dict[str, Any]:
     """Count vectors of one seed's candidates and of the split accuracy is scored on (``score``: val or test), over
-    the vocabulary the trainer would adapt (``min_df``: ModelConfig's default unless given)."""
+    the vocabulary the trainer would adapt (``min_df``: ModelConfig's default unless given); with ``encoder``, the
+    sentence vectors of the same rows too."""
     from alloop.data import read_records
     from alloop.models import linear
     from alloop.models.config import ModelConfig
@@ -82,7 +108,12 @@ def seed_features(
     if min_df is not None:
         config = replace(config, linear_min_df=min_df)
     vectorizer = cache.vectorizer(config, corpus_texts)
+    vectors: dict[str, Any] = {}
+    if encoder:
+        texts = {name: [r.text for r in rows] for name, rows in (("candidates", candidates), *records.items())}
+        vectors = {name: sentence_vectors(texts[name], cache_dir) for name in ("candidates", "val", "test")}
     return {
+        "vectors": vectors,
         "counts": cache.counts(vectorizer, [r.text for r in candidates]),
         "labels": np.array([int(r.label) for r in candidates]),
         # Which rows share a text: the trainer's corpus is the set of texts, so a copy of a labelled review is labelled.
@@ -116,6 +147,12 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
 
     def fit(rows: Any) -> tuple[Any, Any]:
         corpus = data["counts"] if linear.uses_corpus(config) else None  # the trainer's corpus: every candidate
+        v = data["vectors"]
+        vectors = (
+            linear.Vectors(v["candidates"][rows], v["candidates"] if corpus is not None else None, v["val"])
+            if v
+            else None
+        )
         kernel, bias, _ = linear.solve(
             data["counts"][rows],
             data["labels"][rows],
@@ -126,6 +163,7 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
             unlabelled(data, rows),
             data["prior"],
             data["val"],
+            vectors,
         )
         return kernel, bias
 
@@ -135,7 +173,8 @@ def fitter(data: dict[str, Any], config: Any, seed: int) -> Any:
 def accuracy_on_test(data: dict[str, Any], kernel: Any, bias: Any) -> float:
     from alloop.models import linear
 
-    predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias).argmax(axis=1)
+    vectors = data["vectors"].get("test")
+    predicted = linear.predict_proba(data["test"], data["stats"].idf, kernel, bias, vectors).argmax(axis=1)
     return float((predicted == data["test_labels"]).mean())
 
 
@@ -161,7 +200,8 @@ def rounds(
         if strategy == "random":
             chosen = rng.choice(pool, wanted, replace=False)
         else:
-            probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias)
+            vectors = data["vectors"]["candidates"][pool] if data["vectors"] else None
+            probs = linear.predict_proba(data["counts"][pool], data["stats"].idf, kernel, bias, vectors)
             chosen = pool[np.argsort(probs.max(axis=1), kind="stable")[:wanted]]
         labelled[chosen] = True
     return accuracy, labelled, (kernel, bias)
@@ -205,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the split accuracy is measured on (default: val on a corpus, test on IMDB)",
     )
+    parser.add_argument(
+        "--encoder",
+        action="store_true",
+        help="give the fit the frozen sentence encoder's vectors (the block joins where linear_encoder_scale > 0)",
+    )
     parser.add_argument("--budgets", default=None, help="comma list of label totals (default: the linear plan's)")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
@@ -232,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, overrides in variants:
             min_df = overrides.get("linear_min_df")
             if min_df not in features:
-                features[min_df] = seed_features(seed, args.workdir, args.cache_dir, corpus, score, min_df)
+                features[min_df] = seed_features(
+                    seed, args.workdir, args.cache_dir, corpus, score, min_df, args.encoder
+                )
             runs[name].append(curve(features[min_df], overrides, args.strategy, budgets, seed))
             print(f"{name}/seed {seed}: " + " ".join(f"{n}:{a:.4f}" for n, a in runs[name][-1].items()), flush=True)
     summary = {name: {str(n): float(np.mean([r[n] for r in rs])) for n in rs[0]} for name, rs in runs.items()}
@@ -244,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": args.corpus or "imdb",
         "scored_on": score,
         "variants": dict(variants),
+        "encoder": args.encoder,
         "wall_seconds": round(time.monotonic() - started, 1),
         "mean_accuracy": summary,  # the last key of each is every candidate: the variant's full-data accuracy
         "runs": {name: [{str(n): a for n, a in r.items()} for r in rs] for name, rs in runs.items()},

@@ -84,9 +84,11 @@ class QueryApp:
         metrics: Metrics | None = None,
         gate: Callable[[], None] = lambda: None,
         embedder: ShardEmbedder | None = None,
+        embedded: Callable[[str, int], bool] | None = None,
     ) -> None:
         """``gate`` runs before anything reads or writes the store (alloop.store.layout.LayoutGate.ensure);
-        ``embedder``, where a sentence encoder is configured, embeds arriving pool items."""
+        ``embedder``, where a sentence encoder is configured, embeds arriving pool items, and ``embedded`` says
+        whether a shard's vectors are stored (the score index waits for them)."""
         self.settings = settings
         self.gate = gate
         self.pools = pools
@@ -104,6 +106,7 @@ class QueryApp:
             claim_idle_ms=int(settings.score_claim_seconds * 1000),
             on_scored=self._count_index_scoring,
             gate=gate,
+            embedded=embedded,
         )
 
     def _count_index_scoring(self, items: int, seconds: float) -> None:

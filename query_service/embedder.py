@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from alloop.store.embeddings import EmbeddingStore
+from alloop.models.encoder import shared
+from alloop.store.embeddings import DTYPE, EmbeddingStore
 from alloop.store.pool import PoolStore
 from alloop.store.work import Work
 
@@ -110,3 +111,20 @@ class ShardEmbedder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def stored_or_embedded(store: EmbeddingStore) -> Callable[[str, Sequence[str], Sequence[str]], npt.NDArray[np.float32]]:
+    """``(pool, ids, texts) -> vectors``: each item's stored vector, or for an item the workers have not reached
+    yet, the encoder's, rounded as the store would keep it (query_service.features.SentenceVectors)."""
+
+    def vectors(pool: str, ids: Sequence[str], texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        stored = store.vectors(pool, ids)
+        missing = [i for i, row in enumerate(stored) if row is None]
+        if missing:
+            _, encoder = shared.encoder()
+            fresh = encoder.embed([texts[i] for i in missing])  # type: ignore[attr-defined]
+            for i, row in zip(missing, fresh.astype(DTYPE).astype(np.float32), strict=True):
+                stored[i] = row
+        return np.stack(stored).astype(np.float32, copy=False)  # type: ignore[arg-type]
+
+    return vectors

@@ -6,6 +6,10 @@ Queries (a round's labelled items leave it), and consecutive versions usually sh
 family keeps its vocabulary while the pools' text is unchanged; a warm-started BiLSTM keeps its own), so the
 features are kept per pool and reused while :attr:`Predictor.fingerprint` stays the same.
 
+A version whose input joins a sentence vector to the counts (the linear family's encoder block) gets each pool
+item's stored vector (:mod:`alloop.store.embeddings`, through ``sentence_vectors``) rather than running the encoder:
+a Query or a new version never re-embeds the pool.
+
 An entry is keyed by the item id *and* its text, so an item whose text changed is never scored on stale features.
 The cache is bounded by rows; a pool that would not fit is scored without it. It holds only the latest
 fingerprint: a new vectorizer drops everything. Memory: up to ``max_rows`` rows, plus while a pool grows one copy
@@ -16,13 +20,17 @@ reached, the pool is re-tokenized from scratch rather than compacted: simpler, a
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from alloop.models.text_model import Features, Predictor
+
+SentenceVectors = Callable[[str, Sequence[str], Sequence[str]], npt.NDArray[np.float32]]
+"""``(pool, ids, texts) -> one sentence vector per item``: the stored ones, the encoder's for an item without."""
 
 
 @dataclass
@@ -52,8 +60,9 @@ class _PoolFeatures:
 class FeatureCache:
     """Thread-safe; one per query-service replica, injected into :class:`query_service.app.QueryApp`."""
 
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, sentence_vectors: SentenceVectors | None = None) -> None:
         self.max_rows = max_rows
+        self._sentence_vectors = sentence_vectors
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
         self._pools: dict[str, _PoolFeatures] = {}
@@ -69,7 +78,7 @@ class FeatureCache:
         instead of both doing it.
         """
         if self.max_rows <= 0 or len(ids) > self.max_rows or not ids:
-            return predictor.features(texts)
+            return self._vectorize(predictor, pool, ids, texts)
         fingerprint = predictor.fingerprint
         keys = [(item_id, hash(text)) for item_id, text in zip(ids, texts, strict=True)]
         with self._lock:
@@ -85,10 +94,15 @@ class FeatureCache:
                 if self._rows() + len(missing) > self.max_rows:
                     self._pools = {pool: entry}
             if missing:
-                block = predictor.features([texts[i] for i in missing])
+                block = self._vectorize(predictor, pool, [ids[i] for i in missing], [texts[i] for i in missing])
                 entry.add([keys[i] for i in missing], block)
                 self.misses += len(missing)
                 if len(missing) == len(keys):
                     return block  # all new (a shard scored for the first time): no need to stack the pool's rows
             rows = np.fromiter((entry.rows[key] for key in keys), dtype=np.int64, count=len(keys))
             return entry.take(rows)
+
+    def _vectorize(self, predictor: Predictor, pool: str, ids: Sequence[str], texts: Sequence[str]) -> Features:
+        if predictor.sentence_width and self._sentence_vectors is not None and texts:
+            return predictor.features_with_vectors(texts, self._sentence_vectors(pool, ids, texts))
+        return predictor.features(texts)

@@ -39,6 +39,7 @@ class ShardScorer:
         consumer: str | None = None,
         on_scored: Callable[[int, float], None] | None = None,
         gate: Callable[[], None] = lambda: None,
+        embedded: Callable[[str, int], bool] | None = None,
     ) -> None:
         self._index = index
         self._pools = pools
@@ -48,6 +49,10 @@ class ShardScorer:
         self.consumer = consumer or f"replica-{uuid.uuid4().hex[:12]}"
         self._on_scored = on_scored or (lambda items, seconds: None)
         self._gate = gate  # before the first read of the store (alloop.store.layout.LayoutGate.ensure)
+        # Whether a shard's sentence vectors are stored (alloop.store.embeddings.EmbeddingStore.shard_done): a version
+        # that joins them to its input scores a shard only then, and never runs the encoder on pool items.
+        self._embedded = embedded
+        self.waiting_for_vectors = 0  # shards put off until their vectors are stored
         self._opened: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,6 +76,10 @@ class ShardScorer:
         return len(work)
 
     def score(self, served: ServedModel, work: Work) -> None:
+        if served.predictor.sentence_width and self._embedded is not None and not self._embedded(work.pool, work.shard):
+            # Left unacknowledged: taken again (by any replica) once it has been idle ALLOOP_SCORE_CLAIM_SECONDS.
+            self.waiting_for_vectors += 1
+            return
         started = time.perf_counter()
         ids = self._pools.shard_ids(work.pool, [work.shard])[0]
         ids, texts = self._pools.open_items(work.pool, ids)

@@ -17,6 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from alloop import logs
 from alloop.config import QuerySettings, add_common_flags, apply_common_flags, query_from_env
 from alloop.errors import IntegrityError
+from alloop.models.encoder import shared
+from alloop.models.encoder.files import NAME
 from alloop.rpc.limits import StreamLimiter
 from alloop.rpc.serving import Watchdog, enable_reflection, new_server, wait_for_termination
 from alloop.store import layout
@@ -30,7 +32,7 @@ from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.app import QueryApp
-from query_service.embedder import ShardEmbedder
+from query_service.embedder import ShardEmbedder, stored_or_embedded
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder
 from query_service.servicer import QueryServicer
@@ -83,25 +85,26 @@ def model_reporter(holder: ModelHolder, health_servicer: health.HealthServicer) 
 
 
 def shard_embedder(
-    settings: QuerySettings, client: Client, keys: Keys, pools: PoolStore, metrics: Metrics, gate: Callable[[], None]
+    settings: QuerySettings,
+    store: EmbeddingStore | None,
+    pools: PoolStore,
+    metrics: Metrics,
+    gate: Callable[[], None],
 ) -> ShardEmbedder | None:
     """The replica's embedding worker where ``ALLOOP_ENCODER_DIR`` names an encoder, else None. The encoder is
     loaded here, at start: a replica that cannot read it does not start."""
-    if settings.encoder_dir is None:
+    if store is None:
         return None
-    from alloop.models.encoder import SentenceEncoder
-    from alloop.models.encoder.files import NAME
-
-    encoder = SentenceEncoder(settings.encoder_dir)
+    _, encoder = shared.encoder()
 
     def count(items: int, seconds: float) -> None:
         metrics.embedded_items.inc(items)
         metrics.embedding_seconds.inc(seconds)
 
     return ShardEmbedder(
-        EmbeddingStore(client, keys, NAME),
+        store,
         pools,
-        encoder.embed,
+        encoder.embed,  # type: ignore[attr-defined]
         claim_idle_ms=int(settings.embed_claim_seconds * 1000),
         on_embedded=count,
         gate=gate,
@@ -123,17 +126,20 @@ def create_server(settings: QuerySettings, client: Client) -> RunningQueryServic
     metrics.collect_with(lambda: replica_state(pools, labeling, holder))
     index = ScoreIndex(client, keys)
     gate = layout.LayoutGate(client, keys)
-    embedder = shard_embedder(settings, client, keys, pools, metrics, gate.ensure)
+    shared.configure(settings.common.encoder_dir)  # before the first version loads: one may need the encoder
+    store = EmbeddingStore(client, keys, NAME) if settings.common.encoder_dir is not None else None
+    embedder = shard_embedder(settings, store, pools, metrics, gate.ensure)
     app = QueryApp(
         settings,
         pools,
         labeling,
         holder,
         index,
-        FeatureCache(settings.feature_cache_rows),
+        FeatureCache(settings.feature_cache_rows, stored_or_embedded(store) if store is not None else None),
         metrics,
         gate=gate.ensure,
         embedder=embedder,
+        embedded=store.shard_done if store is not None else None,
     )
     stopping = threading.Event()
     bound = new_server(

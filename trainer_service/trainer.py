@@ -36,18 +36,22 @@ from alloop.config import TrainerSettings
 from alloop.data import read_records
 from alloop.data.records import texts_digest
 from alloop.errors import NothingToTrain, RoundBusy, RoundFailed
+from alloop.models.encoder import shared
+from alloop.models.encoder.files import NAME as ENCODER_NAME
 from alloop.models.families import get_family
 from alloop.models.text_model import Predictor, parts
 from alloop.models.training import LabeledData, train_round
 from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
 from alloop.store import layout
 from alloop.store.connection import Client
-from alloop.store.keys import Keys
+from alloop.store.embeddings import EmbeddingStore
+from alloop.store.keys import Keys, parse_member
 from alloop.store.pool import PoolStore, choose_stop_set
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from trainer_service.events import EventHub, TrainingEvent
+from trainer_service.vectors import RoundVectors
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,18 @@ class Trainer:
         # disk, and the val/test count vectors, per pool text); None for a family that keeps nothing.
         self._family_cache = self._family.new_cache(settings.corpus_cache_path)
         self._published: tuple[int, keras.Model] | None = None  # the last version this replica published
+        # The sentence encoder's vectors for the linear family's encoder block (ALLOOP_ENCODER_DIR): the pools'
+        # are read from the store, where the query replicas put them; None without an encoder.
+        self._vectors: RoundVectors | None = None
+        shared.configure(settings.common.encoder_dir)  # before a published version loads: one may need it
+        if settings.common.encoder_dir is not None and self._family.exact:
+            sha256, encoder = shared.encoder()
+            self._vectors = RoundVectors(
+                EmbeddingStore(client, keys, ENCODER_NAME),
+                self.pools,
+                encoder.embed,  # type: ignore[attr-defined]
+                sha256,
+            )
         self._lock_ms = int(
             settings.round_lock_seconds * 1000
         )  # after a failed round, automatic rounds wait (Train still starts one)
@@ -252,6 +268,16 @@ class Trainer:
             return model, None
         return None, parts(model)[0]
 
+    def _corpus_ids(self, sampled: bool) -> dict[str, list[str]]:
+        """The ids whose texts are this round's corpus (what ``sample_texts`` read), per pool."""
+        if sampled:
+            return self.pools.sample_ids(self.settings.pool_sample_items, self.settings.training.seed)
+        ids: dict[str, list[str]] = {}
+        for member in self.pools.members():
+            pool, item_id = parse_member(member)
+            ids.setdefault(pool, []).append(item_id)
+        return ids
+
     def _hold_lock(self, token: str, done: threading.Event) -> None:
         """Renew the round lock while the round runs, so it outlives long epochs but not a dead process."""
         while not done.wait(self._lock_ms / 3000):
@@ -286,6 +312,9 @@ class Trainer:
                     else ([], False)
                 )
                 unlabeled_digest = texts_digest(unlabeled)
+            if self._vectors is not None:
+                with phases("sentence_vectors"):
+                    self._vectors.load([i.member for i in items], self._corpus_ids(sampled))
             with phases("previous"):
                 previous, vocabulary = self._previous(unlabeled_digest)
             with phases("train"):
@@ -302,6 +331,7 @@ class Trainer:
                     unlabeled_texts=unlabeled,
                     unlabeled_is_sample=sampled,
                     cache=self._family_cache,
+                    sentence_vectors=self._vectors,
                 )
             version = self.registry.allocate()
             while artifacts.version_dir(self.settings.common.models_path, version).exists():
@@ -326,6 +356,9 @@ class Trainer:
                 "unlabeled_sampled": sampled,
                 "unlabeled_digest": unlabeled_digest,
             }
+            encoder_sha256 = getattr(parts(result.model)[0], "encoder_sha256", None)
+            if encoder_sha256 is not None:  # the version's input joins the encoder's vector (docs/embeddings.md)
+                metadata["sentence_encoder"] = {"name": ENCODER_NAME, "sha256": encoder_sha256}
             with phases("stability"):
                 stability, stop_labels = self._stability(result.model)
             metadata["stability"] = stability.to_dict()
@@ -414,7 +447,12 @@ class Trainer:
             for item_id, text in zip(ids, self.pools.texts(pool, ids), strict=True)
         }
         texts = [found[item] for item in stop_set]
-        labels = Predictor(model).predict_proba(texts).argmax(axis=1).tolist()
+        predictor = Predictor(model)
+        if predictor.sentence_width and self._vectors is not None:  # the stored vectors, not the encoder again
+            features = predictor.features_with_vectors(texts, self._vectors.every(texts))
+            labels = predictor.predict_proba_features(features).argmax(axis=1).tolist()
+        else:
+            labels = predictor.predict_proba(texts).argmax(axis=1).tolist()
         history = [
             m["stability"]["kappa"] for m in self.registry.all() if (m.get("stability") or {}).get("kappa") is not None
         ]

@@ -37,6 +37,9 @@ class ModelConfig:
     linear_pseudo_weight: float = (
         0.3  # weight of the pools' unlabelled rows as pseudo-labelled rows (linear.solve); 0: none
     )
+    # Weight of the sentence encoder's block (a frozen encoder's vector per text, joined with the TF-IDF vector)
+    # when the round has vectors and the selection lets it join; 0: never.
+    linear_encoder_scale: float = 1.0
     # How each round settles which blocks join the fit (alloop.models.linear_selection): "validation", the blocks
     # and pseudo-labels that score best on the validation split at linear_c; "folds", C and the blocks by
     # linear_select_folds-fold cross-validation on (at most linear_select_rows of) the labels; "configured", the
@@ -67,6 +70,10 @@ class ModelConfig:
             raise ValueError(f"linear_nb_scale must be 0 (no naive-Bayes block) or more, got {self.linear_nb_scale}")
         if not (self.linear_nb_unlabeled >= 0 and math.isfinite(self.linear_nb_unlabeled)):
             raise ValueError(f"linear_nb_unlabeled must be 0 (labels only) or more, got {self.linear_nb_unlabeled}")
+        if not (self.linear_encoder_scale >= 0 and math.isfinite(self.linear_encoder_scale)):
+            raise ValueError(
+                f"linear_encoder_scale must be 0 (no encoder block) or more, got {self.linear_encoder_scale}"
+            )
         if not (self.linear_pseudo_weight >= 0 and math.isfinite(self.linear_pseudo_weight)):
             raise ValueError(
                 f"linear_pseudo_weight must be 0 (no pseudo-labels) or more, got {self.linear_pseudo_weight}"

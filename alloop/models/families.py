@@ -84,6 +84,7 @@ FAMILIES: dict[str, Family] = {
                 "linear_nb_scale",
                 "linear_nb_unlabeled",
                 "linear_pseudo_weight",
+                "linear_encoder_scale",
                 "linear_select",
                 "linear_select_folds",
                 "linear_select_rows",

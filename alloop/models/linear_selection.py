@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -25,22 +25,29 @@ Predict = Callable[["Choice", Rows, Rows], Rows]
 
 @dataclass(frozen=True)
 class Choice:
-    """What the fit uses: its inverse L2 strength, the naive-Bayes block's scale (0: none), and the LSA block."""
+    """What the fit uses: its inverse L2 strength, the naive-Bayes block's scale (0: none), the LSA block, and the
+    sentence encoder's block's scale (0: none)."""
 
     c: float
     nb_scale: float
     lsa: bool
     cv_accuracy: float = float("nan")  # held-out accuracy (the folds' or the validation split's); NaN: not scored
+    encoder: float = 0.0
 
     def describe(self) -> str:
-        return f"C={self.c:g}, naive-Bayes block {self.nb_scale:g}, LSA {'on' if self.lsa else 'off'}"
+        described = f"C={self.c:g}, naive-Bayes block {self.nb_scale:g}, LSA {'on' if self.lsa else 'off'}"
+        return described + (f", encoder block {self.encoder:g}" if self.encoder else "")
 
 
-def candidates(nb_scale: float, lsa_components: int, cs: tuple[float, ...] = C_GRID) -> list[Choice]:
-    """The grid: every C of ``cs``, with and without each block the configuration has (simplest first, for ties)."""
+def candidates(
+    nb_scale: float, lsa_components: int, cs: tuple[float, ...] = C_GRID, encoder_scale: float = 0.0
+) -> list[Choice]:
+    """The grid: every C of ``cs``, with and without each block the configuration has (simplest first, for ties);
+    ``encoder_scale`` > 0 (sentence vectors are there to join) doubles it, with and without the encoder's block."""
     nbs = (0.0, nb_scale) if nb_scale > 0 else (0.0,)
     lsas = (False, True) if lsa_components > 0 else (False,)
-    return [Choice(c, nb, lsa) for lsa in lsas for nb in nbs for c in cs]
+    encoders = (0.0, encoder_scale) if encoder_scale > 0 else (0.0,)
+    return [Choice(c, nb, lsa, encoder=e) for e in encoders for lsa in lsas for nb in nbs for c in cs]
 
 
 def best(grid: list[Choice], score: Callable[[Choice], float]) -> Choice:
@@ -50,7 +57,7 @@ def best(grid: list[Choice], score: Callable[[Choice], float]) -> Choice:
         value = score(choice)
         if value > top + 1e-12:
             chosen, top = choice, value
-    return Choice(chosen.c, chosen.nb_scale, chosen.lsa, top)
+    return replace(chosen, cv_accuracy=top)
 
 
 def folds(

@@ -113,6 +113,13 @@ def embedding_projection(width: int, dim: int, seed: int) -> tf.Tensor:
     return tf.constant(matrix)
 
 
+def join_vectors(counts: tf.SparseTensor, vectors: tf.Tensor) -> tf.SparseTensor:
+    """Count rows with their sentence vectors appended: ``(batch, vocabulary + width)``, sparse, row-major."""
+    counts = tf.SparseTensor(counts.indices, tf.cast(counts.values, tf.float32), counts.dense_shape)
+    dense = tf.sparse.from_dense(tf.cast(vectors, tf.float32))
+    return tf.sparse.reorder(tf.sparse.concat(axis=1, sp_inputs=[counts, dense]))
+
+
 def _batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
     return [texts[start : start + size] for start in range(0, len(texts), size)]
 
@@ -211,6 +218,44 @@ class Predictor:
                 features, input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)]
             )
         return self._features_forward
+
+    # --- stored sentence vectors -------------------------------------------------------------------------------
+    @property
+    def sentence_width(self) -> int:
+        """The width of the sentence vectors this version's input joins to the text's counts (0: none; the
+        linear family's encoder block, :class:`alloop.models.linear.layer.EncodedTextVectorizer`)."""
+        return int(getattr(parts(self.model)[0], "sentence_width", 0))
+
+    def features_with_vectors(self, texts: Sequence[str], vectors: npt.NDArray[Any]) -> Features:
+        """:meth:`features` for texts whose sentence vectors are known (a pool item's, stored when it arrived):
+        the same rows, without running the encoder. Only for a version with :attr:`sentence_width`."""
+        if not self.sentence_width:
+            raise ValueError("this version joins no sentence vectors to its input")
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} sentence vectors for {len(texts)} texts")
+        with self._graph_lock:
+            if "with_vectors" not in self._graphs:
+                vectorizer, _ = parts(self.model)
+
+                def joined(text: tf.Tensor, vector: tf.Tensor) -> tf.SparseTensor:
+                    return join_vectors(vectorizer.count(text), vector)
+
+                self._graphs["with_vectors"] = tf.function(
+                    joined,
+                    input_signature=[
+                        tf.TensorSpec(shape=(None, 1), dtype=tf.string),
+                        tf.TensorSpec(shape=(None, self.sentence_width), dtype=tf.float32),
+                    ],
+                )
+            forward = self._graphs["with_vectors"]
+        rows = np.asarray(vectors, dtype=np.float32)
+        blocks = [
+            to_host(forward(text_tensor(texts[start : start + self.batch_size]), rows[start : start + self.batch_size]))
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        if not blocks:
+            return self.features([])
+        return sp.vstack(blocks, format="csr")
 
     def predict_proba_features(self, features: Features) -> npt.NDArray[np.float32]:
         """:meth:`predict_proba` from :meth:`features` rows (the same numbers, without tokenizing again)."""

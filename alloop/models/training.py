@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -28,6 +28,16 @@ from alloop.models.text_model import Predictor, assemble, parts
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class SentenceVectorSource(Protocol):
+    """A frozen sentence encoder's vectors of a round's texts (``trainer_service.vectors.RoundVectors``)."""
+
+    sha256: str  # of the encoder's weights: a version with the block records it
+
+    def __call__(self, texts: Sequence[str], *, embed_missing: bool) -> Any:
+        """One vector per text, or None where some text has no stored vector and ``embed_missing`` is False."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,7 @@ def train_round(
     unlabeled_is_sample: bool = False,
     vectorizer: keras.layers.Layer | None = None,
     cache: Any = None,
+    sentence_vectors: SentenceVectorSource | None = None,
 ) -> RoundResult:
     """``unlabeled_texts`` (the pools' text) join the labeled texts when a family adapts its vocabulary on them.
     ``unlabeled_is_sample``: they are a sample that stands for the pools (:meth:`PoolStore.sample_texts`), and are
@@ -101,7 +112,8 @@ def train_round(
     family reuses them from its cache instead of recounting the sample every round.
     ``vectorizer``, an adapted one to keep (with a fresh classifier), skips the adaptation. ``cache``, what
     :meth:`Family.new_cache` gave, keeps an exact family's statistics between rounds (None: a new one, in memory).
-    An exact family is handed its whole round (``solve_round``)."""
+    An exact family is handed its whole round (``solve_round``), with ``sentence_vectors`` where a sentence encoder
+    is configured (the linear family's encoder block)."""
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if len(val) == 0:
@@ -122,6 +134,7 @@ def train_round(
             cache=cache if cache is not None else family.new_cache(None),
             vectorizer=vectorizer,
             on_epoch=on_epoch,
+            sentence_vectors=sentence_vectors,
         )
     # Families fitted by epochs continue from the previous version when warm-starting.
     if previous is not None and training.warm_start:

@@ -120,6 +120,10 @@ class EmbeddingStore:
             out += [None if v is None else np.frombuffer(v, dtype=DTYPE).astype(np.float32) for v in values]
         return out
 
+    def shard_done(self, pool: str, shard: int) -> bool:
+        """Whether every item of ``shard`` of ``pool`` has its vector."""
+        return bool(self._r.sismember(self._keys.embed_done(pool, self.encoder), str(shard)))
+
     def progress(self, pool: str) -> EmbedProgress:
         k = self._keys
         pipe = self._r.pipeline(transaction=False)

@@ -104,7 +104,7 @@ def test_work_a_dead_replica_took_is_taken_over(redis_client, keys, encoder):
 
 
 def test_a_replica_with_an_encoder_embeds_what_an_upload_stored(query_settings, redis_client, keys, encoder_dir):
-    settings = replace(query_settings, encoder_dir=encoder_dir)
+    settings = replace(query_settings, common=replace(query_settings.common, encoder_dir=encoder_dir))
     api = start(settings, redis_client, keys)
     try:
         items = reviews(12)

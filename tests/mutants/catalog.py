@@ -35,6 +35,7 @@ ROLES = "Only callers with the right role get in"
 STREAMS = "Open streams cannot freeze a replica"
 CLUSTER = "On Redis Cluster, every promise above holds"
 UPGRADE = "An upgrade from untagged keys loses nothing"
+EMBED = "Each pool item is embedded once"
 
 CRASH_TRAINER = "tests/integration/test_crash_trainer.py"
 HOT_SWAP = "tests/integration/test_hot_swap.py"
@@ -123,6 +124,33 @@ MUTANTS: tuple[Mutant, ...] = (
         '        claimed: Any = self._r.xautoclaim(self.stream, self._group, consumer, claim_idle_ms, start_id="0-0", count=1)\n',
         "        claimed: Any = [None, []]\n",
         "tests/integration/test_crash_scorer.py",
+    ),
+    Mutant(
+        "embedded-shard-recorded-twice",
+        EMBED,
+        "a shard embedded again (a slow replica whose entry was taken over) is recorded again",
+        "alloop/store/embeddings.py",
+        "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return -1 end\n",
+        "redis.call('SADD', KEYS[1], ARGV[1])\n",
+        "tests/integration/test_embeddings.py",
+    ),
+    Mutant(
+        "query-embeds-pool-items",
+        EMBED,
+        "a replica scores pool items through the version's text graph, running the encoder, not from stored vectors",
+        "query_service/features.py",
+        "        if predictor.sentence_width and self._sentence_vectors is not None and texts:\n",
+        "        if False:\n",
+        "tests/integration/test_encoder_block.py",
+    ),
+    Mutant(
+        "index-scores-before-vectors",
+        EMBED,
+        "the score index scores a shard before its vectors are stored, embedding its items itself",
+        "query_service/scorer.py",
+        "        if served.predictor.sentence_width and self._embedded is not None and not self._embedded(work.pool, work.shard):\n",
+        "        if False:\n",
+        "tests/integration/test_encoder_block.py",
     ),
     Mutant(
         "upload-posts-only-new-shards",

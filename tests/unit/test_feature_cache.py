@@ -18,6 +18,8 @@ from query_service.features import FeatureCache
 
 
 class FakePredictor:
+    sentence_width = 0
+
     def __init__(self, fingerprint: str = "v1", sparse: bool = False) -> None:
         self.fingerprint = fingerprint
         self.sparse = sparse
@@ -27,6 +29,36 @@ class FakePredictor:
         self.calls.append(len(texts))
         rows = np.array([[len(t), sum(map(ord, t)) % 97] for t in texts], dtype=np.float32).reshape(-1, 2)
         return sp.csr_matrix(rows) if self.sparse else rows
+
+
+class FakeEncodedPredictor(FakePredictor):
+    """A version whose input joins a sentence vector: features are the text's two numbers, then the vector."""
+
+    sentence_width = 2
+
+    def features(self, texts: Sequence[str]) -> np.ndarray | sp.csr_matrix:
+        raise AssertionError("the encoder ran on pool items")
+
+    def features_with_vectors(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        self.calls.append(len(texts))
+        return np.hstack([expected(texts), vectors])
+
+
+def test_a_version_that_joins_sentence_vectors_gets_the_stored_ones_for_new_rows_only():
+    asked: list[tuple[str, list[str]]] = []
+
+    def stored(pool: str, ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        asked.append((pool, list(ids)))
+        return np.array([[ord(i), 1.0] for i in ids], dtype=np.float32)
+
+    cache, predictor = FeatureCache(100, sentence_vectors=stored), FakeEncodedPredictor()
+    got = cache.features(predictor, "p", ["a", "b"], ["one", "two"])
+    np.testing.assert_array_equal(got[:, 2:], [[ord("a"), 1], [ord("b"), 1]])
+    got = cache.features(predictor, "p", ["b", "c"], ["two", "three"])
+    np.testing.assert_array_equal(got[:, 2:], [[ord("b"), 1], [ord("c"), 1]])
+    assert asked == [("p", ["a", "b"]), ("p", ["c"])] and predictor.calls == [2, 1]
+    uncached = FeatureCache(0, sentence_vectors=stored)  # no cache: still the stored vectors, never the encoder
+    assert uncached.features(predictor, "q", ["z"], ["x"]).shape == (1, 4)
 
 
 def expected(texts: Sequence[str]) -> np.ndarray:

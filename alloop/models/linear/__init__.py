@@ -38,8 +38,10 @@ from alloop.models.linear.layer import (
 from alloop.models.linear.rounds import solve_round
 from alloop.models.linear.solver import (
     PseudoRows,
+    Vectors,
     choose_settings,
     class_shares,
+    join,
     lsa_weight,
     nb_importance,
     nb_uses_corpus,
@@ -61,6 +63,7 @@ __all__ = [
     "CorpusStats",
     "PseudoRows",
     "SublinearTfIdf",
+    "Vectors",
     "build_classifier",
     "build_vectorizer",
     "choose_settings",
@@ -68,6 +71,7 @@ __all__ = [
     "compile_classifier",
     "corpus_stats",
     "frequent_columns",
+    "join",
     "lsa_weight",
     "nb_importance",
     "nb_uses_corpus",

@@ -23,10 +23,20 @@ _ABSENT_CLASS_BIAS = -30.0  # a class with no label yet gets probability ~e-13, 
 
 
 def predict_proba(
-    counts: sp.csr_matrix, idf: npt.NDArray[np.float32], kernel: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]
+    counts: sp.csr_matrix,
+    idf: npt.NDArray[np.float32],
+    kernel: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32],
+    vectors: npt.NDArray[np.floating] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """What the served model outputs for these counts, as (n, classes) probabilities, computed sparsely."""
-    return probabilities(np.asarray(tfidf(counts, idf) @ kernel, dtype=np.float64) + bias).astype(np.float32)
+    """What the served model outputs for these counts (and, for a kernel with the encoder block, these sentence
+    ``vectors``), as (n, classes) probabilities, computed sparsely."""
+    rows = tfidf(counts, idf)
+    if kernel.shape[0] > rows.shape[1]:
+        if vectors is None:
+            raise ValueError("this kernel has the encoder block: its rows need their sentence vectors")
+        rows = join(rows, vectors)
+    return probabilities(np.asarray(rows @ kernel, dtype=np.float64) + bias).astype(np.float32)
 
 
 def probabilities(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -108,6 +118,24 @@ def pseudo_labels(
 Validation = tuple[sp.csr_matrix, Sequence[int]]
 """The validation split's count vectors and labels, for :func:`solve` to choose its settings on."""
 
+Dense = npt.NDArray[np.floating]
+
+
+class Vectors(NamedTuple):
+    """A frozen sentence encoder's vectors (one row per text, unit length) of the rows :func:`solve` is given: the
+    labelled rows, the corpus rows and the validation rows, in their order."""
+
+    train: Dense
+    corpus: Dense | None = None
+    validation: Dense | None = None
+
+
+def join(rows: sp.csr_matrix, vectors: Dense | None) -> sp.csr_matrix:
+    """TF-IDF rows with their sentence vectors appended (the input a kernel with an encoder block multiplies)."""
+    if vectors is None:
+        return rows
+    return sp.hstack([rows, sp.csr_matrix(np.asarray(vectors, dtype=np.float32))], format="csr")
+
 
 def solve(
     counts: sp.csr_matrix,
@@ -119,9 +147,16 @@ def solve(
     unlabeled: npt.NDArray[np.bool_] | None = None,
     target_prior: npt.NDArray[np.float64] | None = None,
     validation: Validation | None = None,
+    vectors: Vectors | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """The Dense layer's (kernel, bias) for labelled rows, and the fit's training log-loss: L2 logistic regression on
-    ``[tfidf, s * importance * tfidf, w * lsa]``, folded into one kernel over the TF-IDF columns.
+    ``[tfidf, s * importance * tfidf, w * lsa, e * vectors]``, folded into one kernel over the TF-IDF columns (and
+    the vectors' columns after them).
+
+    ``vectors`` (a frozen sentence encoder's, :class:`Vectors`) offer the encoder block; it joins when the
+    selection says so (``config.linear_encoder_scale`` is its weight ``e``), and the kernel then has the vectors'
+    width more rows than the vocabulary: the served model's input is ``[counts, vector]`` (see
+    :func:`alloop.models.linear.layer.build_classifier`). Otherwise the kernel covers the vocabulary alone.
 
     Which blocks join comes from :func:`choose_settings` (with ``config.linear_select == "validation"``, the
     ``validation`` split decides; without one, every configured block joins).
@@ -157,36 +192,56 @@ def solve(
             "least two classes"
         )
     x = tfidf(counts, stats.idf)
+    if vectors is not None and config.linear_encoder_scale <= 0:
+        vectors = None
+    if vectors is not None:
+        _check_vectors(vectors, x.shape[0], corpus, validation)
     shift_to = target_prior if config.linear_class_prior == "validation" else None
-    held = _held_out(validation, stats, present, shift_to) if config.linear_select == "validation" else None
-    choice, first = choose_settings(x, y, stats, config, seed, held)
+    held = (
+        _held_out(validation, stats, present, shift_to, vectors.validation if vectors is not None else None)
+        if config.linear_select == "validation"
+        else None
+    )
+    choice, first = choose_settings(x, y, stats, config, seed, held, vectors.train if vectors is not None else None)
     config = replace(config, linear_c=choice.c, linear_nb_scale=choice.nb_scale)
+    if not choice.encoder:
+        vectors = None  # the block stays out: the kernel covers the vocabulary alone
+    dense = _Block(vectors.train, choice.encoder) if vectors is not None else None
     w = lsa_weight(len(y), config.linear_lsa_pivot) if choice.lsa else 0.0
     lsa = sp.csr_matrix(stats.project(x) * w)
     scale = config.linear_nb_scale * nb_importance(x, y) if config.linear_nb_scale > 0 else None
-    folded, intercept, train_loss = first or _fit(x, y, lsa, w, scale, stats, config, seed)
+    folded, intercept, train_loss = first or _fit(x, y, lsa, w, scale, stats, config, seed, dense=dense)
     fitted_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64] | None] = (y, None)  # the returned fit's rows
 
     def pooled_scale(rows: sp.csr_matrix, predicted: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return config.linear_nb_scale * nb_importance(x, y, rows, config.linear_nb_unlabeled * predicted)
 
     pool = tfidf(corpus, stats.idf) if corpus is not None and corpus.shape[0] and uses_corpus(config) else None
+    pool_vectors = vectors.corpus if vectors is not None else None
     if pool is not None and nb_uses_corpus(config):
-        scale = pooled_scale(pool, _predicted(pool, folded, intercept))
-        folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed)
+        scale = pooled_scale(pool, _predicted(join(pool, pool_vectors), folded, intercept))
+        folded, intercept, train_loss = _fit(x, y, lsa, w, scale, stats, config, seed, dense=dense)
     if pool is not None and unlabeled is not None and config.linear_pseudo_weight > 0:
         if len(unlabeled) != pool.shape[0]:
             raise ValueError(f"unlabeled marks {len(unlabeled)} rows of a {pool.shape[0]}-row corpus")
-        rest = pool[np.flatnonzero(unlabeled)]
+        rest_rows = np.flatnonzero(unlabeled)
+        rest = pool[rest_rows]
+        rest_vectors = pool_vectors[rest_rows] if pool_vectors is not None else None
         if rest.shape[0]:
-            predicted = _predicted(rest, folded, intercept)
+            predicted = _predicted(join(rest, rest_vectors), folded, intercept)
             if nb_uses_corpus(config):  # the labels counted once, the rest as the better fit predicts it
                 scale = pooled_scale(rest, predicted)
             guessed, weights = pseudo_labels(predicted, present, config.linear_pseudo_weight)
             keep = np.flatnonzero(weights > 0)
             extra = sp.csr_matrix(rest[keep])
-            pseudo = PseudoRows(extra, sp.csr_matrix(stats.project(extra) * w), guessed[keep], weights[keep])
-            third = _fit(x, y, lsa, w, scale, stats, config, seed, pseudo)
+            pseudo = PseudoRows(
+                extra,
+                sp.csr_matrix(stats.project(extra) * w),
+                guessed[keep],
+                weights[keep],
+                rest_vectors[keep] if rest_vectors is not None else None,
+            )
+            third = _fit(x, y, lsa, w, scale, stats, config, seed, pseudo, dense)
             rows = (np.concatenate([y, guessed[keep]]), np.concatenate([np.ones(len(y)), weights[keep]]))
             without = held(folded, intercept, y, None) if held is not None else -math.inf
             with_pseudo = held(third[0], third[1], *rows) if held is not None else math.inf
@@ -198,7 +253,7 @@ def solve(
                 with_pseudo,
                 without,
             )
-    vocabulary = x.shape[1]
+    vocabulary = folded.shape[1]  # the TF-IDF columns, and the vectors' after them where the encoder block joined
     if shift_to is not None:
         intercept = intercept + prior_shift(fitted_rows[0], shift_to, fitted_rows[1])
     if config.n_classes == 2:
@@ -228,10 +283,13 @@ def _held_out(
     stats: CorpusStats,
     present: npt.NDArray[np.int64],
     shift_to: npt.NDArray[np.float64] | None,
+    vectors: Dense | None = None,
 ) -> HeldOut | None:
+    """``vectors``: the validation rows' sentence vectors, which a fit with the encoder block needs to be scored."""
     if validation is None or validation[0].shape[0] == 0:
         return None
-    rows, truth = tfidf(validation[0], stats.idf), np.asarray(validation[1], dtype=np.int64)
+    tfidf_rows, truth = tfidf(validation[0], stats.idf), np.asarray(validation[1], dtype=np.int64)
+    with_vectors = join(tfidf_rows, vectors)
 
     def accuracy(
         folded: npt.NDArray[np.float64],
@@ -241,6 +299,7 @@ def _held_out(
     ) -> float:
         if shift_to is not None:
             intercept = intercept + prior_shift(y, shift_to, weights)
+        rows = with_vectors if folded.shape[1] > tfidf_rows.shape[1] else tfidf_rows
         return float((present[_predicted(rows, folded, intercept).argmax(axis=1)] == truth).mean())
 
     return accuracy
@@ -253,15 +312,20 @@ def choose_settings(
     config: ModelConfig,
     seed: int,
     held: HeldOut | None = None,
+    vectors: Dense | None = None,
 ) -> tuple[selection.Choice, Fit | None]:
-    """The fit's C and blocks, and the labels-only fit with them where choosing made it.
+    """The fit's C and blocks, and the labels-only fit with them where choosing made it. ``vectors`` (the labelled
+    rows' sentence vectors) add the encoder block to the grid, with and without it.
 
     ``config.linear_select``: ``"validation"`` with a ``held`` scorer, every combination of the configured blocks
     fitted on the labels at ``config.linear_c`` and scored on the validation split; ``"folds"``, k-fold
     cross-validation on the labels over C and the blocks (alloop.models.linear_selection), each fold's naive-Bayes
     importance from its own training rows so that no held-out label shapes the features it is scored with;
     otherwise the configured settings."""
-    configured = selection.Choice(config.linear_c, config.linear_nb_scale, config.linear_lsa_components > 0)
+    encoder_scale = config.linear_encoder_scale if vectors is not None else 0.0
+    configured = selection.Choice(
+        config.linear_c, config.linear_nb_scale, config.linear_lsa_components > 0, encoder=encoder_scale
+    )
     projected = stats.project(x) if config.linear_lsa_components > 0 else None
 
     def fit(choice: selection.Choice, train: npt.NDArray[np.int64] | slice) -> Fit:
@@ -273,16 +337,19 @@ def choose_settings(
             else sp.csr_matrix((rows.shape[0], stats.basis.shape[1]))
         )
         scale = choice.nb_scale * nb_importance(rows, labels) if choice.nb_scale > 0 else None
-        return _fit(rows, labels, lsa, w, scale, stats, replace(config, linear_c=choice.c), seed)
+        dense = _Block(vectors[train], choice.encoder) if vectors is not None and choice.encoder else None
+        return _fit(rows, labels, lsa, w, scale, stats, replace(config, linear_c=choice.c), seed, dense=dense)
 
     if config.linear_select == "validation" and held is not None:
-        fits: dict[tuple[float, float, bool], Fit] = {}
+        fits: dict[tuple[float, float, bool, float], Fit] = {}
 
         def score(choice: selection.Choice) -> float:
-            made = fits[choice.c, choice.nb_scale, choice.lsa] = fit(choice, slice(None))
+            made = fits[choice.c, choice.nb_scale, choice.lsa, choice.encoder] = fit(choice, slice(None))
             return held(made[0], made[1], y, None)
 
-        grid = selection.candidates(config.linear_nb_scale, config.linear_lsa_components, (config.linear_c,))
+        grid = selection.candidates(
+            config.linear_nb_scale, config.linear_lsa_components, (config.linear_c,), encoder_scale
+        )
         chosen = selection.best(grid, score)
         log.info(
             "blocks chosen on the validation split with %d labels: %s (accuracy %.4f)",
@@ -290,7 +357,7 @@ def choose_settings(
             chosen.describe(),
             chosen.cv_accuracy,
         )
-        return chosen, fits[chosen.c, chosen.nb_scale, chosen.lsa]
+        return chosen, fits[chosen.c, chosen.nb_scale, chosen.lsa, chosen.encoder]
     if config.linear_select != "folds":
         return configured, None
     splits = selection.folds(y, config.linear_select_folds, config.linear_select_rows, seed)
@@ -299,10 +366,14 @@ def choose_settings(
         choice: selection.Choice, train: npt.NDArray[np.int64], held_rows: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.int64]:
         folded, intercept, _ = fit(choice, train)
-        return np.unique(y[train])[_predicted(x[held_rows], folded, intercept).argmax(axis=1)]
+        rows = join(x[held_rows], vectors[held_rows] if vectors is not None and choice.encoder else None)
+        return np.unique(y[train])[_predicted(rows, folded, intercept).argmax(axis=1)]
 
     chosen = selection.choose(
-        selection.candidates(config.linear_nb_scale, config.linear_lsa_components), splits, y, predict
+        selection.candidates(config.linear_nb_scale, config.linear_lsa_components, encoder_scale=encoder_scale),
+        splits,
+        y,
+        predict,
     )
     log.info(
         "settings chosen by %d-fold cross-validation on %d labels: %s (held-out accuracy %.4f)",
@@ -328,6 +399,27 @@ class PseudoRows(NamedTuple):
     lsa: sp.csr_matrix  # their LSA coordinates, already weighted
     labels: npt.NDArray[np.int64]
     weights: npt.NDArray[np.float64]
+    vectors: Dense | None = None  # their sentence vectors, where the fit has the encoder block
+
+
+class _Block(NamedTuple):
+    """The encoder block of a fit: the labelled rows' sentence vectors and the block's weight."""
+
+    vectors: Dense
+    weight: float
+
+
+def _check_vectors(vectors: Vectors, rows: int, corpus: sp.csr_matrix | None, validation: Validation | None) -> None:
+    """Vectors must come for every row they stand beside: a missing block would silently score against nothing."""
+    if len(vectors.train) != rows:
+        raise ValueError(f"{len(vectors.train)} sentence vectors for {rows} labelled rows")
+    if corpus is not None and vectors.corpus is not None and len(vectors.corpus) != corpus.shape[0]:
+        raise ValueError(f"{len(vectors.corpus)} sentence vectors for {corpus.shape[0]} corpus rows")
+    if corpus is not None and corpus.shape[0] and vectors.corpus is None:
+        raise ValueError("sentence vectors for the labelled rows but not for the corpus rows")
+    rows_held = validation[0].shape[0] if validation is not None else 0
+    if rows_held and (vectors.validation is None or len(vectors.validation) != rows_held):
+        raise ValueError("the validation rows need a sentence vector each")
 
 
 def prior_shift(
@@ -367,19 +459,28 @@ def _fit(
     config: ModelConfig,
     seed: int,
     pseudo: PseudoRows | None = None,
+    dense: _Block | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
-    """One logistic fit on ``[x, scale * x, lsa]``, folded onto the TF-IDF columns: (weights, intercepts, loss),
-    one row per logit over the present classes (one row for two classes). ``pseudo`` rows join the fit with their
-    weights; the loss is the labelled rows' alone."""
+    """One logistic fit on ``[x, scale * x, lsa, e * vectors]``, folded onto the TF-IDF columns (and, with the
+    encoder block ``dense``, its vectors' columns after them): (weights, intercepts, loss), one row per logit over
+    the present classes (one row for two classes). ``pseudo`` rows join the fit with their weights; the loss is the
+    labelled rows' alone."""
     from sklearn.linear_model import LogisticRegression
 
     vocabulary = x.shape[1]
     labelled = len(y)
     weights = None
+    vectors = dense.vectors if dense is not None else None
     if pseudo is not None:
         x, lsa = sp.vstack([x, pseudo.tfidf], format="csr"), sp.vstack([lsa, pseudo.lsa], format="csr")
         y, weights = np.concatenate([y, pseudo.labels]), np.concatenate([np.ones(labelled), pseudo.weights])
+        if vectors is not None:
+            if pseudo.vectors is None:
+                raise ValueError("pseudo-labelled rows need sentence vectors when the fit has the encoder block")
+            vectors = np.concatenate([vectors, pseudo.vectors])
     blocks = [x] + ([x @ sp.diags(scale)] if scale is not None else []) + [lsa]
+    if dense is not None and vectors is not None:
+        blocks.append(sp.csr_matrix(np.asarray(vectors, dtype=np.float64) * dense.weight))
     features = sp.hstack(blocks, format="csr")
     width = features.shape[1]
     # Only the columns some row uses: an L2 fit gives every other column a weight of exactly 0, so leaving them out
@@ -403,7 +504,10 @@ def _fit(
     train_loss = float(-np.mean(np.log(fitted)))
     coef = np.zeros((model.coef_.shape[0], width))  # (1, columns) for two present classes, (present, columns) else
     coef[:, used] = model.coef_
-    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, width - stats.basis.shape[1] :])
+    lsa_start = 2 * vocabulary if scale is not None else vocabulary
+    folded = coef[:, :vocabulary] + w * stats.unproject(coef[:, lsa_start : lsa_start + stats.basis.shape[1]])
     if scale is not None:
         folded += coef[:, vocabulary : 2 * vocabulary] * scale
+    if dense is not None:
+        folded = np.hstack([folded, dense.weight * coef[:, lsa_start + stats.basis.shape[1] :]])
     return folded, model.intercept_.astype(np.float64), train_loss
