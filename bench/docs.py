@@ -73,6 +73,12 @@ def _encoder() -> str:
     return encoder.report(json.loads((RESULTS / "encoder.json").read_text()))
 
 
+def _encoder_block() -> str:
+    from bench import encoder_block
+
+    return encoder_block.report(json.loads((RESULTS / "encoder_block.json").read_text()))
+
+
 def _configuration() -> str:
     from alloop import environment
 
@@ -94,6 +100,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "scale-summary": _scale_summary,
     "pool-sample": _pool_sample,
     "encoder": _encoder,
+    "encoder-block": _encoder_block,
     "imdb": _label_efficiency("label_efficiency.json"),
     "imdb-quick": _label_efficiency("label_efficiency_quick.json"),
 }

@@ -18,6 +18,7 @@ from alloop.config import DEFAULT_POOL, QuerySettings
 from alloop.errors import FailedPrecondition, InvalidRequest, PermissionDenied, ResourceExhausted
 from alloop.identity import ANONYMOUS, Caller
 from alloop.models.text_model import Features
+from alloop.store.embeddings import EmbeddingStore
 from alloop.store.keys import item_member
 from alloop.store.labeling import LabelingStore, LabelSubmission, Lease, QueuedTask, SubmitResult
 from alloop.store.pool import PoolStore
@@ -84,11 +85,11 @@ class QueryApp:
         metrics: Metrics | None = None,
         gate: Callable[[], None] = lambda: None,
         embedder: ShardEmbedder | None = None,
-        embedded: Callable[[str, int], bool] | None = None,
+        embeddings: EmbeddingStore | None = None,
     ) -> None:
         """``gate`` runs before anything reads or writes the store (alloop.store.layout.LayoutGate.ensure);
-        ``embedder``, where a sentence encoder is configured, embeds arriving pool items, and ``embedded`` says
-        whether a shard's vectors are stored (the score index waits for them)."""
+        ``embedder``, where a sentence encoder is configured, embeds arriving pool items into ``embeddings`` (the
+        score index waits for a shard's vectors)."""
         self.settings = settings
         self.gate = gate
         self.pools = pools
@@ -106,7 +107,7 @@ class QueryApp:
             claim_idle_ms=int(settings.score_claim_seconds * 1000),
             on_scored=self._count_index_scoring,
             gate=gate,
-            embedded=embedded,
+            embeddings=embeddings,
         )
 
     def _count_index_scoring(self, items: int, seconds: float) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from alloop.models.encoder import shared
-from alloop.store.embeddings import DTYPE, EmbeddingStore
+from alloop.errors import Unavailable
+from alloop.store.embeddings import EmbeddingStore
 from alloop.store.pool import PoolStore
 from alloop.store.work import Work
 
@@ -94,10 +94,18 @@ class ShardEmbedder:
         self._thread = threading.Thread(target=self._run, name="shard-embedder", daemon=True)
         self._thread.start()
 
+    REPOST_SECONDS = 30.0
+    """How often the thread posts every pool's shards never posted: an upload through a replica without an encoder
+    posts none, and such shards would otherwise wait for an encoder replica to restart."""
+
     def _run(self) -> None:
+        posted_at = time.monotonic()
         while not self._stop.is_set():
             try:
                 self._gate()
+                if time.monotonic() - posted_at > self.REPOST_SECONDS:
+                    self.post_all()
+                    posted_at = time.monotonic()
                 self.step(block_ms=500)
             except redis.exceptions.RedisError as exc:
                 log.warning("shard embedder: Redis cannot be used (%s: %s); retrying", type(exc).__name__, exc)
@@ -113,18 +121,24 @@ class ShardEmbedder:
             self._thread.join(timeout=5)
 
 
-def stored_or_embedded(store: EmbeddingStore) -> Callable[[str, Sequence[str], Sequence[str]], npt.NDArray[np.float32]]:
-    """``(pool, ids, texts) -> vectors``: each item's stored vector, or for an item the workers have not reached
-    yet, the encoder's, rounded as the store would keep it (query_service.features.SentenceVectors)."""
+def stored_vectors(store: EmbeddingStore) -> Callable[[str, Sequence[str], Sequence[str]], npt.NDArray[np.float32]]:
+    """``(pool, ids, texts) -> vectors``: each item's stored vector (query_service.features.SentenceVectors).
+
+    An item the embedding workers have not reached yet makes the call fail with :class:`Unavailable` rather than
+    be embedded here: a Query that scores a sample could otherwise run the encoder on hundreds of thousands of
+    items on the request path (the score index never asks: it waits for a shard's vectors)."""
 
     def vectors(pool: str, ids: Sequence[str], texts: Sequence[str]) -> npt.NDArray[np.float32]:
         stored = store.vectors(pool, ids)
-        missing = [i for i, row in enumerate(stored) if row is None]
+        missing = sum(row is None for row in stored)
         if missing:
-            _, encoder = shared.encoder()
-            fresh = encoder.embed([texts[i] for i in missing])  # type: ignore[attr-defined]
-            for i, row in zip(missing, fresh.astype(DTYPE).astype(np.float32), strict=True):
-                stored[i] = row
+            progress = store.progress(pool)
+            raise Unavailable(
+                f"{missing} of the {len(ids)} items this request scores in pool {pool!r} have no sentence vector yet "
+                f"(the pool is being embedded: {progress.shards_done} of {progress.shards_posted} shards done); "
+                "the served version needs them: retry when the pool is embedded, or use an uncertainty strategy, "
+                "which answers from the previous complete ranking meanwhile"
+            )
         return np.stack(stored).astype(np.float32, copy=False)  # type: ignore[arg-type]
 
     return vectors

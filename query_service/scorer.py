@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import redis
 
+from alloop.store.embeddings import EmbeddingStore
 from alloop.store.pool import PoolStore
 from alloop.store.scores import MEASURE_PARTS, ScoreIndex
 from alloop.store.work import Work
@@ -39,7 +40,7 @@ class ShardScorer:
         consumer: str | None = None,
         on_scored: Callable[[int, float], None] | None = None,
         gate: Callable[[], None] = lambda: None,
-        embedded: Callable[[str, int], bool] | None = None,
+        embeddings: EmbeddingStore | None = None,
     ) -> None:
         self._index = index
         self._pools = pools
@@ -49,9 +50,9 @@ class ShardScorer:
         self.consumer = consumer or f"replica-{uuid.uuid4().hex[:12]}"
         self._on_scored = on_scored or (lambda items, seconds: None)
         self._gate = gate  # before the first read of the store (alloop.store.layout.LayoutGate.ensure)
-        # Whether a shard's sentence vectors are stored (alloop.store.embeddings.EmbeddingStore.shard_done): a version
-        # that joins them to its input scores a shard only then, and never runs the encoder on pool items.
-        self._embedded = embedded
+        # The pools' sentence vectors: a version that joins them to its input scores a shard only once its vectors
+        # are stored, and never runs the encoder on pool items.
+        self._embeddings = embeddings
         self.waiting_for_vectors = 0  # shards put off until their vectors are stored
         self._opened: set[int] = set()
         self._stop = threading.Event()
@@ -76,7 +77,7 @@ class ShardScorer:
         return len(work)
 
     def score(self, served: ServedModel, work: Work) -> None:
-        if served.predictor.sentence_width and self._embedded is not None and not self._embedded(work.pool, work.shard):
+        if self._waits_for(served) and not self._embeddings.shard_done(work.pool, work.shard):  # type: ignore[union-attr]
             # Left unacknowledged: taken again (by any replica) once it has been idle ALLOOP_SCORE_CLAIM_SECONDS.
             self.waiting_for_vectors += 1
             return
@@ -97,10 +98,16 @@ class ShardScorer:
         """Take entries of ``served``'s work (any pool's) until its ranking of ``pool`` is complete or the
         monotonic ``deadline`` passes; then return, complete or not."""
         self.open(served.version)
+        if self._waits_for(served) and not self._embeddings.progress(pool).complete:  # type: ignore[union-attr]
+            return  # its shards wait for vectors, not for a scorer: helping would only wait out the deadline
         while not self._index.progress(pool, served.version).complete and time.monotonic() < deadline:
             if not self.step(served, block_ms=None):
                 # Nothing to take: another replica is scoring the last shards; wait for it, not on the stream.
                 time.sleep(0.02)
+
+    def _waits_for(self, served: ServedModel) -> bool:
+        """Whether ``served`` scores from stored sentence vectors (and so a shard waits until they are there)."""
+        return bool(served.predictor.sentence_width) and self._embeddings is not None
 
     # --- the replica's background thread ---------------------------------------------------------------------
     def start(self) -> None:

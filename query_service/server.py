@@ -32,7 +32,7 @@ from alloop.store.versions import VersionRegistry
 from alloop.telemetry import Metrics, gauge
 from alloop.v1 import query_pb2, query_pb2_grpc
 from query_service.app import QueryApp
-from query_service.embedder import ShardEmbedder, stored_or_embedded
+from query_service.embedder import ShardEmbedder, stored_vectors
 from query_service.features import FeatureCache
 from query_service.model_holder import ModelHolder
 from query_service.servicer import QueryServicer
@@ -135,11 +135,11 @@ def create_server(settings: QuerySettings, client: Client) -> RunningQueryServic
         labeling,
         holder,
         index,
-        FeatureCache(settings.feature_cache_rows, stored_or_embedded(store) if store is not None else None),
+        FeatureCache(settings.feature_cache_rows, stored_vectors(store) if store is not None else None),
         metrics,
         gate=gate.ensure,
         embedder=embedder,
-        embedded=store.shard_done if store is not None else None,
+        embeddings=store,
     )
     stopping = threading.Event()
     bound = new_server(

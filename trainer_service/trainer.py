@@ -45,7 +45,7 @@ from alloop.stopping import Stability, cohen_kappa, stabilizing_predictions
 from alloop.store import layout
 from alloop.store.connection import Client
 from alloop.store.embeddings import EmbeddingStore
-from alloop.store.keys import Keys, parse_member
+from alloop.store.keys import Keys, item_member
 from alloop.store.pool import PoolStore, choose_stop_set
 from alloop.store.training import TrainingSetStore
 from alloop.store.versions import VersionRegistry
@@ -268,15 +268,16 @@ class Trainer:
             return model, None
         return None, parts(model)[0]
 
-    def _corpus_ids(self, sampled: bool) -> dict[str, list[str]]:
-        """The ids whose texts are this round's corpus (what ``sample_texts`` read), per pool."""
-        if sampled:
-            return self.pools.sample_ids(self.settings.pool_sample_items, self.settings.training.seed)
-        ids: dict[str, list[str]] = {}
-        for member in self.pools.members():
-            pool, item_id = parse_member(member)
-            ids.setdefault(pool, []).append(item_id)
-        return ids
+    def _pool_text(self) -> tuple[list[str], bool, dict[str, list[str]]]:
+        """The round's pool text, whether it is a sample, and (for the encoder block: their vectors are read by
+        id) the ids whose texts they are, per pool."""
+        if not self._family.pool_text:
+            return [], False, {}
+        limit, seed = self.settings.pool_sample_items, self.settings.training.seed
+        if self._vectors is not None:
+            return self.pools.sample_corpus(limit, seed)
+        texts, sampled = self.pools.sample_texts(limit, seed)
+        return texts, sampled, {}
 
     def _hold_lock(self, token: str, done: threading.Event) -> None:
         """Renew the round lock while the round runs, so it outlives long epochs but not a dead process."""
@@ -306,15 +307,11 @@ class Trainer:
             work_dir = Path(tempfile.mkdtemp(prefix=f"alloop-round-{round_no}-"))
             cleanup.append(work_dir)
             with phases("pool_text"):
-                unlabeled, sampled = (
-                    self.pools.sample_texts(self.settings.pool_sample_items, self.settings.training.seed)
-                    if self._family.pool_text
-                    else ([], False)
-                )
+                unlabeled, sampled, corpus_ids = self._pool_text()
                 unlabeled_digest = texts_digest(unlabeled)
             if self._vectors is not None:
                 with phases("sentence_vectors"):
-                    self._vectors.load([i.member for i in items], self._corpus_ids(sampled))
+                    self._vectors.load([i.member for i in items], corpus_ids)
             with phases("previous"):
                 previous, vocabulary = self._previous(unlabeled_digest)
             with phases("train"):
@@ -449,6 +446,7 @@ class Trainer:
         texts = [found[item] for item in stop_set]
         predictor = Predictor(model)
         if predictor.sentence_width and self._vectors is not None:  # the stored vectors, not the encoder again
+            self._vectors.add(item_member(pool, item_id) for pool, item_id in stop_set)
             features = predictor.features_with_vectors(texts, self._vectors.every(texts))
             labels = predictor.predict_proba_features(features).argmax(axis=1).tolist()
         else:

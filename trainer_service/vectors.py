@@ -41,17 +41,21 @@ class RoundVectors:
 
     def load(self, labelled_members: Iterable[str], pool_ids: dict[str, list[str]]) -> None:
         """Read the stored vectors of the round's labelled items (member strings) and of its corpus items
-        (``pool_ids``: the ids per pool whose texts are the corpus)."""
+        (``pool_ids``: the ids per pool whose texts are the corpus), forgetting the previous round's."""
         self._stored = {}
         self.missing_in_store = 0
+        self.add(labelled_members)
+        for pool, ids in pool_ids.items():
+            self._read(pool, ids, corpus=True)
+
+    def add(self, members: Iterable[str]) -> None:
+        """Read the stored vectors of more pool items (member strings: the labelled items, the stop set)."""
         by_pool: dict[str, list[str]] = defaultdict(list)
-        for member in labelled_members:
+        for member in members:
             pool, item_id = parse_member(member)
             by_pool[pool].append(item_id)
         for pool, ids in by_pool.items():
             self._read(pool, ids, corpus=False)
-        for pool, ids in pool_ids.items():
-            self._read(pool, ids, corpus=True)
 
     def _read(self, pool: str, ids: list[str], corpus: bool) -> None:
         for start in range(0, len(ids), TEXT_READ_CHUNK):

@@ -226,6 +226,28 @@ class PoolStore:
                 texts.extend(t for t in self.texts(pool, ids[start : start + TEXT_READ_CHUNK]) if t is not None)
         return sorted(texts), True
 
+    def sample_corpus(self, limit: int, seed: int) -> tuple[list[str], bool, dict[str, list[str]]]:
+        """:meth:`sample_texts`, and the ids whose texts they are, per pool, read together (an upload between two
+        reads could otherwise change the sample's shares)."""
+        sizes = self._sizes()
+        texts: list[str] = []
+        ids: dict[str, list[str]] = {}
+        if sum(sizes.values()) <= limit:
+            for pool in sorted(sizes):
+                items = cast("dict[str, str]", self._r.hgetall(self._keys.pool_items(pool)))
+                ids[pool] = list(items)
+                texts.extend(items.values())
+            return sorted(texts), False, ids
+        for pool, chosen in self._sample(sizes, limit, seed).items():
+            kept = ids.setdefault(pool, [])
+            for start in range(0, len(chosen), TEXT_READ_CHUNK):
+                chunk = chosen[start : start + TEXT_READ_CHUNK]
+                for item_id, text in zip(chunk, self.texts(pool, chunk), strict=True):
+                    if text is not None:
+                        kept.append(item_id)
+                        texts.append(text)
+        return sorted(texts), True, ids
+
     def sample_ids(self, limit: int, seed: int) -> dict[str, list[str]]:
         """A seeded sample of ``limit`` item ids in all (the pools hold more), per pool, each pool's share in proportion to its size.
 

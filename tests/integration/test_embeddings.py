@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alloop.errors import Unavailable
 from alloop.models.encoder import SentenceEncoder
 from alloop.models.encoder.files import NAME
 from alloop.store.embeddings import EmbeddingStore
 from alloop.store.pool import PoolStore
-from query_service.embedder import ShardEmbedder
+from query_service.embedder import ShardEmbedder, stored_vectors
 from tests.conftest import BACKENDS
 from tests.integration.services import wait_for
 from tests.integration.test_query_api import reviews, start
@@ -85,6 +86,17 @@ def test_a_shard_recorded_twice_keeps_its_first_vectors(redis_client, keys):
     assert other.vectors("p", ["a"]) == [None]
     with pytest.raises(ValueError, match="2 ids and 1 vectors"):
         store.record("p", 2, ["a", "b"], ones[:1])
+
+
+def test_a_request_that_needs_vectors_not_stored_yet_is_refused_not_embedded(redis_client, keys):
+    store = EmbeddingStore(redis_client, keys, NAME)
+    PoolStore(redis_client, keys).add("p", snippets(3), chunk=10)
+    store.post_missing("p", 1)
+    vectors = stored_vectors(store)
+    with pytest.raises(Unavailable, match="2 of the 2 items .* pool 'p' have no sentence vector yet .* 0 of 1 shards"):
+        vectors("p", ["s000", "s001"], ["", ""])
+    store.record("p", 1, ["s000", "s001"], np.eye(2, 4, dtype=np.float32))
+    np.testing.assert_array_equal(vectors("p", ["s001", "s000"], ["", ""]), np.eye(2, 4)[::-1])
 
 
 def test_work_a_dead_replica_took_is_taken_over(redis_client, keys, encoder):

@@ -40,6 +40,7 @@ def test_a_round_fits_the_stored_vectors_and_the_version_takes_raw_strings(
         common=common,
         model=WITH_BLOCK,
         training=replace(TINY_TRAINING, epochs=10, warm_start=False),
+        pool_sample_items=150,  # past it (the pools reach 320 items) a round's corpus and stop set are samples
     )
     query = create_query_server(replace(query_settings, common=common, score_claim_seconds=1.0), redis_client)
     trainer = create_trainer_server(settings, redis_client)
@@ -100,6 +101,7 @@ def test_a_round_fits_the_stored_vectors_and_the_version_takes_raw_strings(
         wait_for(lambda: query.holder.current_or_none().version == 2, timeout=180, what="version 2 served")
         vectors = trainer.trainer._vectors
         assert vectors is not None and vectors.missing_in_store == 0
+        assert version_two_corpus_was_sampled(query)
         assert not set(texts.values()) & set(vectors._embedded)  # the splits and the initial set only
         version = t.ListModelVersions(trainer_pb2.ListModelVersionsRequest()).versions[-1]
         assert version.version == 2 and version.metrics.accuracy >= 0.8
@@ -117,6 +119,11 @@ def test_a_round_fits_the_stored_vectors_and_the_version_takes_raw_strings(
     finally:
         query.stop(0)
         trainer.stop(0)
+
+
+def version_two_corpus_was_sampled(query) -> bool:  # type: ignore[no-untyped-def]
+    metadata = query.holder.current().metadata
+    return bool(metadata["unlabeled_sampled"]) and metadata["unlabeled_size"] == 150
 
 
 def test_a_process_without_the_encoder_cannot_load_such_a_version_and_says_why(encoder_dir, tmp_path):
@@ -143,7 +150,7 @@ def test_a_process_without_the_encoder_cannot_load_such_a_version_and_says_why(e
     try:
         shared.configure(None)
         assert "set ALLOOP_ENCODER_DIR" in refusal()
-        shared.configure(tmp_path / "elsewhere")  # other weights: here, none at all
+        shared.configure(tmp_path / "elsewhere")  # a directory without the encoder's files
         assert "elsewhere" in refusal()
         shared.configure(encoder_dir)
         assert parts(keras.saving.load_model(path, compile=False))[0].encoder_sha256 == sha256

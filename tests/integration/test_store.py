@@ -103,6 +103,15 @@ def test_a_sample_of_large_pools_is_seeded_and_in_proportion_to_their_sizes(pool
     assert sorted(str(pools.texts(pool, [item_id])[0]) for pool, item_id in members) == texts
 
 
+@pytest.mark.parametrize("limit", [100, 1000])
+def test_a_corpus_comes_with_the_ids_whose_texts_it_holds(pools, limit):
+    pools.add("big", [(f"b{n}", f"big {n}") for n in range(600)], chunk=20)
+    pools.add("small", [(f"s{n}", f"small {n}") for n in range(200)], chunk=20)
+    texts, sampled, ids = pools.sample_corpus(limit, seed=3)
+    assert (texts, sampled) == pools.sample_texts(limit, seed=3) and sampled == (limit < 800)
+    assert sorted(str(pools.texts(pool, [i])[0]) for pool, chosen in ids.items() for i in chosen) == texts
+
+
 def test_a_sample_reads_a_bounded_number_of_shards_not_the_pool(pools, monkeypatch):
     pools.add("p", [(f"i{n:04}", f"text {n}") for n in range(1600)], chunk=20)  # 80 shards of 20
     read: list[int] = []

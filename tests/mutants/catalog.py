@@ -144,15 +144,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/integration/test_encoder_block.py",
     ),
     Mutant(
-        "index-scores-before-vectors",
-        EMBED,
-        "the score index scores a shard before its vectors are stored, embedding its items itself",
-        "query_service/scorer.py",
-        "        if served.predictor.sentence_width and self._embedded is not None and not self._embedded(work.pool, work.shard):\n",
-        "        if False:\n",
-        "tests/integration/test_encoder_block.py",
-    ),
-    Mutant(
         "upload-posts-only-new-shards",
         INDEX,
         "an upload posts only the shards it created, so the second try of a killed upload posts nothing",

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from alloop.models.config import ModelConfig
-from alloop.models.linear import Vectors, corpus_stats, join, predict_proba, solve, tfidf
-from tests.unit.test_linear_solve import binary_reference, counts_matrix, separable
+from alloop.models.linear import Vectors, corpus_stats, join, lsa_weight, predict_proba, solve, tfidf
+from tests.unit.test_linear_solve import augment, binary_reference, counts_matrix, separable
 
 WIDTH = 8  # sentence vectors' width in these tests
 
@@ -43,6 +43,17 @@ BASE = ModelConfig(
 )
 
 
+def assert_scores_what_the_fit_optimized(x, vectors, y, kernel, bias, design) -> None:  # type: ignore[no-untyped-def]
+    """The folded kernel on ``[tfidf, vectors]`` gives the decision values of an independent fit on ``design``."""
+    reference = binary_reference().fit(design, y)
+    np.testing.assert_allclose(
+        np.asarray(join(x, vectors) @ kernel).ravel() + bias[0],
+        reference.decision_function(design),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
 def test_the_fold_scores_exactly_what_the_fit_optimized_on_the_joined_rows():
     rng = np.random.default_rng(3)
     y = (rng.random(120) < 0.5).astype(int)
@@ -53,17 +64,24 @@ def test_the_fold_scores_exactly_what_the_fit_optimized_on_the_joined_rows():
     assert kernel.shape == (40 + WIDTH, 1)  # the vocabulary's columns, then the vectors'
     x = tfidf(counts, stats.idf)
     design = sp.hstack([x, sp.csr_matrix(vectors * 2.0)], format="csr")  # written out independently of solve()
-    reference = binary_reference().fit(design, y)
-    np.testing.assert_allclose(
-        np.asarray(join(x, vectors) @ kernel).ravel() + bias[0],
-        reference.decision_function(design),
-        rtol=1e-4,
-        atol=1e-4,
-    )
+    assert_scores_what_the_fit_optimized(x, vectors, y, kernel, bias, design)
     probs = predict_proba(counts, stats.idf, kernel, bias, vectors)
     assert (probs.argmax(axis=1) == y).mean() > 0.95
     with pytest.raises(ValueError, match="need their sentence vectors"):
         predict_proba(counts, stats.idf, kernel, bias)
+
+
+def test_the_fold_holds_with_every_block_at_once():
+    rng = np.random.default_rng(8)
+    y = (rng.random(150) < 0.5).astype(int)
+    counts, vectors = noise_counts(150, 9), informative_vectors(y, 9)
+    stats = corpus_stats(counts, components=5, seed=0)
+    config = replace(BASE, linear_select="configured", linear_nb_scale=2.0, linear_lsa_components=5)
+    kernel, bias, _ = solve(counts, y, stats, config, 0, vectors=Vectors(vectors))
+    x = tfidf(counts, stats.idf)
+    w = lsa_weight(len(y), config.linear_lsa_pivot)
+    design = sp.hstack([augment(x, y, stats, 2.0, w), sp.csr_matrix(vectors * 2.0)], format="csr")  # [x, nb, lsa, e*v]
+    assert_scores_what_the_fit_optimized(x, vectors, y, kernel, bias, design)
 
 
 def test_the_validation_split_joins_the_block_only_where_it_pays():
