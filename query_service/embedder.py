@@ -53,7 +53,9 @@ class ShardEmbedder:
         self._thread: threading.Thread | None = None
 
     def post_all(self) -> int:
-        """Hand out every shard of every pool that was never handed out; returns how many."""
+        """Hand out every shard of every pool that was never handed out; returns how many. Creates the work's group
+        first (again after a Redis error: a restarted Redis may have lost it)."""
+        self._store.open()
         posted = sum(self._store.post_missing(pool, self._pools.shard_count(pool)) for pool in self._pools.names())
         self._posted = True
         return posted

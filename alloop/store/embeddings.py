@@ -70,15 +70,15 @@ class EmbeddingStore:
         )
 
     # --- work: alloop.store.work --------------------------------------------------------------------------------
-    def post_missing(self, pool: str, shard_count: int) -> int:
-        """Hand out every shard of ``pool`` not handed out yet (the stream and its group are created first)."""
-        if int(self._r.scard(self._keys.embed_posted(pool, self.encoder))) >= shard_count:
-            return 0
+    def open(self) -> None:
+        """Create the work stream's group (idempotent); a worker does it once before it takes entries."""
         self.work.open()
-        return self.work.post(pool, list(range(1, shard_count + 1)))
+
+    def post_missing(self, pool: str, shard_count: int) -> int:
+        """Hand out every shard of ``pool`` not handed out yet."""
+        return self.work.post_missing(pool, shard_count)
 
     def take(self, consumer: str, block_ms: int | None, claim_idle_ms: int) -> list[Work]:
-        self.work.open()
         return self.work.take(consumer, block_ms, claim_idle_ms)
 
     def done(self, work: Work) -> None:
